@@ -1,0 +1,150 @@
+"""Architecture -> Qiskit ``QuantumCircuit``: embeddings, rotation blocks and entanglers.
+
+Every circuit uses only gates in IBM's basis after transpilation (h, rx, ry, rz, rzz, cx), and the
+amplitude embedding is a tree of uniformly controlled RY rotations (no opaque ``initialize``), so
+that the same circuit is simulated exactly, transpiled for hardware and cut.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from qiskit.circuit import ParameterVector, QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+
+from .space import ROTATION_GATES, Architecture
+
+
+@dataclass(frozen=True)
+class BuiltCircuit:
+    circuit: QuantumCircuit
+    inputs: ParameterVector
+    weights: ParameterVector
+
+
+def entangler_pairs(kind: str, n_qubits: int, r: int = 1) -> list[tuple[int, int]]:
+    """The (control, target) CNOT pairs of one entangling layer, in circuit order."""
+    n = n_qubits
+    if n < 2 or kind == "none":
+        return []
+    if kind == "chain":
+        return [(i, i + 1) for i in range(n - 1)]
+    if kind == "full":
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+    ring = [(i, (i + r) % n) for i in range(n)]
+    if kind == "all":
+        return ring
+    if kind == "odd":
+        return ring[1::2]
+    if kind == "even":
+        return ring[0::2]
+    raise ValueError(f"invalid entangler={kind!r}")
+
+
+def z_observables(n_qubits: int) -> list[SparsePauliOp]:
+    """``Z_i`` on each qubit i, in qubit order (the QNN outputs)."""
+    return [SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], n_qubits) for i in range(n_qubits)]
+
+
+def _uniformly_controlled_ry(qc: QuantumCircuit, angles: list, controls: list[int], target: int) -> None:
+    """RY(angles[k]) on ``target`` when the ``controls`` (little-endian) hold the integer k.
+
+    Recursive CNOT decomposition: with c the last control, RY(a) CX(c,t) RY(b) CX(c,t) gives a + b
+    when c = 0 and a - b when c = 1 (X RY(b) X = RY(-b)), so a = (a0 + a1)/2, b = (a0 - a1)/2.
+    """
+    if not controls:
+        qc.ry(angles[0], target)
+        return
+    half = len(angles) // 2
+    low, high = angles[:half], angles[half:]
+    _uniformly_controlled_ry(qc, [(a0 + a1) / 2 for a0, a1 in zip(low, high)], controls[:-1], target)
+    qc.cx(controls[-1], target)
+    _uniformly_controlled_ry(qc, [(a0 - a1) / 2 for a0, a1 in zip(low, high)], controls[:-1], target)
+    qc.cx(controls[-1], target)
+
+
+def _embed(qc: QuantumCircuit, arch: Architecture, x: ParameterVector) -> None:
+    n = arch.n_qubits
+    if arch.embedding == "angle_x":
+        for i in range(n):
+            qc.rx(x[i], i)
+    elif arch.embedding == "angle_y":
+        for i in range(n):
+            qc.ry(x[i], i)
+    elif arch.embedding == "angle_z":
+        for i in range(n):
+            qc.h(i)
+            qc.rz(x[i], i)
+    elif arch.embedding == "zz":
+        for i in range(n):
+            qc.h(i)
+            qc.rz(2 * x[i], i)
+        for i in range(n - 1):
+            qc.rzz(2 * (np.pi - x[i]) * (np.pi - x[i + 1]), i, i + 1)
+    elif arch.embedding == "amplitude":
+        # Level k prepares qubit n-1-k conditioned on the k more significant qubits; its 2**k
+        # angles are inputs x[2**k - 1 : 2**(k+1) - 1] (see amplitude_angles).
+        for k in range(n):
+            target = n - 1 - k
+            angles = [x[2**k - 1 + j] for j in range(2**k)]
+            _uniformly_controlled_ry(qc, angles, list(range(target + 1, n)), target)
+    else:  # pragma: no cover - Architecture validates
+        raise ValueError(arch.embedding)
+
+
+@functools.lru_cache(maxsize=512)
+def build_circuit(arch: Architecture) -> BuiltCircuit:
+    """The circuit of ``arch`` (cached: parameters are the same objects on every call)."""
+    n = arch.n_qubits
+    x = ParameterVector("x", arch.n_inputs)
+    w = ParameterVector("w", arch.n_weights)
+    qc = QuantumCircuit(n, name=f"qnas_{arch.key}")
+    _embed(qc, arch, x)
+    gates = ROTATION_GATES[arch.rotation]
+    k = 0
+    for layer in range(arch.n_layers):
+        for q in range(n):
+            for gate in gates:
+                getattr(qc, gate)(w[k], q)
+                k += 1
+        for c, t in entangler_pairs(arch.entangler[layer], n, arch.entangle_range[layer]):
+            qc.cx(c, t)
+    return BuiltCircuit(qc, x, w)
+
+
+def weight_slots(arch: Architecture) -> list[tuple[int, int, int]]:
+    """(layer, qubit, gate slot) of each circuit weight, gate slot 0/1/2 = rx/ry/rz.
+
+    A SuperCircuit stores one weight per (layer, qubit, slot); a candidate's weight k is the shared
+    weight at ``weight_slots(arch)[k]``, so an RY weight on qubit 2 of layer 1 is the same number
+    whichever rotation block, embedding or entangler the candidate has.
+    """
+    slot = {"rx": 0, "ry": 1, "rz": 2}
+    return [(layer, q, slot[g]) for layer in range(arch.n_layers) for q in range(arch.n_qubits)
+            for g in ROTATION_GATES[arch.rotation]]
+
+
+def amplitude_angles(features: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Map real features ``(..., 2**n)`` to the ``2**n - 1`` RY-tree angles of the amplitude embedding.
+
+    The prepared state is ``features / ||features||`` (signs included), amplitude index in Qiskit's
+    little-endian order. Differentiable, so a model's pre-layer can learn the amplitudes.
+    """
+    dim = features.shape[-1]
+    n = dim.bit_length() - 1
+    if dim != 2**n or n < 1:
+        raise ValueError(f"amplitude embedding needs 2**n features (n >= 1), got {dim}")
+    angles = []
+    for k in range(n):
+        # blocks of the amplitude vector that share the k most significant bits
+        blocks = features.reshape(*features.shape[:-1], 2**k, 2, 2 ** (n - k - 1))
+        if k == n - 1:
+            lo, hi = blocks[..., 0, 0], blocks[..., 1, 0]
+        else:
+            lo = torch.sqrt((blocks[..., 0, :] ** 2).sum(-1) + eps)
+            hi = torch.sqrt((blocks[..., 1, :] ** 2).sum(-1) + eps)
+        angles.append(2 * torch.atan2(hi, lo))
+    return torch.cat(angles, dim=-1)

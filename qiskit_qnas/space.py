@@ -1,0 +1,400 @@
+"""The search vocabulary: :class:`Architecture` (one HQNN's quantum layer) and :class:`SearchSpace`.
+
+An architecture is a value: immutable, hashable, ordered, and round-trips through
+``to_dict``/``from_dict``, a short string ``key`` and an integer gene (``SearchSpace.encode`` /
+``SearchSpace.decode``) so that pymoo can search over it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EMBEDDINGS = ("angle_x", "angle_y", "angle_z", "amplitude", "zz")
+ROTATIONS = ("ry", "rxry", "rxryrz")
+ENTANGLERS = ("none", "odd", "even", "all", "chain", "full")
+#: entanglers whose CNOT pairs depend on the entanglement range r
+RANGED_ENTANGLERS = ("odd", "even", "all")
+#: rotation gates of each trainable block, in circuit order
+ROTATION_GATES = {"ry": ("ry",), "rxry": ("rx", "ry"), "rxryrz": ("rx", "ry", "rz")}
+#: widest amplitude embedding accepted (2**n features; beyond this the state preparation explodes)
+MAX_AMPLITUDE_QUBITS = 12
+
+
+def _fail(field: str, value: Any, allowed: str) -> ValueError:
+    return ValueError(f"invalid {field}={value!r}; allowed: {allowed}")
+
+
+def _check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise _fail(field, value, f"an integer >= {low}" + (f" and <= {high}" if high else ""))
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        raise _fail(field, value, f"an integer from {low} to {high}" if high else f"an integer >= {low}")
+    return value
+
+
+def _check_choice(field: str, value: Any, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise _fail(field, value, ", ".join(allowed))
+    return value
+
+
+@functools.total_ordering
+@dataclass(frozen=True, eq=True)
+class Architecture:
+    """The quantum layer of one hybrid quantum-classical network.
+
+    Args:
+        n_qubits: number of qubits (width).
+        n_layers: number of trainable layers (rotation block then entangler).
+        embedding: how classical features enter: ``angle_x``/``angle_y`` (RX/RY(x_i) on qubit i),
+            ``angle_z`` (H then RZ(x_i), so the phase carries the feature), ``amplitude`` (2**n real
+            features as amplitudes, prepared by a tree of uniformly controlled RY rotations) or
+            ``zz`` (H, RZ(2 x_i), then RZZ(2 (pi - x_i)(pi - x_j)) on neighbouring qubits).
+        rotation: trainable block on every qubit of every layer: ``ry``, ``rxry`` or ``rxryrz``.
+        entangler: CNOT pattern of each layer (one value applies to all layers): ``all`` =
+            CNOT(i, (i+r) mod n) for every i; ``odd`` / ``even`` = those pairs whose control i is odd
+            / even; ``chain`` = CNOT(i, i+1) without wrap; ``full`` = CNOT(i, j) for every i < j;
+            ``none``.
+        entangle_range: range r of each layer (one value applies to all layers), 1 <= r <= n-1.
+            It only affects ``all``, ``odd`` and ``even``; it is stored as 1 for the others.
+        learning_rate: optional fine-tuning learning rate searched with the architecture.
+    """
+
+    n_qubits: int
+    n_layers: int
+    embedding: str = "angle_y"
+    rotation: str = "ry"
+    entangler: tuple[str, ...] | str = "chain"
+    entangle_range: tuple[int, ...] | int = 1
+    learning_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        n = _check_int("n_qubits", self.n_qubits, 1)
+        layers = _check_int("n_layers", self.n_layers, 1)
+        embedding = _check_choice("embedding", self.embedding, EMBEDDINGS)
+        if embedding == "amplitude" and n > MAX_AMPLITUDE_QUBITS:
+            raise _fail("n_qubits", n, f"at most {MAX_AMPLITUDE_QUBITS} with the amplitude embedding")
+        _check_choice("rotation", self.rotation, ROTATIONS)
+        entanglers = self._per_layer("entangler", self.entangler, layers)
+        entanglers = tuple(_check_choice("entangler", e, ENTANGLERS) for e in entanglers)
+        ranges = self._per_layer("entangle_range", self.entangle_range, layers)
+        ranges = tuple(
+            _check_int("entangle_range", r, 1, max(1, n - 1)) if e in RANGED_ENTANGLERS else 1
+            for e, r in zip(entanglers, ranges)
+        )
+        lr = self.learning_rate
+        if lr is not None:
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+                raise _fail("learning_rate", lr, "None or a positive finite float")
+            lr = float(lr)
+        for name, value in [("n_qubits", n), ("n_layers", layers), ("entangler", entanglers),
+                            ("entangle_range", ranges), ("learning_rate", lr)]:
+            object.__setattr__(self, name, value)
+
+    @staticmethod
+    def _per_layer(field: str, value: Any, n_layers: int) -> tuple:
+        if isinstance(value, (str, int, np.integer)):
+            return (value,) * n_layers
+        values = tuple(value)
+        if len(values) != n_layers:
+            raise ValueError(f"invalid {field}={value!r}; allowed: one value, or one per layer ({n_layers})")
+        return values
+
+    # --- identity -----------------------------------------------------------------------------
+    def _sort_key(self) -> tuple:
+        return (self.n_qubits, self.n_layers, EMBEDDINGS.index(self.embedding),
+                ROTATIONS.index(self.rotation), tuple(ENTANGLERS.index(e) for e in self.entangler),
+                self.entangle_range, -1.0 if self.learning_rate is None else self.learning_rate)
+
+    def __lt__(self, other: Architecture) -> bool:
+        if not isinstance(other, Architecture):
+            return NotImplemented
+        return self._sort_key() < other._sort_key()
+
+    @property
+    def key(self) -> str:
+        """Stable short string, e.g. ``q4-l2-angle_y-ry-odd1.even1`` (``-lr0.01`` when searched)."""
+        layers = ".".join(f"{e}{r}" for e, r in zip(self.entangler, self.entangle_range))
+        key = f"q{self.n_qubits}-l{self.n_layers}-{self.embedding}-{self.rotation}-{layers}"
+        return key if self.learning_rate is None else f"{key}-lr{self.learning_rate!r}"
+
+    _KEY = re.compile(r"^q(\d+)-l(\d+)-([a-z_]+)-([a-z]+)-([a-z0-9.]+?)(?:-lr(.+))?$")
+
+    @classmethod
+    def from_key(cls, key: str) -> Architecture:
+        match = cls._KEY.match(key)
+        if not match:
+            raise ValueError(f"invalid architecture key {key!r}; expected e.g. 'q4-l2-angle_y-ry-odd1.even1'")
+        n, layers, embedding, rotation, ents, lr = match.groups()
+        pairs = [re.match(r"^([a-z]+)(\d+)$", part) for part in ents.split(".")]
+        if not all(pairs):
+            raise ValueError(f"invalid architecture key {key!r}: bad entangler part {ents!r}")
+        return cls(int(n), int(layers), embedding, rotation, tuple(p.group(1) for p in pairs),
+                   tuple(int(p.group(2)) for p in pairs), None if lr is None else float(lr))
+
+    def __str__(self) -> str:
+        return self.key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_qubits": self.n_qubits, "n_layers": self.n_layers, "embedding": self.embedding,
+                "rotation": self.rotation, "entangler": list(self.entangler),
+                "entangle_range": list(self.entangle_range), "learning_rate": self.learning_rate}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Architecture:
+        data = dict(data)
+        for field in ("entangler", "entangle_range"):
+            if isinstance(data.get(field), list):
+                data[field] = tuple(data[field])
+        return cls(**data)
+
+    # --- sizes --------------------------------------------------------------------------------
+    @property
+    def n_features(self) -> int:
+        """Number of classical values the embedding takes (what the model's pre-layer produces)."""
+        return 2**self.n_qubits if self.embedding == "amplitude" else self.n_qubits
+
+    @property
+    def n_inputs(self) -> int:
+        """Number of circuit input parameters (amplitude: 2**n - 1 RY-tree angles)."""
+        return 2**self.n_qubits - 1 if self.embedding == "amplitude" else self.n_qubits
+
+    @property
+    def n_weights(self) -> int:
+        return self.n_layers * self.n_qubits * len(ROTATION_GATES[self.rotation])
+
+    # --- the Qiskit and torch views (built in later modules) ----------------------------------
+    def circuit(self):
+        """The ``QuantumCircuit``: inputs in ``ParameterVector("x")``, weights in ``ParameterVector("w")``."""
+        from .circuits import build_circuit
+
+        return build_circuit(self).circuit.copy()
+
+    @property
+    def input_params(self) -> list:
+        from .circuits import build_circuit
+
+        return list(build_circuit(self).inputs)
+
+    @property
+    def weight_params(self) -> list:
+        from .circuits import build_circuit
+
+        return list(build_circuit(self).weights)
+
+    def qnn(self, engine: str = "statevector", estimator=None, input_gradients: bool = False, **kwargs):
+        """A qiskit-machine-learning ``NeuralNetwork`` whose outputs are ``<Z_i>`` for every qubit i.
+
+        ``engine="statevector"``: the exact, batched torch simulator of :meth:`circuit` (default).
+        ``engine="estimator"``: ``EstimatorQNN`` over ``estimator`` (default ``StatevectorEstimator``).
+        """
+        from .engines import make_qnn
+
+        return make_qnn(self, engine=engine, estimator=estimator, input_gradients=input_gradients, **kwargs)
+
+    def model(self, n_features: int, n_classes: int, **kwargs):
+        """The HQNN ``torch.nn.Module``: pre-layer, quantum layer through ``TorchConnector``, head."""
+        from .model import HQNN
+
+        return HQNN(self, n_features=n_features, n_classes=n_classes, **kwargs)
+
+    def cutting_cost(self, qubit_budget: int, time_limit: float = 5.0):
+        """What circuit cutting needs to run this circuit on devices of ``qubit_budget`` qubits."""
+        from .cutting import cutting_cost
+
+        return cutting_cost(self, qubit_budget=qubit_budget, time_limit=time_limit)
+
+
+def _bounds(field: str, value: Any, low: int) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        lo, hi = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise _fail(field, value, f"an integer or a (min, max) pair of integers >= {low}") from None
+    if lo < low or hi < lo:
+        raise _fail(field, value, f"a (min, max) pair with {low} <= min <= max")
+    return lo, hi
+
+
+def _choices(field: str, values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
+    values = (values,) if isinstance(values, str) else tuple(values)
+    if not values:
+        raise ValueError(f"empty search space: {field} is empty; allowed: {', '.join(allowed)}")
+    for value in values:
+        _check_choice(field, value, allowed)
+    return tuple(dict.fromkeys(values))
+
+
+class SearchSpace:
+    """The set of architectures a search may pick from, and their integer-gene encoding.
+
+    Args:
+        qubits, layers, ranges: an integer or an inclusive ``(min, max)`` pair.
+        embeddings, rotations, entanglers: the allowed values (see :class:`Architecture`).
+        learning_rates: ``None`` (not searched) or a ``(low, high)`` pair searched on a log scale.
+
+    The gene is ``[n_qubits, n_layers, embedding, rotation, entangler_1..L, range_1..L(, log10 lr)]``
+    with ``L = max layers``; categorical genes are indices into the allowed values. Genes of layers
+    beyond ``n_layers`` are ignored, and a range is clipped to ``n_qubits - 1``.
+    """
+
+    def __init__(self, qubits=(2, 8), layers=(1, 4), embeddings=EMBEDDINGS, rotations=ROTATIONS,
+                 entanglers=ENTANGLERS, ranges=(1, 3), learning_rates=None):
+        self.qubits = _bounds("qubits", qubits, 1)
+        self.layers = _bounds("layers", layers, 1)
+        self.embeddings = _choices("embeddings", embeddings, EMBEDDINGS)
+        self.rotations = _choices("rotations", rotations, ROTATIONS)
+        self.entanglers = _choices("entanglers", entanglers, ENTANGLERS)
+        self.ranges = _bounds("ranges", ranges, 1)
+        if "amplitude" in self.embeddings and self.qubits[1] > MAX_AMPLITUDE_QUBITS:
+            raise _fail("qubits", qubits, f"max <= {MAX_AMPLITUDE_QUBITS} when 'amplitude' is an embedding")
+        if learning_rates is not None:
+            try:
+                lo, hi = (float(v) for v in learning_rates)
+            except (TypeError, ValueError):
+                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair") from None
+            if not (0 < lo <= hi and math.isfinite(hi)):
+                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair with 0 < low <= high")
+            learning_rates = (lo, hi)
+        self.learning_rates = learning_rates
+
+    # --- description --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"qubits": list(self.qubits), "layers": list(self.layers), "embeddings": list(self.embeddings),
+                "rotations": list(self.rotations), "entanglers": list(self.entanglers),
+                "ranges": list(self.ranges),
+                "learning_rates": None if self.learning_rates is None else list(self.learning_rates)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSpace:
+        return cls(**data)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v!r}" for k, v in self.to_dict().items())
+        return f"SearchSpace({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # mutable-looking container of settings; compare with ==
+
+    @property
+    def max_qubits(self) -> int:
+        return self.qubits[1]
+
+    @property
+    def max_layers(self) -> int:
+        return self.layers[1]
+
+    @property
+    def max_rotation_gates(self) -> int:
+        return max(len(ROTATION_GATES[r]) for r in self.rotations)
+
+    def __contains__(self, arch: object) -> bool:
+        if not isinstance(arch, Architecture):
+            return False
+        lr_ok = (arch.learning_rate is None) if self.learning_rates is None else (
+            arch.learning_rate is not None
+            and self.learning_rates[0] * (1 - 1e-9) <= arch.learning_rate <= self.learning_rates[1] * (1 + 1e-9))
+        return (self.qubits[0] <= arch.n_qubits <= self.qubits[1]
+                and self.layers[0] <= arch.n_layers <= self.layers[1]
+                and arch.embedding in self.embeddings and arch.rotation in self.rotations
+                and all(e in self.entanglers for e in arch.entangler)
+                and all(r == self._clip_range(self.ranges[0], arch.n_qubits) or
+                        self.ranges[0] <= r <= self.ranges[1]
+                        for e, r in zip(arch.entangler, arch.entangle_range) if e in RANGED_ENTANGLERS)
+                and lr_ok)
+
+    @staticmethod
+    def _clip_range(r: int, n_qubits: int) -> int:
+        return max(1, min(r, n_qubits - 1))
+
+    # --- the integer gene -----------------------------------------------------------------------
+    @property
+    def n_genes(self) -> int:
+        return 4 + 2 * self.max_layers + (self.learning_rates is not None)
+
+    @property
+    def integer_genes(self) -> np.ndarray:
+        """Boolean mask of the genes that are integers (all but the optional log10 learning rate)."""
+        mask = np.ones(self.n_genes, dtype=bool)
+        if self.learning_rates is not None:
+            mask[-1] = False
+        return mask
+
+    @property
+    def gene_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inclusive lower and upper bounds of every gene."""
+        L = self.max_layers
+        low = [self.qubits[0], self.layers[0], 0, 0] + [0] * L + [self.ranges[0]] * L
+        high = [self.qubits[1], self.layers[1], len(self.embeddings) - 1, len(self.rotations) - 1]
+        high += [len(self.entanglers) - 1] * L + [self.ranges[1]] * L
+        if self.learning_rates is not None:
+            low.append(math.log10(self.learning_rates[0]))
+            high.append(math.log10(self.learning_rates[1]))
+        return np.array(low, dtype=float), np.array(high, dtype=float)
+
+    def decode(self, gene: Iterable[float]) -> Architecture:
+        """The architecture of a gene (integers are rounded, then clipped into bounds)."""
+        gene = np.asarray(list(gene), dtype=float)
+        if gene.shape != (self.n_genes,) or not np.all(np.isfinite(gene)):
+            raise ValueError(f"invalid gene {gene!r}; allowed: {self.n_genes} finite numbers")
+        low, high = self.gene_bounds
+        gene = np.clip(np.where(self.integer_genes, np.round(gene), gene), low, high)
+        n, layers, emb, rot = (int(v) for v in gene[:4])
+        L = self.max_layers
+        entanglers = tuple(self.entanglers[int(v)] for v in gene[4:4 + layers])
+        ranges = tuple(self._clip_range(int(v), n) for v in gene[4 + L:4 + L + layers])
+        lr = None if self.learning_rates is None else float(10.0 ** gene[-1])
+        return Architecture(n, layers, self.embeddings[emb], self.rotations[rot], entanglers, ranges, lr)
+
+    def encode(self, arch: Architecture) -> np.ndarray:
+        """The gene of ``arch`` (unused layer genes are 0 / the smallest range)."""
+        if arch not in self:
+            raise ValueError(f"architecture {arch} is not in {self!r}")
+        L = self.max_layers
+        gene = np.zeros(self.n_genes)
+        gene[:4] = [arch.n_qubits, arch.n_layers, self.embeddings.index(arch.embedding),
+                    self.rotations.index(arch.rotation)]
+        gene[4 + L:4 + 2 * L] = self.ranges[0]
+        for i, (e, r) in enumerate(zip(arch.entangler, arch.entangle_range)):
+            gene[4 + i] = self.entanglers.index(e)
+            gene[4 + L + i] = r if e in RANGED_ENTANGLERS else self.ranges[0]
+        if self.learning_rates is not None:
+            gene[-1] = math.log10(arch.learning_rate)
+        return gene
+
+    # --- members --------------------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A member drawn uniformly gene by gene."""
+        low, high = self.gene_bounds
+        gene = np.where(self.integer_genes, rng.integers(low.astype(int), high.astype(int) + 1),
+                        rng.uniform(low, high))
+        return self.decode(gene)
+
+    def _extreme(self, largest: bool, rng: np.random.Generator | None) -> Architecture:
+        rng = rng or np.random.default_rng(0)
+        arch = self.sample(rng)
+        rotation = max(self.rotations, key=lambda r: len(ROTATION_GATES[r]) * (1 if largest else -1))
+        n = self.qubits[1] if largest else self.qubits[0]
+        layers = self.layers[1] if largest else self.layers[0]
+        gene = self.encode(arch)
+        gene[:4] = [n, layers, gene[2], self.rotations.index(rotation)]
+        return self.decode(gene)
+
+    def largest(self, rng: np.random.Generator | None = None) -> Architecture:
+        """Most qubits, most layers and widest rotation (embedding and entanglers drawn by ``rng``)."""
+        return self._extreme(True, rng)
+
+    def smallest(self, rng: np.random.Generator | None = None) -> Architecture:
+        """Fewest qubits, fewest layers and narrowest rotation (the rest drawn by ``rng``)."""
+        return self._extreme(False, rng)
