@@ -1,0 +1,711 @@
+"""Circuit-cutting cost of a candidate, and running a candidate cut into pieces that fit a qubit budget.
+
+Two jobs, both built on qiskit-addon-cutting:
+
+* :func:`cutting_cost` — *what would it take* to run an architecture on devices of ``qubit_budget``
+  qubits: the cuts ``find_cuts`` picks under ``DeviceConstraints(qubits_per_subcircuit=budget)``,
+  the number of partitions (the QNAS paper's "number of subcircuits"), the number of
+  sub-experiments ``generate_cutting_experiments`` would produce, and the sampling overhead. It is
+  the search's third objective, so it must be cheap (cached), bounded in time (dense entanglers make
+  the cut-finder's best-first search explode) and never enumerate the 6^k QPD terms of k cuts.
+* :func:`cut_expectation_values` — actually *run* the candidate cut: the same cut locations applied
+  to the circuit with its real parameters, the sub-experiments executed on a sampler (Aer, or IBM
+  Runtime on a backend), and ``<Z_i>`` reconstructed with ``reconstruct_expectation_values``.
+
+Counting formula
+----------------
+After ``find_cuts`` -> ``cut_wires`` -> ``expand_observables`` -> ``partition_problem``, the cut
+problem is a set of partitions P (each a subcircuit with at most ``qubit_budget`` qubits), a list of
+QPD bases (one per cut: a cut two-qubit gate, or a cut wire which ``cut_wires`` turns into a
+two-qubit ``Move``) and per partition the sub-observables. ``generate_cutting_experiments`` with
+exact weights (``num_samples=inf``) enumerates *jointly* over all cuts every combination of QPD
+terms, and for every combination and every partition makes one circuit per commuting group of that
+partition's sub-observables. Hence::
+
+    n_subexperiments = prod_{cuts c} T(c)  *  sum_{partitions p} G(p)
+
+with ``T(c)`` the number of terms of the cut's QPD basis with nonzero probability (6 for a CX/CZ,
+and for RZZ(pi/2), the worst case of RZZ; 8 for a wire cut, i.e. a ``Move``) and ``G(p)`` the number
+of groups ``ObservableCollection`` forms from the partition's sub-observables (1 for the network's
+outputs ``Z_0..Z_{n-1}``, which all commute qubit-wise). The sampling overhead is
+``prod_c kappa_c^2`` (9 per CX, 16 per wire cut); it equals ``find_cuts``' reported
+``sampling_overhead``. (The package's exact mode additionally drops joint terms whose probability is
+below 1e-14, which first happens beyond ~18 cuts, where enumeration is impossible anyway; the count
+above is the number of terms of the joint decomposition.) The tests check the formula against
+``len()`` of what ``generate_cutting_experiments(..., num_samples=np.inf)`` really returns.
+
+Bounds and exactness
+--------------------
+``find_cuts`` runs a greedy pass (an "anytime" solution) and then a best-first (Dijkstra) search
+that proves the minimum sampling overhead. The search is bounded by ``max_backjumps`` (a
+deterministic budget, by default ``400 * time_limit``) *and* by a wall-clock deadline of
+``time_limit`` seconds, enforced inside the search loop itself. When a bound stops the search, the
+result is still a valid, achievable cutting (the greedy solution or the best found), i.e. an *upper
+bound* on the true minimum, and is marked ``exact=False``; ``stopped_by`` says which bound fired.
+``exact=True`` means the cut-finder proved its overhead minimal (``minimum_reached``), or no cut was
+needed. The backjump budget keeps results reproducible from run to run; the deadline is the safety
+net (a result stopped by it may depend on the machine's speed).
+
+Parametrised two-qubit gates: ``find_cuts`` refuses unbound parameters and prices a two-qubit
+rotation by its angle (an RZZ(theta) cut is cheaper for small theta). Cut locations must hold for
+every input, so the cut-finder sees every parametrised two-qubit gate at its *worst-case* angle (the
+one with the largest QPD ``kappa``, pi/2 for RZZ/RXX/RYY/RZX, pi for controlled rotations) and every
+one-qubit parameter at an arbitrary constant; see :func:`worst_case_circuit`. The cut locations are
+instruction indices, valid for the real circuit with any parameter values.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+import warnings
+from collections.abc import Hashable, Sequence
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+from qiskit.circuit import CircuitInstruction, Gate, ParameterExpression, QuantumCircuit
+from qiskit.quantum_info import Pauli, PauliList, SparsePauliOp
+from qiskit_addon_cutting import (
+    DeviceConstraints,
+    OptimizationParameters,
+    cut_gates,
+    cut_wires,
+    expand_observables,
+    find_cuts,
+    generate_cutting_experiments,
+    partition_problem,
+    reconstruct_expectation_values,
+)
+from qiskit_addon_cutting.instructions import CutWire
+from qiskit_addon_cutting.qpd import QPDBasis
+from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
+
+from .space import Architecture
+
+__all__ = [
+    "CuttingCost",
+    "cutting_cost",
+    "cut_expectation_values",
+    "worst_case_circuit",
+    "apply_cuts",
+    "cache_info",
+    "clear_cache",
+]
+
+#: below this many joint QPD terms, :func:`cut_expectation_values` uses exact weights (6**3 = 216)
+EXACT_TERMS_LIMIT = 6**3
+#: QPD terms count as present above this probability (qiskit-addon-cutting's own threshold)
+_NONZERO_ATOL = 1e-14
+#: backjumps of the cut-finder's best-first search per second of ``time_limit`` (measured here:
+#: 0.3-1.4 ms per backjump on circuits of 100+ gates, so this uses under half the time limit and
+#: the deadline stays a safety net)
+BACKJUMPS_PER_SECOND = 400
+#: seconds kept back from ``time_limit`` for the work after the search (partitioning, counting)
+_POST_RESERVE = 0.15
+
+
+# ------------------------------------------------------------------------------------------------
+# result type
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CuttingCost:
+    """The cost of running one circuit on devices of ``qubit_budget`` qubits through circuit cutting.
+
+    Attributes:
+        n_subexperiments: circuits ``generate_cutting_experiments`` would produce with exact QPD
+            weights: ``n_qpd_terms * n_observable_groups`` (see the module docstring). A Python
+            int, possibly astronomically large (``log10_subexperiments`` holds its log).
+        n_partitions: number of subcircuits the cut circuit separates into (the QNAS paper's
+            "number of subcircuits"), each at most ``qubit_budget`` qubits; 1 when it fits.
+        sampling_overhead: product of ``kappa^2`` over the cuts (9 per CX cut, 16 per wire cut);
+            ``inf`` if it overflows a float (``log10_sampling_overhead`` stays finite).
+        exact: True when the cut-finder proved the overhead minimal (or nothing had to be cut);
+            False when a bound stopped it, so the cost is an achievable upper bound.
+        cuts: the cut plan in circuit order: ``("gate", index, gate_name)`` cuts instruction
+            ``index`` of the circuit; ``("wire", index, qubit)`` cuts the wire of ``qubit`` just
+            before instruction ``index``. Indices refer to the uncut circuit, so the plan applies
+            to it with any parameter values (:func:`apply_cuts`).
+        n_gate_cuts, n_wire_cuts: counts of the two kinds of cuts.
+        seconds: wall time spent computing this cost (not the time of a cache hit).
+        qubit_budget, n_qubits: the budget asked for and the circuit's width.
+        partition_widths: qubits of each partition (wire cuts add a qubit to a partition).
+        n_qpd_terms: joint QPD terms, ``prod_c T(c)``.
+        n_observable_groups: commuting observable groups summed over partitions.
+        stopped_by: None when the search completed; ``"max_backjumps"``, ``"time_limit"`` or
+            ``"max_gamma"`` when that bound stopped it (``exact`` is then False).
+        search_overhead: ``sampling_overhead`` as reported by ``find_cuts`` (None when it fits).
+    """
+
+    n_subexperiments: int
+    n_partitions: int
+    sampling_overhead: float
+    exact: bool
+    cuts: tuple = ()
+    n_gate_cuts: int = 0
+    n_wire_cuts: int = 0
+    seconds: float = 0.0
+    qubit_budget: int = 0
+    n_qubits: int = 0
+    partition_widths: tuple = ()
+    n_qpd_terms: int = 1
+    n_observable_groups: int = 1
+    log10_subexperiments: float = 0.0
+    log10_sampling_overhead: float = 0.0
+    stopped_by: str | None = None
+    search_overhead: float | None = field(default=None, compare=False)
+
+    @property
+    def fits(self) -> bool:
+        """True when the circuit fits the budget as it is (no cutting)."""
+        return self.n_qubits <= self.qubit_budget
+
+    @property
+    def n_cuts(self) -> int:
+        return self.n_gate_cuts + self.n_wire_cuts
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (``n_subexperiments`` stays an exact Python int; an overflowed overhead -> None)."""
+        data = asdict(self)
+        data["cuts"] = [list(c) for c in self.cuts]
+        data["partition_widths"] = list(self.partition_widths)
+        for key in ("sampling_overhead", "search_overhead"):
+            value = data[key]
+            if value is not None and not math.isfinite(value):
+                data[key] = None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CuttingCost:
+        data = dict(data)
+        data["cuts"] = tuple(tuple(c) for c in data.get("cuts", ()))
+        data["partition_widths"] = tuple(data.get("partition_widths", ()))
+        data["n_subexperiments"] = int(data["n_subexperiments"])
+        if data.get("sampling_overhead") is None:
+            data["sampling_overhead"] = _pow10(data.get("log10_sampling_overhead", math.inf))
+        return cls(**data)
+
+
+def _pow10(x: float) -> float:
+    try:
+        return 10.0**x
+    except OverflowError:
+        return math.inf
+
+
+def _log10(n: int | float) -> float:
+    return math.log10(n) if n > 0 else -math.inf
+
+
+# ------------------------------------------------------------------------------------------------
+# validation and inputs
+# ------------------------------------------------------------------------------------------------
+def _check_budget(qubit_budget: Any) -> int:
+    if isinstance(qubit_budget, bool) or not isinstance(qubit_budget, (int, np.integer)) or qubit_budget < 1:
+        raise ValueError(f"invalid qubit_budget={qubit_budget!r}; allowed: an integer >= 1")
+    return int(qubit_budget)
+
+
+def _check_time_limit(time_limit: Any) -> float:
+    if (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float, np.floating))
+            or not math.isfinite(time_limit) or time_limit <= 0):
+        raise ValueError(f"invalid time_limit={time_limit!r}; allowed: a positive number of seconds")
+    return float(time_limit)
+
+
+def _as_circuit(arch_or_circuit: Any) -> QuantumCircuit:
+    if isinstance(arch_or_circuit, Architecture):
+        return arch_or_circuit.circuit()
+    if isinstance(arch_or_circuit, QuantumCircuit):
+        qc = arch_or_circuit
+        if qc.num_clbits:
+            qc = qc.remove_final_measurements(inplace=False)
+        if qc.num_clbits:
+            raise ValueError("invalid arch_or_circuit: circuit cutting needs a circuit without "
+                             "classical bits (mid-circuit measurements are not supported)")
+        too_wide = {inst.operation.name for inst in qc.data
+                    if len(inst.qubits) > 2 and inst.operation.name != "barrier"}
+        if too_wide:
+            raise ValueError(f"invalid arch_or_circuit: gates on more than two qubits ({sorted(too_wide)}) "
+                             "cannot be cut; transpile the circuit to 1- and 2-qubit gates first")
+        return qc
+    raise ValueError(f"invalid arch_or_circuit={type(arch_or_circuit).__name__}; "
+                     "allowed: an Architecture or a QuantumCircuit")
+
+
+def _as_paulis(observables: Any, n_qubits: int) -> PauliList:
+    """The distinct Pauli terms (phase-free) of the observables, default ``Z_i`` on every qubit."""
+    if observables is None:
+        return PauliList([Pauli("I" * (n_qubits - 1 - i) + "Z" + "I" * i) for i in range(n_qubits)])
+    if isinstance(observables, (str, Pauli, SparsePauliOp, PauliList)):
+        observables = [observables]
+    paulis: list[Pauli] = []
+    for obs in observables:
+        if isinstance(obs, SparsePauliOp):
+            paulis.extend(obs.paulis)
+        elif isinstance(obs, PauliList):
+            paulis.extend(obs)
+        else:
+            paulis.append(Pauli(obs))
+    out = []
+    for p in paulis:
+        p = p.copy()
+        p.phase = 0
+        if p.num_qubits != n_qubits:
+            raise ValueError(f"invalid observables: a {p.num_qubits}-qubit observable "
+                             f"for a {n_qubits}-qubit circuit")
+        out.append(p)
+    if not out:
+        raise ValueError("invalid observables: empty; allowed: None (Z on every qubit) or Pauli observables")
+    return PauliList(out)
+
+
+# ------------------------------------------------------------------------------------------------
+# worst-case binding and cut plans
+# ------------------------------------------------------------------------------------------------
+_WORST_ANGLES = (math.pi / 2, math.pi)
+
+
+def _kappa(op) -> float:
+    return QPDBasis.from_instruction(op).kappa
+
+
+def _worst_case_gate(op: Gate) -> Gate:
+    """``op`` (a parametrised two-qubit gate) at the parameter values with the largest cut cost."""
+    best, best_kappa = None, -1.0
+    for values in itertools.product(_WORST_ANGLES, repeat=len(op.params)):
+        candidate = op.to_mutable()
+        candidate.params = list(values)
+        try:
+            kappa = _kappa(candidate)
+        except Exception:  # noqa: BLE001 - gate without a known QPD: any angle will do
+            continue
+        if kappa > best_kappa:
+            best, best_kappa = candidate, kappa
+    if best is None:
+        best = op.to_mutable()
+        best.params = [math.pi / 2] * len(op.params)
+    return best
+
+
+def worst_case_circuit(circuit: QuantumCircuit, fill: float = 0.5) -> QuantumCircuit:
+    """A fully bound copy of ``circuit`` for cut *finding*, with the same instruction indices.
+
+    Each two-qubit gate with unbound parameters is replaced by the same gate at its worst-case
+    angles (largest QPD ``kappa``: RZZ(pi/2) costs as much as a CX), so cuts found on this circuit
+    are valid and priced for any input; every other unbound parameter becomes ``fill`` (one-qubit
+    gates do not affect cutting). Gate parameters are replaced directly rather than through
+    ``assign_parameters``, which is slow on large expressions (the amplitude embedding's angles are
+    sums of many inputs).
+    """
+    out = circuit.copy_empty_like()
+    if isinstance(out.global_phase, ParameterExpression):
+        out.global_phase = 0.0
+    for inst in circuit.data:
+        op = inst.operation
+        if any(isinstance(p, ParameterExpression) and p.parameters for p in op.params):
+            if len(inst.qubits) == 2 and isinstance(op, Gate):
+                op = _worst_case_gate(op)
+            else:
+                op = op.to_mutable()
+                op.params = [fill if isinstance(p, ParameterExpression) and p.parameters else p
+                             for p in op.params]
+        out._append(CircuitInstruction(op, inst.qubits, inst.clbits))
+    return out
+
+
+def _plan_from_cut_circuit(cut_qc: QuantumCircuit, original: QuantumCircuit) -> tuple:
+    """``find_cuts``' output circuit -> cut plan in indices of the uncut circuit (see ``CuttingCost.cuts``)."""
+    cuts, wires_seen = [], 0
+    for i, inst in enumerate(cut_qc.data):
+        name = inst.operation.name
+        if name == "cut_wire":
+            cuts.append(("wire", i - wires_seen, cut_qc.find_bit(inst.qubits[0]).index))
+            wires_seen += 1
+        elif name == "qpd_2q":
+            index = i - wires_seen
+            cuts.append(("gate", index, original.data[index].operation.name))
+    return tuple(cuts)
+
+
+def apply_cuts(circuit: QuantumCircuit, cuts: Sequence[tuple]) -> QuantumCircuit:
+    """Apply a cut plan (``CuttingCost.cuts``) to ``circuit``: cut gates become ``TwoQubitQPDGate``,
+    cut wires get a ``CutWire`` (turn them into ``Move`` with ``cut_wires``).
+
+    The cut gates must be bound (a QPD needs the angle); other gates may keep parameters.
+    """
+    gate_ids = [c[1] for c in cuts if c[0] == "gate"]
+    out = cut_gates(circuit, gate_ids)[0] if gate_ids else circuit.copy()
+    wires = sorted((c[1], c[2]) for c in cuts if c[0] == "wire")
+    for k, (index, qubit) in enumerate(wires):
+        out.data.insert(index + k, CircuitInstruction(CutWire(), [out.qubits[qubit]], []))
+    return out
+
+
+def _n_terms(basis) -> int:
+    probabilities = np.asarray(basis.probabilities, dtype=float)
+    return int(np.count_nonzero(~np.isclose(probabilities, 0.0, atol=_NONZERO_ATOL)))
+
+
+def _partition(cut_qc: QuantumCircuit, original: QuantumCircuit, paulis: PauliList):
+    """``cut_wires`` -> ``expand_observables`` -> ``partition_problem``; drops idle-qubit partitions."""
+    wired = cut_wires(cut_qc)
+    expanded = expand_observables(paulis, original, wired)
+    problem = partition_problem(wired, observables=expanded)
+    subobservables = {label: problem.subobservables[label] for label in problem.subcircuits}
+    return problem.subcircuits, problem.bases, subobservables
+
+
+def _count(cut_qc: QuantumCircuit, original: QuantumCircuit, paulis: PauliList) -> dict[str, Any]:
+    """The counting formula of the module docstring, from the partitioned problem (never enumerates)."""
+    subcircuits, bases, subobservables = _partition(cut_qc, original, paulis)
+    terms = math.prod(_n_terms(b) for b in bases)
+    groups = sum(len(ObservableCollection(subobservables[label]).groups) for label in subcircuits)
+    log10_overhead = sum(math.log10(b.overhead) for b in bases)
+    overhead = math.prod(float(b.overhead) for b in bases) if log10_overhead < 300 else math.inf
+    return {"n_qpd_terms": terms, "n_observable_groups": groups, "n_subexperiments": terms * groups,
+            "n_partitions": len(subcircuits),
+            "partition_widths": tuple(subcircuits[label].num_qubits for label in subcircuits),
+            "sampling_overhead": overhead, "log10_sampling_overhead": log10_overhead,
+            "log10_subexperiments": _log10(terms) + _log10(groups)}
+
+
+class _DeadlineBudget(int):
+    """``max_backjumps`` for ``find_cuts`` that also runs out at a wall-clock deadline.
+
+    qiskit-addon-cutting's best-first search loops ``while num_backjumps < max_backjumps``; an int
+    subclass takes part in that comparison (Python tries the subclass' reflected method first), so
+    the search stops at the first state it pops after the deadline, with the greedy / best solution
+    found so far. Everywhere else it behaves as the plain backjump budget.
+    """
+
+    deadline: float
+    expired: bool
+
+    def __new__(cls, budget: int, deadline: float):
+        obj = super().__new__(cls, budget)
+        obj.deadline = deadline
+        obj.expired = False
+        return obj
+
+    def _effective(self) -> int:
+        if time.monotonic() >= self.deadline:
+            self.expired = True
+            return 0
+        return int(self)
+
+    def __gt__(self, other):  # other < self
+        return self._effective() > other
+
+    def __ge__(self, other):
+        return self._effective() >= other
+
+    def __lt__(self, other):
+        return self._effective() < other
+
+    def __le__(self, other):
+        return self._effective() <= other
+
+    __hash__ = int.__hash__
+
+
+def _find(worst: QuantumCircuit, budget: int, deadline: float, max_backjumps: int, max_gamma: float,
+          seed: int):
+    """Run ``find_cuts`` under both bounds; fall back to cutting every two-qubit gate if it finds nothing."""
+    bj = _DeadlineBudget(max_backjumps, deadline)
+    try:
+        optimization = OptimizationParameters(seed=seed, max_gamma=max_gamma, max_backjumps=bj)
+        with np.errstate(over="ignore"):  # find_cuts squares gamma in numpy; huge ones overflow to inf
+            cut_qc, meta = find_cuts(worst, optimization, DeviceConstraints(qubits_per_subcircuit=budget))
+    except AttributeError as error:  # the search found no solution at all (optimizer returned None)
+        if "NoneType" not in str(error):
+            raise
+        gate_ids = [i for i, inst in enumerate(worst.data)
+                    if len(inst.qubits) == 2 and inst.operation.name != "barrier"]
+        return apply_cuts(worst, [("gate", i, "") for i in gate_ids]), None, False, "fallback"
+    exact = bool(meta.get("minimum_reached", False))
+    stopped_by = None
+    if not exact:
+        if bj.expired:
+            stopped_by = "time_limit"
+        elif math.isfinite(max_gamma) and math.sqrt(float(meta["sampling_overhead"])) > max_gamma:
+            stopped_by = "max_gamma"
+        else:
+            stopped_by = "max_backjumps"
+    return cut_qc, float(meta["sampling_overhead"]), exact, stopped_by
+
+
+# ------------------------------------------------------------------------------------------------
+# cutting_cost
+# ------------------------------------------------------------------------------------------------
+_CACHE: dict[Hashable, CuttingCost] = {}
+_CACHE_LOCK = threading.Lock()
+_STATS = {"hits": 0, "misses": 0}
+
+
+def cache_info() -> dict[str, int]:
+    """Hits, misses and size of the in-process :func:`cutting_cost` cache."""
+    with _CACHE_LOCK:
+        return {**_STATS, "size": len(_CACHE)}
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _STATS.update(hits=0, misses=0)
+
+
+def cutting_cost(arch_or_circuit: Architecture | QuantumCircuit, qubit_budget: int, time_limit: float = 5.0,
+                 observables: Any = None, *, max_backjumps: int | None = None, max_gamma: float = math.inf,
+                 seed: int = 0) -> CuttingCost:
+    """What circuit cutting needs to run a circuit on devices of ``qubit_budget`` qubits.
+
+    Args:
+        arch_or_circuit: an :class:`Architecture` (results cached per architecture and settings)
+            or a ``QuantumCircuit`` of one- and two-qubit gates (not cached).
+        qubit_budget: qubits per device (>= 1).
+        time_limit: wall-clock cap in seconds for finding the cuts (the whole call stays within it
+            up to a few tens of milliseconds of post-processing).
+        observables: the observables to be reconstructed (Pauli strings, ``Pauli``,
+            ``SparsePauliOp``s or a ``PauliList``); default ``Z_i`` on every qubit (the network's
+            outputs). They only change the number of observable groups.
+        max_backjumps: deterministic budget of the cut-finder's best-first search; default
+            ``BACKJUMPS_PER_SECOND * time_limit`` (2000 for 5 s).
+        max_gamma: the search stops (with the greedy solution) once every open state's gamma
+            exceeds this; default no such bound.
+        seed: seed of the cut-finder's tie-breaking (results are reproducible per seed).
+
+    Returns:
+        A :class:`CuttingCost`. When the circuit fits (``n_qubits <= qubit_budget``): 1 partition,
+        1 sub-experiment, overhead 1, exact, without calling ``find_cuts``. Otherwise the cuts of
+        ``find_cuts`` on :func:`worst_case_circuit` and the counts of the module docstring; when a
+        bound stops the search the result is an achievable upper bound with ``exact=False``.
+    """
+    budget = _check_budget(qubit_budget)
+    time_limit = _check_time_limit(time_limit)
+    if max_backjumps is None:
+        max_backjumps = max(1, int(BACKJUMPS_PER_SECOND * time_limit))
+    elif (isinstance(max_backjumps, bool) or not isinstance(max_backjumps, (int, np.integer))
+          or max_backjumps < 0):
+        raise ValueError(f"invalid max_backjumps={max_backjumps!r}; allowed: None or an integer >= 0")
+    if not (max_gamma >= 1):
+        raise ValueError(f"invalid max_gamma={max_gamma!r}; allowed: a number >= 1")
+
+    key = None
+    if isinstance(arch_or_circuit, Architecture) and observables is None:
+        key = (arch_or_circuit, budget, time_limit, int(max_backjumps), float(max_gamma), seed)
+        with _CACHE_LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None:
+                _STATS["hits"] += 1
+                return hit
+            _STATS["misses"] += 1
+    cost = _compute(_as_circuit(arch_or_circuit), budget, time_limit, observables, int(max_backjumps),
+                    float(max_gamma), seed)
+    if key is not None:
+        with _CACHE_LOCK:
+            cost = _CACHE.setdefault(key, cost)
+    return cost
+
+
+def _compute(circuit: QuantumCircuit, budget: int, time_limit: float, observables: Any, max_backjumps: int,
+             max_gamma: float, seed: int) -> CuttingCost:
+    start = time.perf_counter()
+    deadline = time.monotonic() + max(0.05, time_limit - _POST_RESERVE)
+    n = circuit.num_qubits
+    if n <= budget:
+        return CuttingCost(n_subexperiments=1, n_partitions=1, sampling_overhead=1.0, exact=True,
+                           seconds=time.perf_counter() - start, qubit_budget=budget, n_qubits=n,
+                           partition_widths=(n,))
+    paulis = _as_paulis(observables, n)
+    worst = worst_case_circuit(circuit)
+    cut_qc, search_overhead, exact, stopped_by = _find(worst, budget, deadline, max_backjumps, max_gamma,
+                                                       seed)
+    cuts = _plan_from_cut_circuit(cut_qc, worst)
+    if not cuts:
+        exact, stopped_by = True, None  # nothing cut: overhead 1 is the minimum
+    counts = _count(cut_qc, worst, paulis)
+    n_gate = sum(1 for c in cuts if c[0] == "gate")
+    return CuttingCost(exact=exact, cuts=cuts, n_gate_cuts=n_gate, n_wire_cuts=len(cuts) - n_gate,
+                       seconds=time.perf_counter() - start, qubit_budget=budget, n_qubits=n,
+                       stopped_by=stopped_by, search_overhead=search_overhead, **counts)
+
+
+# ------------------------------------------------------------------------------------------------
+# running a cut candidate
+# ------------------------------------------------------------------------------------------------
+class _Slice:
+    """One parameter set of a broadcast Sampler pub result, shaped like a single pub result
+    (what ``reconstruct_expectation_values`` reads: ``.data.<register>.array``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, pub_result, index: int | None):
+        data = pub_result.data
+        self.data = SimpleNamespace()
+        for name in ("observable_measurements", "qpd_measurements"):
+            bits = getattr(data, name)
+            setattr(self.data, name, bits if index is None or bits.ndim == 0 else bits[index])
+
+
+def _check_values(name: str, values: Any, length: int, two_d: bool) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if two_d and array.ndim == 1:
+        array = array[None, :]
+    want = 2 if two_d else 1
+    if array.ndim != want or array.shape[-1] != length or not np.all(np.isfinite(array)):
+        shape = f"(n_samples, {length})" if two_d else f"({length},)"
+        raise ValueError(f"invalid {name} of shape {np.shape(values)}; "
+                         f"allowed: finite numbers of shape {shape}")
+    return array
+
+
+def _make_sampler(sampler, backend, seed):
+    if sampler is not None:
+        return sampler
+    if backend is not None:
+        from qiskit_ibm_runtime import SamplerV2 as RuntimeSampler
+
+        with warnings.catch_warnings():
+            # qiskit-ibm-runtime 0.50 deprecates SamplerV2 for a client-side executor Sampler; SamplerV2
+            # stays the documented primitive for local testing mode and IBM backends for now
+            warnings.filterwarnings("ignore", message=".*SamplerV2 class is deprecated",
+                                    category=DeprecationWarning)
+            runtime_sampler = RuntimeSampler(mode=backend)
+        if seed is not None:
+            try:  # local testing mode (fake backends) accepts a simulator seed
+                runtime_sampler.options.simulator.seed_simulator = int(seed) + 1
+            except Exception:  # noqa: BLE001 - real backends have no simulator options
+                pass
+        return runtime_sampler
+    from qiskit_aer.primitives import SamplerV2 as AerSampler
+
+    # seed + 1: some Aer versions treat seed_simulator=0 as "unseeded"
+    return AerSampler(seed=None if seed is None else int(seed) + 1)
+
+
+def _generate(subcircuits, subobservables, num_samples, seed):
+    """``generate_cutting_experiments`` with its global-NumPy-RNG sampling made reproducible."""
+    if math.isinf(num_samples) or seed is None:
+        return generate_cutting_experiments(subcircuits, subobservables, num_samples)
+    state = np.random.get_state()
+    try:
+        np.random.seed(int(seed) % 2**32)
+        return generate_cutting_experiments(subcircuits, subobservables, num_samples)
+    finally:
+        np.random.set_state(state)
+
+
+def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
+                           shots: int = 4096, seed: int | None = None, backend=None, time_limit: float = 5.0,
+                           num_samples: float | None = None) -> np.ndarray:
+    """``<Z_i>`` of ``arch``'s circuit for each input row, run cut into pieces of ``qubit_budget`` qubits.
+
+    The cut locations are those of :func:`cutting_cost` (found once on the worst-case-bound circuit,
+    cached); they are applied to the circuit with its real parameter values, then ``cut_wires`` ->
+    ``expand_observables`` -> ``partition_problem`` -> ``generate_cutting_experiments``; all
+    sub-experiments of all samples run as one sampler job and ``reconstruct_expectation_values``
+    recombines them. When no cut gate carries a parameter (CX cuts, wire cuts), the
+    sub-experiments are generated once with parameters and every sample is a parameter set of the
+    same pub (one ISA transpilation for all samples); otherwise (e.g. a cut RZZ of the ``zz``
+    embedding) they are generated per sample.
+
+    When the circuit fits the budget it runs uncut, measured, through the same sampler, and
+    ``<Z_i>`` is estimated from the same number of shots.
+
+    Args:
+        arch: the architecture.
+        inputs: shape ``(n_samples, len(arch.input_params))`` (one row is also accepted).
+        weights: shape ``(len(arch.weight_params),)``.
+        qubit_budget: qubits per device.
+        sampler: a ``BaseSamplerV2``; default Aer's ``SamplerV2(seed=seed + 1)``, or, with a
+            ``backend``, ``qiskit_ibm_runtime.SamplerV2(mode=backend)``.
+        shots: shots per sub-experiment.
+        seed: seeds the simulator and the QPD sampling (None: random).
+        backend: when given, sub-experiments are transpiled to ISA circuits with
+            ``generate_preset_pass_manager(backend=backend, optimization_level=1)``.
+        time_limit: passed to :func:`cutting_cost` for finding the cuts.
+        num_samples: QPD samples for ``generate_cutting_experiments``; default ``np.inf`` (exact
+            weights, every term) when the cuts have at most ``EXACT_TERMS_LIMIT`` (216 = 6^3) joint
+            terms, else 1000 (sampled from the quasi-probability distribution: unbiased, with
+            extra variance from the sampling).
+
+    Returns:
+        ``np.ndarray`` of shape ``(n_samples, n_qubits)``: reconstructed ``<Z_i>`` in qubit order.
+    """
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"invalid arch={type(arch).__name__}; allowed: an Architecture")
+    budget = _check_budget(qubit_budget)
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+        raise ValueError(f"invalid shots={shots!r}; allowed: an integer >= 1")
+    x_params, w_params = arch.input_params, arch.weight_params
+    x = _check_values("inputs", inputs, len(x_params), two_d=True)
+    w = _check_values("weights", weights, len(w_params), two_d=False)
+    n_samples, n = x.shape[0], arch.n_qubits
+    circuit = arch.circuit()
+    values = [{**dict(zip(x_params, row)), **dict(zip(w_params, w))} for row in x]
+    run_sampler = _make_sampler(sampler, backend, seed)
+    if backend is not None:
+        from qiskit.transpiler import generate_preset_pass_manager
+
+        pass_manager = generate_preset_pass_manager(backend=backend, optimization_level=1)
+        isa = lambda circuits: pass_manager.run(list(circuits))
+    else:
+        isa = list
+
+    cost = cutting_cost(arch, qubit_budget=budget, time_limit=time_limit)
+    if cost.fits:
+        measured = circuit.measure_all(inplace=False)
+        (isa_circuit,) = isa([measured])
+        table = np.array([[v[p] for p in isa_circuit.parameters] for v in values])
+        result = run_sampler.run([(isa_circuit, table)], shots=shots).result()[0]
+        bits = result.data.meas
+        out = np.empty((n_samples, n))
+        for s in range(n_samples):
+            counts = bits[s].get_int_counts() if bits.ndim else bits.get_int_counts()
+            total = sum(counts.values())
+            for i in range(n):
+                out[s, i] = sum(c * (1 - 2 * ((k >> i) & 1)) for k, c in counts.items()) / total
+        return out
+
+    paulis = _as_paulis(None, n)
+    if num_samples is None:
+        num_samples = np.inf if cost.n_qpd_terms <= EXACT_TERMS_LIMIT else 1000
+    cut_gate_ids = [c[1] for c in cost.cuts if c[0] == "gate"]
+    parametrised_cuts = any(circuit.data[i].operation.is_parameterized() for i in cut_gate_ids)
+
+    # problems: one (coefficients, subobservables, {label: [experiment indices]}) per generation
+    pubs: list = []
+    problems: list[tuple] = []
+    if not parametrised_cuts:
+        subcircuits, _, subobservables = _partition(apply_cuts(circuit, cost.cuts), circuit, paulis)
+        experiments, coefficients = _generate(subcircuits, subobservables, num_samples, seed)
+        index = {}
+        for label, circuits in experiments.items():
+            index[label] = []
+            for qc in isa(circuits):
+                table = np.array([[v[p] for p in qc.parameters] for v in values])
+                index[label].append(len(pubs))
+                pubs.append((qc, table) if qc.num_parameters else (qc,))
+        problems = [(coefficients, subobservables, index, s) for s in range(n_samples)]
+    else:
+        for s, v in enumerate(values):
+            bound = circuit.assign_parameters(v)
+            subcircuits, _, subobservables = _partition(apply_cuts(bound, cost.cuts), bound, paulis)
+            experiments, coefficients = _generate(subcircuits, subobservables, num_samples,
+                                                  None if seed is None else seed + s)
+            index = {}
+            for label, circuits in experiments.items():
+                index[label] = list(range(len(pubs), len(pubs) + len(circuits)))
+                pubs.extend((qc,) for qc in isa(circuits))
+            problems.append((coefficients, subobservables, index, None))
+
+    results = run_sampler.run(pubs, shots=shots).result()
+    out = np.empty((n_samples, n))
+    for s, (coefficients, subobservables, index, column) in enumerate(problems):
+        per_label = {label: [_Slice(results[k], column) for k in ks] for label, ks in index.items()}
+        out[s] = reconstruct_expectation_values(per_label, coefficients, subobservables)
+    return out
