@@ -5,6 +5,9 @@ sub-architectures with NSGA-II on validation error, runtime on IBM hardware and 
 """
 
 from ._version import __version__
+from .estimator import QNASEstimator
+from .result import Candidate, SearchResult
 from .space import EMBEDDINGS, ENTANGLERS, ROTATIONS, Architecture, SearchSpace
 
-__all__ = ["EMBEDDINGS", "ENTANGLERS", "ROTATIONS", "Architecture", "SearchSpace", "__version__"]
+__all__ = ["EMBEDDINGS", "ENTANGLERS", "ROTATIONS", "Architecture", "Candidate", "QNASEstimator", "SearchResult",
+           "SearchSpace", "__version__"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from qiskit.circuit import ParameterVector, QuantumCircuit
+from qiskit.circuit import Parameter, ParameterExpression, ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from .space import ROTATION_GATES, Architecture
@@ -49,21 +49,52 @@ def z_observables(n_qubits: int) -> list[SparsePauliOp]:
     return [SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], n_qubits) for i in range(n_qubits)]
 
 
+def _multiplexor_signs(m: int) -> tuple[np.ndarray, list[int]]:
+    """Unrolled CNOT decomposition of a uniformly controlled RY with ``m`` controls.
+
+    Recursively, with c the last control, RY(a) CX(c,t) RY(b) CX(c,t) gives a + b when c = 0 and
+    a - b when c = 1 (X RY(b) X = RY(-b)), so a = (a0 + a1)/2, b = (a0 - a1)/2 multiplex over the
+    other controls. Unrolled, the k-th RY angle is a signed sum of the 2**m multiplexed angles
+    divided by 2**m (a Walsh-Hadamard row). Returns ``signs`` (2**m, 2**m) of +-1 (row k: the k-th
+    RY) and, per RY, the controls (indices into the ``m`` controls) of the CXs that follow it.
+    """
+    def unroll(rows: np.ndarray, depth: int) -> tuple[list[np.ndarray], list[list[int]]]:
+        if depth == 0:
+            return [rows[0]], [[]]
+        half = len(rows) // 2
+        low, high = rows[:half], rows[half:]
+        first, cx_first = unroll(low + high, depth - 1)
+        second, cx_second = unroll(low - high, depth - 1)
+        cx_first[-1] = cx_first[-1] + [depth - 1]
+        cx_second[-1] = cx_second[-1] + [depth - 1]
+        return first + second, cx_first + cx_second
+
+    signs, cxs = unroll(np.eye(2**m, dtype=np.int64), m)
+    return np.array(signs), cxs
+
+
 def _uniformly_controlled_ry(qc: QuantumCircuit, angles: list, controls: list[int], target: int) -> None:
     """RY(angles[k]) on ``target`` when the ``controls`` (little-endian) hold the integer k.
 
-    Recursive CNOT decomposition: with c the last control, RY(a) CX(c,t) RY(b) CX(c,t) gives a + b
-    when c = 0 and a - b when c = 1 (X RY(b) X = RY(-b)), so a = (a0 + a1)/2, b = (a0 - a1)/2.
+    The recursive CNOT decomposition of :func:`_multiplexor_signs` (2**m RY gates for m controls).
+    Every RY angle is built as one flat expression ``(+-a_0 +- a_1 ...) * 2**-m``, parsed in one
+    call: composing the recursive half-sums as nested expressions took tens of seconds from 7
+    qubits on. Compiled simulators see an affine function of the inputs.
     """
-    if not controls:
+    m = len(controls)
+    if m == 0:
         qc.ry(angles[0], target)
         return
-    half = len(angles) // 2
-    low, high = angles[:half], angles[half:]
-    _uniformly_controlled_ry(qc, [(a0 + a1) / 2 for a0, a1 in zip(low, high)], controls[:-1], target)
-    qc.cx(controls[-1], target)
-    _uniformly_controlled_ry(qc, [(a0 - a1) / 2 for a0, a1 in zip(low, high)], controls[:-1], target)
-    qc.cx(controls[-1], target)
+    if not all(isinstance(a, Parameter) for a in angles) or len({a.name for a in angles}) != len(angles):
+        raise ValueError("uniformly controlled RY angles must be Parameters with distinct names")
+    names = {a.name: a for a in angles}
+    scale = 1.0 / 2**m  # a power of two: the coefficients are exact
+    signs, cxs = _multiplexor_signs(m)
+    for row, cx_controls in zip(signs, cxs):
+        terms = "".join(("+" if s > 0 else "-") + a.name for s, a in zip(row, angles))
+        qc.ry(ParameterExpression(names, terms) * scale, target)
+        for c in cx_controls:
+            qc.cx(controls[c], target)
 
 
 def _embed(qc: QuantumCircuit, arch: Architecture, x: ParameterVector) -> None:
@@ -127,11 +158,20 @@ def weight_slots(arch: Architecture) -> list[tuple[int, int, int]]:
             for g in ROTATION_GATES[arch.rotation]]
 
 
-def amplitude_angles(features: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def _norm(squares: torch.Tensor, eps: float) -> torch.Tensor:
+    """sqrt(squares), exactly 0 (with gradient 0, not inf) at or below ``eps``."""
+    zero = squares <= eps
+    safe = torch.where(zero, torch.ones_like(squares), squares)
+    return torch.where(zero, torch.zeros_like(squares), torch.sqrt(safe))
+
+
+def amplitude_angles(features: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Map real features ``(..., 2**n)`` to the ``2**n - 1`` RY-tree angles of the amplitude embedding.
 
-    The prepared state is ``features / ||features||`` (signs included), amplitude index in Qiskit's
-    little-endian order. Differentiable, so a model's pre-layer can learn the amplitudes.
+    The prepared state is ``features / ||features||`` (signs included, exactly, also when some blocks
+    of features are zero), amplitude index in Qiskit's little-endian order. Differentiable, so a
+    model's pre-layer can learn the amplitudes; blocks whose squared norm is at most ``eps`` count
+    as zero, and their angles get zero gradients (a zero block's angle is arbitrary).
     """
     dim = features.shape[-1]
     n = dim.bit_length() - 1
@@ -144,7 +184,9 @@ def amplitude_angles(features: torch.Tensor, eps: float = 1e-12) -> torch.Tensor
         if k == n - 1:
             lo, hi = blocks[..., 0, 0], blocks[..., 1, 0]
         else:
-            lo = torch.sqrt((blocks[..., 0, :] ** 2).sum(-1) + eps)
-            hi = torch.sqrt((blocks[..., 1, :] ** 2).sum(-1) + eps)
-        angles.append(2 * torch.atan2(hi, lo))
+            lo = _norm((blocks[..., 0, :] ** 2).sum(-1), eps)
+            hi = _norm((blocks[..., 1, :] ** 2).sum(-1), eps)
+        both = (lo == 0) & (hi == 0)  # atan2(0, 0) = 0, but its gradient would be nan
+        angles.append(2 * torch.atan2(torch.where(both, torch.zeros_like(hi), hi),
+                                      torch.where(both, torch.ones_like(lo), lo)))
     return torch.cat(angles, dim=-1)

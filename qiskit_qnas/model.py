@@ -24,12 +24,80 @@ def feature_transform(arch: Architecture, features: torch.Tensor) -> torch.Tenso
     return math.pi * torch.tanh(features)
 
 
-def classical_pre_layer(n_features: int, n_outputs: int, hidden: int, dropout: float) -> nn.Module:
+#: the default convolutional pre-layer of ``hidden="cnn"``: 5x5 conv channels, then a dense width
+CNN_DEFAULT = (8, 16, 128)
+
+
+def check_hidden(hidden, allow_zero: bool = True):
+    """Validate a pre-layer specification and return it in canonical form (see :func:`classical_trunk`).
+
+    ``hidden`` is an integer width, a tuple of widths, or ``"cnn"`` / ``"cnn-C1-...-Ck-D"``.
+    """
+    low = 0 if allow_zero else 1
+    allowed = (f"an integer >= {low}, a tuple of integers >= 1 (dense widths), or 'cnn' / "
+               "'cnn-C1-...-Ck-D' (5x5 conv channels C, then a dense width D)")
+    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
+        if hidden < low:
+            raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
+        return int(hidden)
+    if isinstance(hidden, str):
+        parts = hidden.split("-")
+        if parts[0] == "cnn":
+            if len(parts) == 1:
+                return "cnn"
+            if len(parts) >= 3 and all(p.isdigit() and int(p) >= 1 for p in parts[1:]):
+                return "-".join(["cnn"] + [str(int(p)) for p in parts[1:]])
+        raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
+    if isinstance(hidden, (tuple, list)) and hidden and all(
+            isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in hidden):
+        return int(hidden[0]) if len(hidden) == 1 else tuple(int(h) for h in hidden)
+    raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
+
+
+def classical_trunk(n_features: int, hidden, dropout: float) -> tuple[nn.Sequential, int]:
+    """The pre-layer without its last Linear: ``(module, output width)``.
+
+    * ``hidden=h`` (int, the paper's 64 by default): ``Linear(n_features, h), ReLU, Dropout``;
+      ``h=0``: nothing (width ``n_features``);
+    * ``hidden=(h1, h2, ...)``: one ``Linear, ReLU, Dropout`` per width;
+    * ``hidden="cnn"`` (= ``"cnn-8-16-128"``) or ``"cnn-C1-...-Ck-D"``, for square single-channel images
+      given as ``side * side`` flat features: per channel count ``C``, ``Conv2d(5x5, padding 2), ReLU,
+      MaxPool2d(2)``; then ``Flatten, Linear(., D), ReLU, Dropout``.
+    """
+    hidden = check_hidden(hidden)
+    layers: list[nn.Module] = []
+    if isinstance(hidden, str):
+        sizes = CNN_DEFAULT if hidden == "cnn" else tuple(int(p) for p in hidden.split("-")[1:])
+        channels, dense = sizes[:-1], sizes[-1]
+        side = math.isqrt(n_features)
+        if side * side != n_features or side < 2 ** len(channels):
+            raise ValueError(f"invalid hidden={hidden!r} for {n_features} features: a convolutional pre-layer "
+                             f"needs square single-channel images (side * side features, side >= "
+                             f"{2 ** len(channels)})")
+        layers.append(nn.Unflatten(1, (1, side, side)))
+        previous = 1
+        for c in channels:
+            layers += [nn.Conv2d(previous, c, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)]
+            previous, side = c, side // 2
+        layers += [nn.Flatten(), nn.Linear(previous * side * side, dense), nn.ReLU(), nn.Dropout(dropout)]
+        return nn.Sequential(*layers), dense
+    width = n_features
+    for h in ((hidden,) if isinstance(hidden, int) else hidden):
+        if h > 0:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+    return nn.Sequential(*layers), width
+
+
+def classical_pre_layer(n_features: int, n_outputs: int, hidden, dropout: float) -> nn.Module:
     """The paper's pre-layer: Linear -> hidden, ReLU, dropout, Linear -> what the embedding needs
-    (``hidden=0``: a single Linear)."""
-    if hidden <= 0:
+    (``hidden=0``: a single Linear). ``hidden`` may also be a tuple of widths or a convolutional
+    trunk (``"cnn"``); see :func:`classical_trunk`. The last module is always the Linear to
+    ``n_outputs``."""
+    if check_hidden(hidden) == 0:
         return nn.Linear(n_features, n_outputs)
-    return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
+    trunk, width = classical_trunk(n_features, hidden, dropout)
+    return nn.Sequential(*trunk, nn.Linear(width, n_outputs))
 
 
 class HQNN(nn.Module):
@@ -39,7 +107,8 @@ class HQNN(nn.Module):
     Args:
         arch: the quantum layer's architecture.
         n_features: input width; n_classes: number of logits.
-        hidden, dropout: pre-layer width (0 for none) and dropout.
+        hidden, dropout: pre-layer width (0 for none; or a tuple of widths, or ``"cnn"``: see
+            :func:`classical_trunk`) and dropout.
         engine, estimator: which QNN runs the circuit (see :meth:`Architecture.qnn`).
         seed: seeds the initial weights (classical and quantum).
     """
@@ -47,7 +116,8 @@ class HQNN(nn.Module):
     def __init__(self, arch: Architecture, n_features: int, n_classes: int, hidden: int = 64, dropout: float = 0.1,
                  engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
         super().__init__()
-        for name, value, low in (("n_features", n_features, 1), ("n_classes", n_classes, 2), ("hidden", hidden, 0)):
+        hidden = check_hidden(hidden)
+        for name, value, low in (("n_features", n_features, 1), ("n_classes", n_classes, 2)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"invalid {name}={value!r}; allowed: an integer >= {low}")
         self.arch = arch
@@ -72,32 +142,41 @@ class HQNN(nn.Module):
 
 
 def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, lr: float = 0.02,
-                seed: int | None = 0, weight_decay: float = 0.0, progress=None) -> list[float]:
+                seed: int | None = 0, weight_decay: float = 0.0, progress=None, cosine: bool = True) -> list[float]:
     """Mini-batch Adam on cross-entropy; returns the mean loss of every epoch.
 
-    ``progress`` (optional) is called with (epoch, loss) after every epoch.
+    ``cosine``: the step size decays from ``lr`` to 0 along a cosine over the run (steadier final
+    weights than a constant step). ``progress`` (optional) is called with (epoch, loss) after every
+    epoch. Deterministic for a given ``seed`` (batch order and dropout masks).
     """
     X = torch.as_tensor(np.asarray(X, dtype=np.float32))
     y = torch.as_tensor(np.asarray(y, dtype=np.int64))
     if len(X) != len(y) or len(X) == 0:
         raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
-    generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
+    seed = 0 if seed is None else int(seed)
+    generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = max(1, int(epochs) * math.ceil(len(X) / batch_size))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else 1.0)
     losses = []
     model.train()
-    for epoch in range(int(epochs)):
-        order = torch.randperm(len(X), generator=generator)
-        total = 0.0
-        for start in range(0, len(X), batch_size):
-            index = order[start:start + batch_size]
-            optimizer.zero_grad()
-            loss = nn.functional.cross_entropy(model(X[index]), y[index])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(index)
-        losses.append(total / len(X))
-        if progress is not None:
-            progress(epoch, losses[-1])
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # dropout masks: the same seed trains the same model
+        for epoch in range(int(epochs)):
+            order = torch.randperm(len(X), generator=generator)
+            total = 0.0
+            for start in range(0, len(X), batch_size):
+                index = order[start:start + batch_size]
+                optimizer.zero_grad()
+                loss = nn.functional.cross_entropy(model(X[index]), y[index])
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(index)
+            losses.append(total / len(X))
+            if progress is not None:
+                progress(epoch, losses[-1])
     model.eval()
     return losses
 

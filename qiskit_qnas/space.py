@@ -101,9 +101,12 @@ class Architecture:
 
     @staticmethod
     def _per_layer(field: str, value: Any, n_layers: int) -> tuple:
-        if isinstance(value, (str, int, np.integer)):
+        if isinstance(value, (str, int, float, np.integer)):
             return (value,) * n_layers
-        values = tuple(value)
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise ValueError(f"invalid {field}={value!r}; allowed: one value, or one per layer ({n_layers})") from None
         if len(values) != n_layers:
             raise ValueError(f"invalid {field}={value!r}; allowed: one value, or one per layer ({n_layers})")
         return values
@@ -368,7 +371,8 @@ class SearchSpace:
         gene[4 + L:4 + 2 * L] = self.ranges[0]
         for i, (e, r) in enumerate(zip(arch.entangler, arch.entangle_range)):
             gene[4 + i] = self.entanglers.index(e)
-            gene[4 + L + i] = r if e in RANGED_ENTANGLERS else self.ranges[0]
+            # a range clipped to n_qubits - 1 may lie below the space's minimum: decode clips it again
+            gene[4 + L + i] = max(r, self.ranges[0]) if e in RANGED_ENTANGLERS else self.ranges[0]
         if self.learning_rates is not None:
             gene[-1] = math.log10(arch.learning_rate)
         return gene

@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 import pytest
-from qiskit import QuantumCircuit
+from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
+from qiskit.circuit.library import CXGate
 from qiskit.quantum_info import PauliList, SparsePauliOp, Statevector
 from qiskit_addon_cutting import (
     DeviceConstraints,
@@ -18,7 +19,10 @@ from qiskit_addon_cutting import (
     find_cuts,
     generate_cutting_experiments,
     partition_problem,
+    reconstruct_expectation_values,
 )
+from qiskit_addon_cutting.qpd import QPDBasis
+from qiskit_aer.primitives import SamplerV2 as AerSampler
 
 from qiskit_qnas import Architecture, cutting
 from qiskit_qnas.circuits import z_observables
@@ -64,15 +68,23 @@ def test_fits_budget_needs_no_cutting(monkeypatch):
         assert cost.exact and cost.cuts == () and cost.n_gate_cuts == cost.n_wire_cuts == 0 and cost.fits
 
 
-CASES = [  # (architecture, budget): chain, ranged all, zz (cut RZZ), amplitude (wire cut), no-cut partitions
+CASES = [  # (architecture, budget): every entangler, ranges, zz (cut RZZ), wire cuts, no-cut partitions
     (arch(4), 2),
     (arch(4), 3),
     (arch(4, layers=2), 2),
+    (arch(4, entangler="all"), 2),       # ring: two cuts
+    (arch(4, entangler="all"), 3),
     (arch(4, entangler="all", r=2), 2),  # pairs (0,2),(1,3) fall apart without any cut
     (arch(4, entangler="all", r=2), 3),
+    (arch(4, entangler="odd"), 2),       # (1,2),(3,0): two partitions, no cut
+    (arch(4, entangler="even"), 3),
+    (arch(4, layers=2, embedding="angle_x", rotation="rxryrz", entangler=("odd", "even")), 2),
+    (arch(4, entangler="none"), 2),      # four idle-free partitions
     (arch(4, embedding="zz"), 2),
-    (arch(3, embedding="amplitude"), 2),
+    (arch(3, embedding="amplitude"), 2),  # wire cut
+    (arch(5, layers=2, entangler=("even", "all"), r=(1, 2)), 3),  # wire cut + gate cuts
     (arch(3, entangler="full"), 2),
+    (arch(4, embedding="angle_z", entangler="full"), 3),
 ]
 
 
@@ -204,41 +216,210 @@ def exact_z(candidate, x, w):
     return np.array(out)
 
 
-@pytest.mark.parametrize("candidate, budget", [
-    (arch(4), 2),                        # one CX cut, sub-experiments shared by all samples
-    (arch(3, entangler="full"), 2),      # two CX cuts
-    (arch(3, embedding="zz"), 2),        # cut RZZ with input-dependent angles: generated per sample
-], ids=["chain4", "full3", "zz3"])
-def test_cut_expectation_values_match_statevector(candidate, budget):
-    rng = np.random.default_rng(7)
-    x = rng.uniform(0, np.pi, size=(2, candidate.n_inputs))
-    w = rng.uniform(-np.pi, np.pi, size=candidate.n_weights)
-    assert not cutting_cost(candidate, qubit_budget=budget).fits
-    got = cut_expectation_values(candidate, x, w, qubit_budget=budget, shots=2048, seed=11)
+def random_point(candidate, n_samples=2, seed=7):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(0, np.pi, size=(n_samples, candidate.n_inputs)),
+            rng.uniform(-np.pi, np.pi, size=candidate.n_weights))
+
+
+def shot_sigma(cost: CuttingCost, shots: int) -> float:
+    """Upper bound on the standard error of a reconstructed <Z_i> with exact QPD weights (CX cuts):
+    each term's product of P partition estimates has variance <= (1 + 1/shots)^P - 1 and the terms are
+    independent, so sigma <= sqrt(sum_t c_t^2 * ((1 + 1/shots)^P - 1)), sum_t c_t^2 = prod_cuts sum_i c_i^2."""
+    assert all(c[0] == "gate" and c[2] == "cx" for c in cost.cuts)
+    per_cut = sum(c * c for c in QPDBasis.from_instruction(CXGate()).coeffs)  # 6 x 0.25 = 1.5
+    return math.sqrt(per_cut ** len(cost.cuts) * ((1 + 1 / shots) ** cost.n_partitions - 1))
+
+
+class Recording:
+    """A SamplerV2 wrapper that records every ``run`` call's pubs."""
+
+    def __init__(self, sampler):
+        self.sampler, self.calls = sampler, []
+
+    def run(self, pubs, *, shots=None):
+        pubs = list(pubs)
+        self.calls.append(pubs)
+        return self.sampler.run(pubs, shots=shots)
+
+
+EXACT_CASES = [  # all wider than the budget
+    (arch(4), 2),                                            # chain: one CX cut
+    (arch(5, layers=2), 3),                                  # chain, two layers
+    (arch(3, entangler="full"), 2),                          # full: two CX cuts
+    (arch(4, entangler="full"), 3),                          # full: three CX cuts, 216 terms
+    (arch(3, embedding="zz"), 2),                            # cut RZZ with input-dependent angle: per sample
+    (arch(4, layers=2, embedding="angle_x", rotation="rxryrz", entangler=("odd", "even")), 2),
+    (arch(5, layers=2, entangler=("even", "all"), r=(1, 2)), 3),  # a wire cut (Move: resets) + 2 CX cuts
+    (arch(4, entangler="none"), 2),                          # 4 partitions, nothing cut
+]
+
+
+@pytest.mark.parametrize("candidate, budget", EXACT_CASES, ids=lambda v: str(v))
+def test_exact_cut_expectation_values_equal_uncut(candidate, budget):
+    x, w = random_point(candidate)
+    info = {}
+    got = cut_expectation_values(candidate, x, w, qubit_budget=budget, shots=None, num_samples=np.inf, info=info)
+    cost = info["cost"]
+    assert not cost.fits and max(cost.partition_widths) <= budget
+    assert info["exact_weights"] and info["n_pubs"] == 0
+    assert info["n_subexperiments"] == cost.n_subexperiments  # the count formula, once more
     assert got.shape == (2, candidate.n_qubits)
-    # exact QPD weights, so only shot noise: with 2 CX cuts the 36 terms have |coefficient| 1/4, so the
-    # standard error is about sqrt(36 / 16 / 2048) ~ 0.035; 0.15 is > 4 standard errors (and seeded)
-    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=0.15)
+    # exact weights and exact sub-experiment distributions: equal up to floating point
+    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=1e-9)
+
+
+@pytest.mark.parametrize("candidate, shots", [(arch(4), 4096), (arch(3, entangler="full"), 1024)],
+                         ids=["chain4", "full3"])
+def test_sampled_cut_expectation_values_match_uncut(candidate, shots):
+    x, w = random_point(candidate)
+    sampler = Recording(AerSampler(seed=11))
+    info = {}
+    got = cut_expectation_values(candidate, x, w, 2, sampler, shots=shots, info=info)
+    cost = info["cost"]
+    # batched: one sampler job; one pub per sub-experiment, the samples are its parameter sets
+    assert len(sampler.calls) == 1 and info["n_jobs"] == 1
+    assert len(sampler.calls[0]) == info["n_pubs"] == cost.n_subexperiments
+    assert all(pub[1].shape[0] == 2 for pub in sampler.calls[0])
+    # stated tolerance: 4 standard-error bounds (chain4: 4 x 0.027, full3: 4 x 0.066); seeded
+    tolerance = 4 * shot_sigma(cost, shots)
+    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=tolerance)
+    np.testing.assert_allclose(got, cut_expectation_values(candidate, x, w, 2, shots=None), atol=tolerance)
+
+
+def test_parametrised_cuts_are_generated_per_sample_in_one_job():
+    candidate = arch(3, embedding="zz")
+    x, w = random_point(candidate)
+    sampler = Recording(AerSampler(seed=4))
+    info = {}
+    got = cut_expectation_values(candidate, x, w, 2, sampler, shots=128, info=info)
+    assert got.shape == (2, 3) and np.all(np.abs(got) <= 3)
+    assert len(sampler.calls) == 1 and len(sampler.calls[0]) == 2 * info["n_subexperiments"]
+    assert all(not pub[0].parameters for pub in sampler.calls[0])  # bound per sample
+
+
+def test_jobs_are_split_at_the_execution_limit():
+    candidate = arch(4)
+    x, w = random_point(candidate)
+    sampler = Recording(AerSampler(seed=2))
+    info = {}
+    cut_expectation_values(candidate, x, w, 2, sampler, shots=100, max_executions_per_job=2 * 100 * 5, info=info)
+    sizes = [len(call) for call in sampler.calls]
+    assert sizes == [5, 5, 2] and info["n_jobs"] == 3 and info["n_pubs"] == 12
+
+
+def test_frequencies_reconstruct_exactly_like_the_per_shot_loop():
+    """Outcome frequencies through a SamplerResult give reconstruct_expectation_values' own V2 answer."""
+    candidate = arch(4)
+    x, w = random_point(candidate, n_samples=1)
+    bound = candidate.circuit().assign_parameters([*x[0], *w])
+    cost = cutting_cost(candidate, qubit_budget=2)
+    subcircuits, _, subobservables = cutting._partition(apply_cuts(bound, cost.cuts), bound, z_paulis(4))
+    experiments, coefficients = generate_cutting_experiments(subcircuits, subobservables, np.inf)
+    sampler = AerSampler(seed=5)
+    results = {label: sampler.run(list(circuits), shots=300).result() for label, circuits in experiments.items()}
+    per_shot = reconstruct_expectation_values(results, coefficients, subobservables)
+    frequencies = {label: [cutting._distribution(r, None) for r in result] for label, result in results.items()}
+    np.testing.assert_allclose(cutting._reconstruct(frequencies, coefficients, subobservables), per_shot,
+                               rtol=0, atol=1e-12)
+
+
+def test_exact_distribution_branches_on_measurements_and_resets():
+    theta, phi = 1.1, 2.3
+    qc = QuantumCircuit(QuantumRegister(2), ClassicalRegister(1, "qpd_measurements"),
+                        ClassicalRegister(2, "observable_measurements"))
+    qc.ry(theta, 0)
+    qc.measure(0, qc.cregs[0][0])   # mid-circuit QPD measurement
+    qc.reset(0)
+    qc.ry(phi, 0)
+    qc.cx(0, 1)
+    qc.measure([0, 1], qc.cregs[1])
+    a, c = math.sin(theta / 2) ** 2, math.cos(phi / 2) ** 2
+    expected = {0b000: (1 - a) * c, 0b011: (1 - a) * (1 - c), 0b100: a * c, 0b111: a * (1 - c)}
+    got = cutting._exact_distribution(qc)
+    assert got.keys() == expected.keys()
+    assert all(math.isclose(got[k], expected[k], abs_tol=1e-12) for k in expected)
+    # the sampler path lays out its keys the same way (qpd bits above the observable bits)
+    sampled = cutting._distribution(AerSampler(seed=1).run([qc], shots=20000).result()[0], None)
+    assert sampled.keys() == expected.keys()
+    assert all(abs(sampled[k] - expected[k]) < 0.02 for k in expected)  # sigma <= 0.0036
+
+
+def test_backend_subexperiments_are_isa_and_noise_free_values_match():
+    """A backend transpiles every sub-experiment to ISA circuits; on a noise-free sampler the values match."""
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    backend = FakeManilaV2()
+    candidate = arch(4)
+    x, w = random_point(candidate)
+    sampler = Recording(AerSampler(seed=9))
+    info = {}
+    shots = 4096
+    got = cut_expectation_values(candidate, x, w, 2, sampler, shots=shots, seed=3, backend=backend, info=info)
+    (pubs,) = sampler.calls
+    assert len(pubs) == info["n_pubs"] == 12
+    for pub in pubs:
+        qc = pub[0]
+        assert qc.num_qubits == backend.num_qubits
+        for inst in qc.data:
+            if inst.operation.name == "barrier":
+                continue
+            qargs = tuple(qc.find_bit(q).index for q in inst.qubits)
+            assert backend.target.instruction_supported(inst.operation.name, qargs), inst.operation.name
+    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=4 * shot_sigma(info["cost"], shots))
+
+
+def test_runtime_fake_backend_local_mode_in_a_batch():
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    candidate = arch(3)
+    x, w = random_point(candidate, seed=5)
+    info = {}
+    got = cut_expectation_values(candidate, x, w, qubit_budget=2, shots=2048, seed=2, backend=FakeManilaV2(),
+                                 max_executions_per_job=6 * 2 * 2048, info=info)
+    assert info["n_jobs"] == 2  # 12 sub-experiments x 2 samples x 2048 shots, split in a Runtime Batch
+    assert got.shape == (2, 3) and np.all(np.isfinite(got))
+    # noisy device (FakeManilaV2's noise model) and QPD estimator: loose, but far from meaningless
+    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=0.4)
 
 
 def test_fitting_circuit_runs_uncut_through_the_sampler():
     candidate = arch(3)
-    rng = np.random.default_rng(3)
-    x, w = rng.uniform(0, np.pi, size=(2, 3)), rng.uniform(-np.pi, np.pi, size=3)
+    x, w = random_point(candidate, seed=3)
     got = cut_expectation_values(candidate, x, w, qubit_budget=3, shots=8192, seed=1)
-    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=0.05)
+    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=0.05)  # sigma <= 1/sqrt(8192) = 0.011
     again = cut_expectation_values(candidate, x, w, qubit_budget=3, shots=8192, seed=1)
     np.testing.assert_array_equal(got, again)  # seeded
+    exact = cut_expectation_values(candidate, x[0], w, qubit_budget=3, shots=None)
+    np.testing.assert_allclose(exact, exact_z(candidate, x[:1], w), atol=1e-12)
 
 
-def test_runtime_fake_backend_local_mode():
-    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+def test_sampled_qpd_is_reproducible():
+    candidate = arch(4, entangler="full")
+    x, w = random_point(candidate, n_samples=1)
+    info = {}
+    first = cut_expectation_values(candidate, x, w, 3, shots=None, num_samples=50, seed=8, info=info)
+    assert not info["exact_weights"] and info["n_subexperiments"] <= 50 * 2
+    np.testing.assert_array_equal(first, cut_expectation_values(candidate, x, w, 3, shots=None, num_samples=50,
+                                                                seed=8))
 
-    candidate = arch(3)
-    rng = np.random.default_rng(5)
-    x, w = rng.uniform(0, np.pi, size=(2, 3)), rng.uniform(-np.pi, np.pi, size=3)
-    got = cut_expectation_values(candidate, x, w, qubit_budget=2, shots=2048, seed=2, backend=FakeManilaV2())
-    assert got.shape == (2, 3) and np.all(np.isfinite(got))
-    # noisy device and QPD estimator: loose, but far from meaningless
-    assert np.all(np.abs(got) <= 1.5)
-    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=0.4)
+
+def test_run_bounds_and_argument_errors():
+    candidate = arch(4, entangler="full")
+    x, w = random_point(candidate, n_samples=1)
+    wide = arch(4, layers=2, entangler="full")  # 8 CX cuts at budget 2: 6^8 = 1,679,616 joint terms
+    with pytest.raises(ValueError, match=r"num_samples=inf: .*1679616 joint terms of 8 cuts"):
+        cut_expectation_values(wide, random_point(wide, 1)[0], random_point(wide)[1], 2, num_samples=np.inf)
+    with pytest.raises(ValueError, match="max_circuits=100"):
+        cut_expectation_values(candidate, x, w, 3, shots=None, max_circuits=100)  # 216 terms x 2 groups
+    with pytest.raises(ValueError, match="shots=None"):
+        cut_expectation_values(candidate, x, w, 3, AerSampler(), shots=None)
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match="shots"):
+            cut_expectation_values(candidate, x, w, 3, shots=bad)
+    with pytest.raises(ValueError, match="num_samples"):
+        cut_expectation_values(candidate, x, w, 3, num_samples=0)
+    with pytest.raises(ValueError, match="arch"):
+        cut_expectation_values(candidate.circuit(), x, w, 3)
+    with pytest.raises(ValueError, match="inputs"):
+        cut_expectation_values(candidate, np.zeros((0, 4)), w, 3)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -36,37 +37,46 @@ _CONTROLLED = {"cx": "x", "cy": "y", "cz": "z", "ch": "h", "crx": "rx", "cry": "
 class _Angle:
     """One gate parameter as a differentiable function of the inputs ``x`` (B, n_in) and weights ``w``."""
 
-    def __init__(self, value, inputs: dict[Parameter, int], weights: dict[Parameter, int]):
+    def __init__(self, value, inputs: dict[Parameter, int], weights: dict[Parameter, int],
+                 reader: _AffineReader | None = None):
         self.batched = False
-        if not isinstance(value, ParameterExpression) or not value.parameters:
+        if isinstance(value, ParameterExpression) and not isinstance(value, Parameter):
+            # fast path for long affine expressions (the amplitude embedding's multiplexor angles)
+            terms = (reader or _AffineReader(inputs, weights)).read(value)
+            if terms is not None:
+                self._set_affine(*terms, len(inputs))
+                return
+        params = value.parameters if isinstance(value, ParameterExpression) else set()
+        if not params:
             self.kind, self.const = "const", float(value)
             return
-        unknown = [p for p in value.parameters if p not in inputs and p not in weights]
+        unknown = [p for p in params if p not in inputs and p not in weights]
         if unknown:
             raise ValueError(f"circuit parameters {sorted(p.name for p in unknown)} are neither inputs nor weights")
-        self.batched = any(p in inputs for p in value.parameters)
+        self.batched = any(p in inputs for p in params)
         if isinstance(value, Parameter):
             self.kind = "x" if value in inputs else "w"
             self.index = inputs[value] if value in inputs else weights[value]
             return
-        grads = {p: value.gradient(p) for p in value.parameters}
+        grads = {p: value.gradient(p) for p in params}
         if all(not isinstance(g, ParameterExpression) for g in grads.values()):
-            # affine: const + a.x + b.w (the amplitude embedding's uniformly controlled RY angles)
-            self.kind = "affine"
-            self.const = float(value.bind({p: 0.0 for p in value.parameters}))
-            self.x_coef = torch.zeros(len(inputs), dtype=torch.float64)
-            self.w_coef = torch.zeros(len(weights), dtype=torch.float64)
+            coef = np.zeros(len(inputs) + len(weights))
             for p, g in grads.items():
-                if p in inputs:
-                    self.x_coef[inputs[p]] = float(g)
-                else:
-                    self.w_coef[weights[p]] = float(g)
+                coef[inputs[p] if p in inputs else len(inputs) + weights[p]] += float(g)
+            self._set_affine(float(value.bind({p: 0.0 for p in params})), coef, len(inputs))
             return
         # any other expression (e.g. the zz embedding's (pi - x_i)(pi - x_j)): evaluate its sympy tree
         self.kind = "expr"
-        names = {p.name: ("x", inputs[p]) if p in inputs else ("w", weights[p]) for p in value.parameters}
+        names = {p.name: ("x", inputs[p]) if p in inputs else ("w", weights[p]) for p in params}
         self.expr = value.sympify()
         self.symbols = {s: names[str(s)] for s in self.expr.free_symbols}
+
+    def _set_affine(self, const: float, coef: np.ndarray, n_inputs: int) -> None:
+        """const + a.x + b.w, with ``coef`` = [a | b]."""
+        self.kind, self.const = "affine", float(const)
+        self.x_coef = torch.from_numpy(np.ascontiguousarray(coef[:n_inputs]))
+        self.w_coef = torch.from_numpy(np.ascontiguousarray(coef[n_inputs:]))
+        self.batched = bool(np.any(coef[:n_inputs]))
 
     def __call__(self, x: Tensor, w: Tensor):
         """Value: a float, a tensor of shape () or (B,) when ``w`` is shared, (B,) when batched."""
@@ -80,6 +90,148 @@ class _Angle:
             return self.const + x @ self.x_coef + w @ self.w_coef
         return _eval_sympy(self.expr, {s: (x[:, i] if src == "x" else w[..., i])
                                        for s, (src, i) in self.symbols.items()})
+
+
+_TOKEN = re.compile(r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<op>[-+*/()])|(?P<name>[^\s+\-*/()]+))")
+
+
+class _NotAffine(Exception):
+    pass
+
+
+class _AffineReader:
+    """Reads an affine ``ParameterExpression`` (numbers, parameters, +, -, parentheses, and * or / by
+    numbers) from its text in linear time, as ``(const, coefficients over [inputs | weights])``.
+
+    Qiskit's ``gradient`` per parameter (and the expression's QPY replay) is quadratic in the
+    expression's length, which made compiling an amplitude embedding of 9 qubits take minutes. The
+    result is checked against Qiskit's own evaluation at a random point; anything not recognised
+    (or not affine) gives None, and the caller falls back to Qiskit's symbolic gradients.
+    """
+
+    def __init__(self, inputs: dict[Parameter, int], weights: dict[Parameter, int]):
+        n_inputs = len(inputs)
+        columns = {p.name: i for p, i in inputs.items()}
+        columns.update({p.name: n_inputs + i for p, i in weights.items()})
+        # names must identify parameters (two parameters may share a name in a hand-made circuit)
+        self.columns = columns if len(columns) == len(inputs) + len(weights) else {}
+        point = np.random.default_rng(2024).uniform(-1.0, 1.0, len(inputs) + len(weights))
+        self.point_vector = point
+        self.point = {p: float(point[i]) for p, i in inputs.items()}
+        self.point.update({p: float(point[n_inputs + i]) for p, i in weights.items()})
+        self.size = len(point)
+
+    def read(self, value: ParameterExpression) -> tuple[float, np.ndarray] | None:
+        if not self.columns:
+            return None
+        try:
+            terms = self._parse(str(value))
+        except (_NotAffine, LookupError, ValueError, OverflowError):
+            return None
+        if not isinstance(terms, list):
+            return None  # a constant: the general path handles it
+        const, found = terms
+        coef = np.zeros(self.size)
+        if found:
+            np.add.at(coef, np.fromiter(found.keys(), dtype=np.int64, count=len(found)),
+                      np.fromiter(found.values(), dtype=np.float64, count=len(found)))
+        try:  # every parameter must be bound here, or this expression has one we did not read
+            expected = complex(value.bind(self.point, allow_unknown_parameters=True).numeric())
+        except (TypeError, ValueError):
+            return None
+        products = coef * self.point_vector
+        scale = 1.0 + abs(const) + float(np.abs(products).sum())
+        if expected.imag or abs(expected.real - (const + math.fsum(products))) > 1e-12 * scale:
+            return None
+        return const, coef
+
+    def _parse(self, text: str):
+        """``[const, {column: coefficient}]`` of an affine text, or a number for a constant."""
+        tokens = []
+        position = 0
+        for match in _TOKEN.finditer(text):
+            if match.start() != position:
+                raise _NotAffine
+            position = match.end()
+            kind = match.lastgroup
+            tokens.append((kind, match.group(kind)))
+        if text[position:].strip():
+            raise _NotAffine
+        tokens.append(("end", ""))
+        columns = self.columns
+        index = 0
+
+        def scale(value, factor: float):
+            if isinstance(value, list):
+                return [value[0] * factor, {k: c * factor for k, c in value[1].items()}]
+            return value * factor
+
+        def atom():
+            nonlocal index
+            kind, text = tokens[index]
+            index += 1
+            if kind == "num":
+                return float(text)
+            if kind == "name":
+                return [0.0, {columns[text]: 1.0}]  # KeyError: not a circuit parameter
+            if kind == "op" and text in "+-":
+                value = atom()
+                return value if text == "+" else scale(value, -1.0)
+            if kind == "op" and text == "(":
+                value = expression()
+                if tokens[index] != ("op", ")"):
+                    raise _NotAffine
+                index += 1
+                return value
+            raise _NotAffine
+
+        def term():
+            nonlocal index
+            value = atom()
+            while tokens[index][0] == "op" and tokens[index][1] in "*/":
+                operator = tokens[index][1]
+                index += 1
+                if tokens[index] == ("op", "*"):
+                    raise _NotAffine  # a power
+                other = atom()
+                if operator == "/":
+                    if isinstance(other, list) or other == 0:
+                        raise _NotAffine
+                    value = scale(value, 1.0 / other)
+                elif isinstance(value, list) and isinstance(other, list):
+                    raise _NotAffine  # a product of two parameter-dependent factors
+                else:
+                    value = scale(other, value) if isinstance(other, list) else scale(value, other)
+            return value
+
+        def expression():
+            nonlocal index
+            const, found, affine, sign = 0.0, {}, False, 1.0
+            while True:
+                kind, text = tokens[index]
+                if kind == "name" and tokens[index + 1] not in (("op", "*"), ("op", "/")):
+                    column = columns[text]  # the common case: a bare parameter
+                    found[column] = found.get(column, 0.0) + sign
+                    affine = True
+                    index += 1
+                else:
+                    value = term()
+                    if isinstance(value, list):
+                        affine = True
+                        const += sign * value[0]
+                        for k, c in value[1].items():
+                            found[k] = found.get(k, 0.0) + sign * c
+                    else:
+                        const += sign * value
+                if tokens[index][0] != "op" or tokens[index][1] not in "+-":
+                    return [const, found] if affine else const
+                sign = -1.0 if tokens[index][1] == "-" else 1.0
+                index += 1
+
+        value = expression()
+        if tokens[index][0] != "end":
+            raise _NotAffine
+        return value
 
 
 _SYMPY_FUNCS = {sympy.sin: torch.sin, sympy.cos: torch.cos, sympy.tan: torch.tan, sympy.exp: torch.exp,
@@ -162,6 +314,9 @@ class StatevectorProgram:
     are two vectorised ops, so a rotation costs a handful of elementwise ops on the state.
     """
 
+    #: affine angle tables with at most this many coefficients are reduced elementwise, larger by matmul
+    SMALL_AFFINE = 2**12
+
     def __init__(self, circuit: QuantumCircuit, inputs: Sequence[Parameter], weights: Sequence[Parameter],
                  observables: Sequence[SparsePauliOp] | None = None):
         if any(i.operation.name == "measure" for i in circuit.data):
@@ -171,6 +326,7 @@ class StatevectorProgram:
         self.n_inputs, self.n_weights = len(inputs), len(weights)
         input_index = {p: i for i, p in enumerate(inputs)}
         weight_index = {p: i for i, p in enumerate(weights)}
+        reader = _AffineReader(input_index, weight_index)
         names = {i.operation.name for i in circuit.data}
         self.real = names <= _REAL_GATES
         self.dtype = torch.float64 if self.real else torch.complex128
@@ -191,7 +347,7 @@ class StatevectorProgram:
             if op.name in _SKIPPED:
                 continue
             if len(qubits) == 1 and qubits[0] in open_qubits and (op.name in _ROTATIONS or op.name in _FIXED):
-                angle = _Angle(op.params[0], input_index, weight_index) if op.params else None
+                angle = _Angle(op.params[0], input_index, weight_index, reader) if op.params else None
                 self._prefix[qubits[0]].append((op.name, -1 if angle is None else self._column_of(angle)))
                 continue
             open_qubits.difference_update(qubits)
@@ -202,7 +358,7 @@ class StatevectorProgram:
             if perm is not None:
                 self._ops.append(self._gather(perm))
                 perm = None
-            angles = [_Angle(p, input_index, weight_index) for p in op.params]
+            angles = [_Angle(p, input_index, weight_index, reader) for p in op.params]
             self._ops.append(self._compile(op.name, qubits, angles))
         if perm is not None:
             self._ops.append(self._gather(perm))
@@ -338,8 +494,11 @@ class StatevectorProgram:
         if len(self._plain):
             columns.append(params.index_select(1, self._plain))
         if self._affine_coef is not None:
-            # an elementwise reduction: MKL's dgemm is pathologically slow for these small shapes
-            columns.append(self._affine_const + (params.unsqueeze(2) * self._affine_coef).sum(1))
+            if self._affine_coef.numel() <= self.SMALL_AFFINE:
+                # an elementwise reduction: MKL's dgemm is pathologically slow for these small shapes
+                columns.append(self._affine_const + (params.unsqueeze(2) * self._affine_coef).sum(1))
+            else:  # e.g. a wide amplitude embedding: (B, P, A) temporaries would take gigabytes
+                columns.append(self._affine_const + params @ self._affine_coef)
         for a in self._exprs:
             columns.append(torch.as_tensor(a(x, w), dtype=torch.float64).expand(batch).unsqueeze(1))
         if self._consts.shape[1]:

@@ -1,0 +1,235 @@
+"""Training throughput of the torch statevector engine against EstimatorQNN, and peak memory.
+
+For (qubits, layers) in (4, 2), (8, 2), (10, 3), the HQNN ``arch.model(n, 10, hidden=0)`` (a Linear
+pre-layer, the quantum layer through ``TorchConnector`` with input gradients, ``<Z_i>`` into
+``Linear(n, 10)``) of ``Architecture(n, layers, "angle_y", "ry", "chain")`` is trained with Adam on
+random batches of 32 (forward + backward + step). The same model is built twice, with
+``engine="statevector"`` (our ``StatevectorQNN``) and ``engine="estimator"`` (qiskit-machine-learning's
+``EstimatorQNN`` over ``StatevectorEstimator`` with ``default_precision=0``, parameter-shift
+gradients), and timed in one run: ours for many steps, the baseline for a few (it takes seconds to
+minutes per step). PennyLane rows (``default.qubit``, backprop, through ``qml.qnn.TorchLayer``) are
+added only when ``pennylane`` is importable. Then the peak resident-memory increase of one forward
+and backward pass at batch 256, 10 qubits, measured in a fresh subprocess.
+
+    python benchmarks/engine_throughput.py [--quick] [--threads 1] [--out benchmarks/results/engine_throughput.md]
+
+``--quick``: fewer steps, and the baseline at batch 4 (per-sample time is what is compared; the
+baseline's cost is linear in the batch). Torch runs on ``--threads`` intra-op threads (default 1:
+on a small shared machine, OpenMP workers waiting for a busy core dominate small models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import torch
+
+from qiskit_qnas import Architecture
+
+SIZES = ((4, 2), (8, 2), (10, 3))
+N_CLASSES = 10
+BATCH = 32
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "engine_throughput.md")
+
+
+def architecture(n_qubits: int, n_layers: int) -> Architecture:
+    return Architecture(n_qubits, n_layers, embedding="angle_y", rotation="ry", entangler="chain")
+
+
+def build(arch: Architecture, engine: str) -> torch.nn.Module:
+    return arch.model(n_features=arch.n_qubits, n_classes=N_CLASSES, hidden=0, dropout=0.0, engine=engine, seed=0)
+
+
+def time_training(model: torch.nn.Module, n_features: int, batch: int, min_steps: int, min_seconds: float,
+                  warmup: int = 1, warmup_batch: int | None = None) -> dict:
+    """Samples per second of forward + cross-entropy backward + Adam step on random batches."""
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(size: int) -> None:
+        x = torch.randn(size, n_features, generator=generator)
+        y = torch.randint(0, N_CLASSES, (size,), generator=generator)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    model.train()
+    for _ in range(warmup):
+        step(warmup_batch or batch)
+    steps, start = 0, time.perf_counter()
+    while steps < min_steps or time.perf_counter() - start < min_seconds:
+        step(batch)
+        steps += 1
+    elapsed = time.perf_counter() - start
+    return {"samples_per_s": steps * batch / elapsed, "steps": steps, "batch": batch, "seconds": elapsed}
+
+
+def pennylane_model(n_qubits: int, n_layers: int):
+    """The same HQNN with the quantum layer in PennyLane (``default.qubit``, backprop), or None."""
+    try:
+        import pennylane as qml
+    except ImportError:
+        return None
+    device = qml.device("default.qubit", wires=n_qubits)
+
+    @qml.qnode(device, interface="torch", diff_method="backprop")
+    def circuit(inputs, weights):
+        for i in range(n_qubits):
+            qml.RY(inputs[..., i], wires=i)
+        for layer in range(n_layers):
+            for i in range(n_qubits):
+                qml.RY(weights[layer, i], wires=i)
+            for i in range(n_qubits - 1):
+                qml.CNOT(wires=[i, i + 1])
+        return [qml.expval(qml.PauliZ(i)) for i in range(n_qubits)]
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = torch.nn.Linear(n_qubits, n_qubits)
+            self.quantum = qml.qnn.TorchLayer(circuit, {"weights": (n_layers, n_qubits)})
+            self.head = torch.nn.Linear(n_qubits, N_CLASSES)
+
+        def forward(self, x):
+            return self.head(self.quantum(torch.pi * torch.tanh(self.pre(x))).float())
+
+    return Model()
+
+
+MEMORY_SCRIPT = """
+import json, resource, sys, time
+import torch
+torch.set_num_threads({threads})
+sys.path.insert(0, {root!r})
+from qiskit_qnas import Architecture
+arch = Architecture(10, 3, embedding="angle_y", rotation="ry", entangler="chain")
+model = arch.model(n_features=10, n_classes=10, hidden=0, dropout=0.0, seed=0)
+x, y = torch.randn(256, 10), torch.randint(0, 10, (256,))
+small_x = torch.randn(2, 10)
+torch.nn.functional.cross_entropy(model(small_x), y[:2]).backward()  # import and compile lazily-built parts
+model.zero_grad()
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+before = rss()
+start = time.perf_counter()
+torch.nn.functional.cross_entropy(model(x), y).backward()
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+print(json.dumps({{"before_kib": before, "peak_kib": peak, "seconds": seconds}}))
+"""
+
+
+def peak_memory(threads: int) -> dict:
+    """Peak RSS increase of one forward + backward at batch 256, 10 qubits, in a fresh process."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    code = MEMORY_SCRIPT.format(threads=threads, root=root)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    data["delta_mib"] = (data["peak_kib"] - data["before_kib"]) / 1024
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short run (baseline at batch 4, few steps)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--out", default=None,
+                        help=f"write the markdown table here (default {os.path.relpath(DEFAULT_OUT)}, "
+                             "not written with --quick unless given)")
+    parser.add_argument("--sizes", default=None, help="e.g. 4x2,8x2 (default 4x2,8x2,10x3)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sizes = SIZES if not args.sizes else tuple(tuple(int(v) for v in s.split("x")) for s in args.sizes.split(","))
+    out_path = args.out or (None if args.quick else DEFAULT_OUT)
+
+    # (ours: min steps, min seconds), (baseline: steps, batch) per number of qubits
+    ours_budget = (5, 1.0) if args.quick else (30, 5.0)
+    baseline_steps = (lambda n: (1, 4)) if args.quick else (lambda n: (3 if n <= 4 else 2 if n <= 8 else 1, BATCH))
+
+    header = ["qubits", "layers", "engine", "samples/s", "ms/step (batch)", "steps", "vs EstimatorQNN"]
+    rows = []
+    print(" | ".join(header), flush=True)
+
+    def emit(row):
+        rows.append(row)
+        print(" | ".join(str(v) for v in row), flush=True)
+
+    for n, layers in sizes:
+        arch = architecture(n, layers)
+        ours = time_training(build(arch, "statevector"), n, BATCH, *ours_budget, warmup=3)
+        steps, batch = baseline_steps(n)
+        base = time_training(build(arch, "estimator"), n, batch, steps, 0.0, warmup=1, warmup_batch=1)
+        ratio = ours["samples_per_s"] / base["samples_per_s"]
+        for name, result in (("StatevectorQNN (ours)", ours), ("EstimatorQNN + StatevectorEstimator", base)):
+            emit([n, layers, name, f"{result['samples_per_s']:.4g}",
+                  f"{1e3 * result['seconds'] / result['steps']:.4g} ({result['batch']})", result["steps"],
+                  f"{ratio:.0f}x" if result is ours else "1x"])
+        model = pennylane_model(n, layers)
+        if model is not None:
+            pl = time_training(model, n, BATCH, *ours_budget, warmup=2)
+            emit([n, layers, "PennyLane default.qubit (backprop)", f"{pl['samples_per_s']:.4g}",
+                  f"{1e3 * pl['seconds'] / pl['steps']:.4g} ({pl['batch']})", pl["steps"],
+                  f"{pl['samples_per_s'] / base['samples_per_s']:.0f}x"])
+    try:
+        import pennylane  # noqa: F401
+        pennylane_note = "PennyLane rows: `default.qubit` with backprop through `qml.qnn.TorchLayer`."
+    except ImportError:
+        pennylane_note = "PennyLane is not installed: no PennyLane rows (`pip install pennylane` to add them)."
+
+    memory = peak_memory(args.threads)
+    memory_line = (f"Peak memory of one forward + backward at batch 256, 10 qubits, 3 layers (fresh process, "
+                   f"resident-set increase): {memory['delta_mib']:.0f} MiB "
+                   f"({'within' if memory['delta_mib'] < 1024 else 'OVER'} the 1 GiB limit), "
+                   f"{memory['seconds']:.2f} s.")
+    print(memory_line)
+    print(pennylane_note)
+
+    if out_path:
+        ratios = [r[-1] for r in rows if r[2].startswith("StatevectorQNN")]
+        lines = [
+            "# Engine training throughput",
+            "",
+            "Generated by `python benchmarks/engine_throughput.py"
+            + (" --quick" if args.quick else "") + f" --threads {args.threads}`"
+            + f" on {platform.machine()} / {platform.python_version()}, {os.cpu_count()} CPUs"
+            + f" (load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}),"
+            + f" torch {torch.__version__}, qiskit {version('qiskit')},"
+            + f" qiskit-machine-learning {version('qiskit-machine-learning')}.",
+            "",
+            "HQNN `arch.model(n, 10, hidden=0)` of `Architecture(n, layers, 'angle_y', 'ry', 'chain')`: Linear"
+            " pre-layer, quantum layer through `TorchConnector` (input gradients on), `<Z_i>` into"
+            " `Linear(n, 10)`; Adam on random batches, forward + backward + step. EstimatorQNN runs over"
+            " `StatevectorEstimator` with `default_precision=0` (parameter-shift gradients), timed for a few"
+            " steps only; ours for many.",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *("| " + " | ".join(str(v) for v in row) + " |" for row in rows),
+            "",
+            f"Speed-up of the statevector engine over EstimatorQNN: {', '.join(ratios)}"
+            f" (target: at least 1000x at every size).",
+            "",
+            memory_line,
+            "",
+            pennylane_note,
+            "",
+        ]
+        os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+        with open(out_path, "w") as handle:
+            handle.write("\n".join(lines))
+        print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

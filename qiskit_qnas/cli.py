@@ -1,0 +1,771 @@
+"""The ``qnas`` command line: search, resume, report and export.
+
+::
+
+    qnas search --dataset iris --qubits 2:4 --layers 1:2 --out runs/iris
+    qnas resume runs/iris            # after a crash / kill: continues from the last generation
+    qnas report runs/iris            # front table, test accuracy, (re)writes pareto.png
+    qnas export runs/iris --candidate 0 --format qasm3
+
+A run directory holds ``config.json`` (written first: every setting needed to resume, including the
+dataset arguments), what :class:`~qiskit_qnas.estimator.QNASEstimator` writes with
+``checkpoint_dir=`` (``supercircuit.pt``, ``checkpoint.pkl``, ``result.json``, ``candidates.csv``,
+``pareto.png``, ``model.pt``, ``best_circuit.qpy``) and, once the chosen model is scored on the test
+split, ``summary.json``.
+
+Every argument is checked before any work starts (no run directory is created for a bad command
+line); a bad one ends the command with exit code 2 and a single line on stderr naming the argument
+and the allowed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime
+import functools
+import json
+import logging
+import re
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+PROG = "qnas"
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+CONFIG_FORMAT = 1
+
+DATASETS = ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+TARGET_SYNTAX = "statevector, aer, aer:<fake backend>, runtime:<fake backend>, ibm:<backend name>"
+
+#: estimator parameter -> command-line flag (for error messages raised by the library)
+PARAM_FLAGS = {
+    "qubit_budget": "--qubit-budget", "population_size": "--population", "n_generations": "--generations",
+    "supercircuit_epochs": "--supercircuit-epochs", "finetune_epochs": "--finetune-epochs",
+    "final_epochs": "--final-epochs", "batch_size": "--batch-size", "learning_rate": "--learning-rate",
+    "shots": "--shots", "cut_time_limit": "--cut-time-limit", "cutting_objective": "--cutting-objective",
+    "runtime_objective": "--runtime-objective", "selection": "--selection", "qubits": "--qubits",
+    "layers": "--layers", "embeddings": "--embeddings", "embedding": "--embeddings", "rotations": "--rotations",
+    "rotation": "--rotations", "entanglers": "--entanglers", "entangler": "--entanglers", "ranges": "--ranges",
+    "learning_rates": "--learning-rates", "n_qubits": "--qubits", "n_components": "--pca",
+    "image_size": "--image-size", "subset": "--subset", "data_dir": "--data-dir", "target_column": "--target-column",
+    "backend": "--target", "mode": "--target", "target_mode": "--target", "seed": "--seed",
+    "random_state": "--seed", "name": "--dataset", "path": "--csv",
+}
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------
+# the parser: one-line errors, typed arguments with "allowed:" messages
+# ------------------------------------------------------------------------------------------------
+class UsageError(Exception):
+    """A bad command line found after parsing (exit code 2, one line on stderr)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` whose errors are a single line ``qnas: error: <argument>: <problem>; allowed: ...``."""
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(str(message).split())
+        if message.startswith("argument "):
+            message = message[len("argument "):]
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def _invalid(value: Any, allowed: str) -> argparse.ArgumentTypeError:
+    shown = repr(value) if isinstance(value, str) else value
+    return argparse.ArgumentTypeError(f"invalid value {shown}; allowed: {allowed}")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise _invalid(text, f"an integer >= {low}") from None
+        if value < low:
+            raise _invalid(value, f"an integer >= {low}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _invalid(text, "a positive number") from None
+    if not value > 0 or value == float("inf"):
+        raise _invalid(text, "a positive number")
+    return value
+
+
+def _int_range(text: str) -> tuple[int, int]:
+    """``N`` or ``MIN:MAX`` (inclusive) with ``1 <= MIN <= MAX``."""
+    allowed = "N or MIN:MAX with integers 1 <= MIN <= MAX"
+    parts = text.split(":")
+    if len(parts) not in (1, 2):
+        raise _invalid(text, allowed)
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise _invalid(text, allowed) from None
+    low, high = values[0], values[-1]
+    if low < 1 or high < low:
+        raise _invalid(text, allowed)
+    return low, high
+
+
+def _float_range(text: str) -> tuple[float, float]:
+    allowed = "LOW:HIGH with 0 < LOW <= HIGH"
+    parts = text.split(":")
+    try:
+        low, high = (float(p) for p in parts) if len(parts) == 2 else (float(parts[0]),) * 2
+    except ValueError:
+        raise _invalid(text, allowed) from None
+    if not 0 < low <= high < float("inf"):
+        raise _invalid(text, allowed)
+    return low, high
+
+
+def _choice_list(allowed: Sequence[str]):
+    """A token of a ``nargs="+"`` option, itself possibly a comma list; each value in ``allowed``."""
+
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not values:
+            raise _invalid(text, ", ".join(allowed))
+        for value in values:
+            if value not in allowed:
+                raise _invalid(value, ", ".join(allowed))
+        return values
+
+    return parse
+
+
+def _choice(allowed: Sequence[str], normalise=str):
+    def parse(text: str) -> str:
+        value = normalise(text)
+        if value not in allowed:
+            raise _invalid(text, ", ".join(allowed))
+        return value
+
+    return parse
+
+
+def _flatten(values: list[list[str]] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    return tuple(dict.fromkeys(v for group in values for v in group))
+
+
+# ------------------------------------------------------------------------------------------------
+# execution targets
+# ------------------------------------------------------------------------------------------------
+def _fake_key(name: str) -> str:
+    key = name.strip().lower().replace("-", "_")
+    key = key.removeprefix("fake_").removeprefix("fake")
+    key = re.sub(r"_?v2$", "", key)
+    return key.replace("_", "")
+
+
+@functools.lru_cache(maxsize=1)
+def fake_backend_classes() -> dict[str, type]:
+    """The fake backends of ``qiskit_ibm_runtime.fake_provider`` by short name (``manila``...)."""
+    from qiskit.providers import BackendV2
+    from qiskit_ibm_runtime import fake_provider
+
+    found = {}
+    for name in dir(fake_provider):
+        cls = getattr(fake_provider, name)
+        if name.startswith("Fake") and isinstance(cls, type) and issubclass(cls, BackendV2):
+            found.setdefault(_fake_key(name), cls)
+    return dict(sorted(found.items()))
+
+
+def fake_backend(name: str):
+    """An instance of the fake backend called ``name`` (``fake_manila``, ``FakeManilaV2`` or ``manila``)."""
+    classes = fake_backend_classes()
+    cls = classes.get(_fake_key(name))
+    if cls is None:
+        raise ValueError(f"invalid value {name!r}; allowed: a fake backend of qiskit_ibm_runtime.fake_provider "
+                         f"({', '.join(classes)})")
+    return cls()
+
+
+def _target_spec(text: str) -> str:
+    """Syntax check and normalisation of ``--target`` (backends are resolved later)."""
+    kind, _, name = text.partition(":")
+    kind = kind.strip().lower()
+    name = name.strip()
+    if kind in ("statevector", "exact", "none") and not name:
+        return "statevector"
+    if kind == "aer" and not name:
+        return "aer"
+    if kind in ("aer", "runtime") and name:
+        if _fake_key(name) not in fake_backend_classes():
+            raise _invalid(text, f"{TARGET_SYNTAX}; fake backends: {', '.join(fake_backend_classes())}")
+        return f"{kind}:{_fake_key(name)}"
+    if kind == "ibm" and name:
+        return f"ibm:{name}"
+    raise _invalid(text, TARGET_SYNTAX)
+
+
+def target_backend(spec: str) -> tuple[Any, str]:
+    """``(backend, target_mode)`` for ``QNASEstimator`` from a normalised ``--target`` value."""
+    kind, _, name = spec.partition(":")
+    if kind == "statevector":
+        return None, "auto"
+    if kind == "aer" and not name:
+        from qiskit_aer import AerSimulator
+
+        return AerSimulator(), "aer"
+    if kind in ("aer", "runtime"):
+        return fake_backend(name), kind
+    if kind == "ibm":
+        from qiskit_ibm_runtime import QiskitRuntimeService
+
+        # a saved account (QiskitRuntimeService.save_account) or the QISKIT_IBM_* environment
+        return QiskitRuntimeService().backend(name), "runtime"
+    raise ValueError(f"invalid value {spec!r}; allowed: {TARGET_SYNTAX}")
+
+
+# ------------------------------------------------------------------------------------------------
+# the parser
+# ------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .space import EMBEDDINGS, ENTANGLERS, ROTATIONS
+
+    parser = _Parser(prog=PROG, description="Quantum neural architecture search (QNAS) for Qiskit: train a "
+                     "weight-sharing SuperCircuit, search it with NSGA-II on validation error, runtime and "
+                     "circuit-cutting cost.")
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"qiskit-qnas {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # --- search ---------------------------------------------------------------------------------
+    search = commands.add_parser("search", help="run a search and write a run directory",
+                                 description="Train the SuperCircuit, run NSGA-II, fine-tune the chosen model and "
+                                 "score it on the test split. Writes DIR/config.json first; `qnas resume DIR` "
+                                 "continues an interrupted run.")
+    data = search.add_argument_group("data")
+    source = data.add_mutually_exclusive_group()
+    source.add_argument("--dataset", type=_choice(DATASETS, str.lower), metavar="NAME",
+                        help=f"a built-in dataset: {', '.join(DATASETS)}")
+    source.add_argument("--csv", type=Path, metavar="PATH", help="a CSV file with a header row")
+    data.add_argument("--target-column", metavar="NAME", help="the label column of --csv")
+    data.add_argument("--data-dir", type=Path, metavar="DIR", help="where dataset files are (IDX files for mnist)")
+    data.add_argument("--pca", type=_int_at_least(1), metavar="N", help="reduce the features to N PCA components")
+    data.add_argument("--image-size", type=_int_at_least(1), metavar="N",
+                      help="downsample images to N x N by average pooling (digits, mnist, fashion_mnist)")
+    data.add_argument("--subset", type=_int_at_least(2), metavar="N", help="use N training samples")
+
+    space = search.add_argument_group("search space")
+    space.add_argument("--qubits", type=_int_range, metavar="MIN:MAX", help="qubits (N or MIN:MAX; default 2:8)")
+    space.add_argument("--layers", type=_int_range, metavar="MIN:MAX", help="layers (default 1:4)")
+    space.add_argument("--embeddings", type=_choice_list(EMBEDDINGS), nargs="+", metavar="NAME",
+                       help=f"embeddings (space- or comma-separated): {', '.join(EMBEDDINGS)}")
+    space.add_argument("--rotations", type=_choice_list(ROTATIONS), nargs="+", metavar="NAME",
+                       help=f"rotation blocks: {', '.join(ROTATIONS)}")
+    space.add_argument("--entanglers", type=_choice_list(ENTANGLERS), nargs="+", metavar="NAME",
+                       help=f"entanglers: {', '.join(ENTANGLERS)}")
+    space.add_argument("--ranges", type=_int_range, metavar="MIN:MAX", help="entanglement ranges (default 1:3)")
+    space.add_argument("--learning-rates", type=_float_range, metavar="LOW:HIGH",
+                       help="also search the fine-tuning learning rate (log scale)")
+
+    objectives = search.add_argument_group("objectives and target")
+    objectives.add_argument("--qubit-budget", type=_int_at_least(1), default=4, metavar="N",
+                            help="largest subcircuit width circuit cutting may use (default 4)")
+    objectives.add_argument("--target", type=_target_spec, default="statevector", metavar="TARGET",
+                            help=f"where candidates are evaluated: {TARGET_SYNTAX} (default statevector)")
+    objectives.add_argument("--shots", type=_int_at_least(1), metavar="N", help="shots per circuit on aer/runtime")
+    objectives.add_argument("--cut-time-limit", type=_positive_float, default=5.0, metavar="SECONDS",
+                            help="cap on every cut-finding call (default 5)")
+    objectives.add_argument("--cutting-objective", type=_choice(("subcircuits", "subexperiments", "overhead")),
+                            default="subcircuits", metavar="{subcircuits,subexperiments,overhead}",
+                            help="third objective (default subcircuits)")
+    objectives.add_argument("--runtime-objective", type=_choice(("proxy", "measured")), default="proxy",
+                            metavar="{proxy,measured}", help="second objective (default proxy)")
+    objectives.add_argument("--selection", type=_choice(("min_error", "min_runtime", "min_subcircuits")),
+                            default="min_error", metavar="{min_error,min_runtime,min_subcircuits}",
+                            help="how the model is picked from the front (default min_error)")
+
+    training = search.add_argument_group("search and training")
+    training.add_argument("--population", type=_int_at_least(2), default=12, metavar="N",
+                          help="NSGA-II population (default 12)")
+    training.add_argument("--generations", type=_int_at_least(1), default=6, metavar="N",
+                          help="NSGA-II generations (default 6)")
+    training.add_argument("--supercircuit-epochs", type=_int_at_least(1), metavar="N",
+                          help="SuperCircuit epochs (default: about 600 optimiser steps)")
+    training.add_argument("--finetune-epochs", type=_int_at_least(0), default=5, metavar="N",
+                          help="fine-tuning epochs per candidate (default 5)")
+    training.add_argument("--final-epochs", type=_int_at_least(0), metavar="N",
+                          help="fine-tuning epochs of the chosen model (default 4 x --finetune-epochs)")
+    training.add_argument("--batch-size", type=_int_at_least(1), default=16, metavar="N", help="default 16")
+    training.add_argument("--learning-rate", type=_positive_float, default=0.01, metavar="LR", help="default 0.01")
+    training.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
+                          help="seed of the data split and the search (default 0)")
+    search.add_argument("--out", type=Path, metavar="DIR",
+                        help="run directory (default runs/<dataset>-<date>-<time>)")
+    _add_execution_options(search)
+
+    # --- resume / report / export ------------------------------------------------------------
+    resume = commands.add_parser("resume", help="continue an interrupted run (or re-report a finished one)",
+                                 description="Rebuild the estimator and data from DIR/config.json and fit again: "
+                                 "the SuperCircuit and the search resume from their checkpoints.")
+    resume.add_argument("run_dir", type=Path, metavar="DIR")
+    _add_execution_options(resume)
+
+    report = commands.add_parser("report", help="print the front, the test accuracy; (re)write pareto.png")
+    report.add_argument("run_dir", type=Path, metavar="DIR")
+    report.add_argument("--all", action="store_true", help="list every candidate, not only the front")
+
+    export = commands.add_parser("export", help="write the circuit of a front member (QPY or OpenQASM 3)",
+                                 description="The circuit of front member K (the # column of `qnas report`) with "
+                                 "its trained weights bound; inputs x stay parameters. By default the ISA circuit "
+                                 "for the run's backend; --logical for the logical circuit.")
+    export.add_argument("run_dir", type=Path, metavar="DIR")
+    export.add_argument("--candidate", type=_int_at_least(0), metavar="K",
+                        help="index in the front (default: the chosen candidate)")
+    export.add_argument("--format", type=_choice(("qpy", "qasm3")), default="qpy", metavar="{qpy,qasm3}",
+                        help="default qpy")
+    export.add_argument("--logical", action="store_true", help="the logical circuit, not the ISA circuit")
+    export.add_argument("--output", type=Path, metavar="PATH",
+                        help="default DIR/candidate_K.qpy or .qasm; '-' writes the circuit to stdout. The path "
+                        "written is printed on stderr")
+    return parser
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution")
+    cluster = group.add_mutually_exclusive_group()
+    cluster.add_argument("--dask-scheduler", metavar="ADDRESS",
+                         help="evaluate candidates on a Dask cluster (e.g. tcp://host:8786)")
+    cluster.add_argument("--workers", type=_int_at_least(1), metavar="N",
+                         help="evaluate candidates on a local Dask cluster of N worker processes")
+    group.add_argument("--quiet", action="store_true", help="no progress bars and no table")
+    group.add_argument("--log-level", type=_choice(LOG_LEVELS, str.lower), default="warning",
+                       metavar="{" + ",".join(LOG_LEVELS) + "}", help="default warning")
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def _library_error(exc: Exception, default_flag: str | None = None) -> str:
+    """A library ``ValueError`` (``invalid name=value; allowed: ...``) as a one-line CLI message."""
+    message = " ".join(str(exc).split())
+    match = re.match(r"^invalid (\w+)=(.*?); allowed: (.*)$", message)
+    if match:
+        name, value, allowed = match.groups()
+        flag = PARAM_FLAGS.get(name, default_flag or f"--{name.replace('_', '-')}")
+        return f"{flag}: invalid value {value}; allowed: {allowed}"
+    return f"{default_flag}: {message}" if default_flag else message
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests replace it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+@contextlib.contextmanager
+def configure_logging(level: str):
+    """Log the package's records at ``level`` and above to stderr while the command runs (the
+    logger's previous level and handlers are restored afterwards, for in-process callers)."""
+    package = logging.getLogger("qiskit_qnas")
+    previous = package.level
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root_handles = any(not isinstance(h, logging.NullHandler) for h in logging.getLogger().handlers)
+    package.setLevel(level.upper())
+    if not root_handles:
+        package.addHandler(handler)
+    try:
+        yield
+    finally:
+        package.setLevel(previous)
+        if handler in package.handlers:
+            package.removeHandler(handler)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from .result import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _run_dir(path: Path, need: str = CONFIG) -> Path:
+    """An existing run directory holding ``need`` (else a usage error)."""
+    if not path.is_dir():
+        raise UsageError(f"DIR: invalid value {str(path)!r}; allowed: a run directory written by `qnas search`")
+    if not (path / need).exists():
+        hint = "" if need == CONFIG else " (the run is not finished: `qnas resume DIR` completes it)"
+        raise UsageError(f"DIR: invalid value {str(path)!r}: no {need}{hint}; allowed: a run directory "
+                         f"written by `qnas search`")
+    return path
+
+
+@contextlib.contextmanager
+def _executor(address: str | None = None, workers: int | None = None):
+    """The Dask executor of ``--dask-scheduler`` / ``--workers`` (:func:`qiskit_qnas.parallel.dask_executor`,
+    which imports Dask), or ``None`` for serial evaluation."""
+    if address is None and workers is None:
+        yield None
+        return
+    from .parallel import dask_executor
+
+    with dask_executor(address=address, workers=workers) as executor:
+        yield executor
+
+
+def _check_dask(args) -> None:
+    if getattr(args, "dask_scheduler", None) is None and getattr(args, "workers", None) is None:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("dask") is None or importlib.util.find_spec("distributed") is None:
+        flag = "--dask-scheduler" if args.dask_scheduler is not None else "--workers"
+        raise UsageError(f"{flag}: needs Dask; allowed only with dask[distributed] installed "
+                         "(pip install 'qiskit-qnas[dask]')")
+
+
+# ------------------------------------------------------------------------------------------------
+# building a run from settings (search and resume share this)
+# ------------------------------------------------------------------------------------------------
+def _dataset_settings(args) -> dict[str, Any]:
+    if args.csv is not None:
+        if not args.target_column:
+            raise UsageError("--target-column: required with --csv; allowed: the name of a column of the CSV header")
+        path = args.csv.expanduser().resolve()
+        if not path.is_file():
+            raise UsageError(f"--csv: invalid value {str(args.csv)!r}; allowed: an existing CSV file")
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if args.target_column not in header:
+            raise UsageError(f"--target-column: invalid value {args.target_column!r}; allowed: "
+                             f"{', '.join(header) or 'a column of the CSV header'}")
+        settings = {"csv": str(path), "target_column": args.target_column}
+    elif args.dataset is None:
+        raise UsageError(f"--dataset: required (or --csv PATH --target-column NAME); allowed: {', '.join(DATASETS)}")
+    else:
+        if args.target_column:
+            raise UsageError("--target-column: only with --csv; allowed: omit it with --dataset")
+        settings = {"name": args.dataset}
+    data_dir = None if args.data_dir is None else str(args.data_dir.expanduser().resolve())
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UsageError(f"--data-dir: invalid value {str(args.data_dir)!r}; allowed: an existing directory")
+    settings.update(data_dir=data_dir, n_components=args.pca, image_size=args.image_size, subset=args.subset,
+                    random_state=args.seed)
+    return settings
+
+
+def load_data(settings: dict[str, Any]):
+    """The train/test split described by the ``dataset`` section of ``config.json``."""
+    from . import datasets
+
+    options = {k: settings.get(k) for k in ("data_dir", "n_components", "image_size", "subset")}
+    options = {k: v for k, v in options.items() if v is not None}
+    if "csv" in settings:
+        return _call_accepting(datasets.load_csv, settings["csv"], settings["target_column"],
+                               random_state=settings.get("random_state", 0), **options)
+    return datasets.load_dataset(settings["name"], random_state=settings.get("random_state", 0), **options)
+
+
+def _call_accepting(function, *args, **kwargs):
+    """Call ``function`` with the keyword arguments its signature accepts (``None`` ones dropped)."""
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        unknown = [k for k in kwargs if k not in parameters]
+        for key in unknown:
+            if key != "random_state":
+                raise UsageError(f"--{key.replace('_', '-')}: not supported with --csv; allowed: omit it")
+            kwargs.pop(key)
+    return function(*args, **kwargs)
+
+
+def _settings_from_args(args) -> dict[str, Any]:
+    from .space import SearchSpace
+
+    space_args = {"qubits": args.qubits, "layers": args.layers, "embeddings": _flatten(args.embeddings),
+                  "rotations": _flatten(args.rotations), "entanglers": _flatten(args.entanglers),
+                  "ranges": args.ranges, "learning_rates": args.learning_rates}
+    try:
+        space = SearchSpace(**{k: v for k, v in space_args.items() if v is not None})
+    except ValueError as exc:
+        raise UsageError(_library_error(exc)) from None
+    estimator = {
+        "qubit_budget": args.qubit_budget, "shots": args.shots, "population_size": args.population,
+        "n_generations": args.generations, "supercircuit_epochs": args.supercircuit_epochs,
+        "finetune_epochs": args.finetune_epochs, "final_epochs": args.final_epochs, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "cut_time_limit": args.cut_time_limit,
+        "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
+        "selection": args.selection, "random_state": args.seed,
+    }
+    return {"dataset": _dataset_settings(args), "search_space": space.to_dict(), "target": args.target,
+            "estimator": estimator}
+
+
+def make_estimator(config: dict[str, Any], run_dir: Path | None, verbose: int = 1, executor=None):
+    """The :class:`QNASEstimator` of a run (backend resolved from the ``target`` setting)."""
+    from .estimator import QNASEstimator
+    from .space import SearchSpace
+
+    backend, mode = target_backend(config["target"])
+    return QNASEstimator(search_space=SearchSpace.from_dict(config["search_space"]), backend=backend,
+                         target_mode=mode, checkpoint_dir=None if run_dir is None else str(run_dir),
+                         verbose=verbose, executor=executor, **config["estimator"])
+
+
+def prepare(config: dict[str, Any]):
+    """Everything a run needs, checked: ``(estimator, dataset)``; raises :class:`UsageError`."""
+    from .targets import resolve_target
+
+    try:
+        estimator = make_estimator(config, None, verbose=0)
+    except ValueError as exc:
+        raise UsageError(_library_error(exc, "--target")) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. no saved IBM Quantum account, unknown backend
+        raise UsageError(f"--target: cannot use {config['target']!r}: {' '.join(str(exc).split())}") from None
+    try:
+        estimator._check_params()
+    except ValueError as exc:
+        raise UsageError(_library_error(exc)) from None
+    space = estimator._space()
+    if config["target"] == "statevector" and estimator.shots is not None:
+        raise UsageError(f"--shots: invalid value {estimator.shots} with --target statevector (exact simulation); "
+                         "allowed: omit it, or a sampling target (aer, aer:<fake>, runtime:<fake>, ibm:<name>)")
+    try:
+        target = resolve_target(estimator.backend, mode=estimator.target_mode, shots=estimator.shots,
+                                seed=estimator.random_state, optimization_level=estimator.optimization_level)
+    except ValueError as exc:
+        message = _library_error(exc, "--target")
+        raise UsageError(message if message.startswith("--") else f"--target: {message}") from None
+    try:
+        target.check_width(space.max_qubits, what=f"the widest candidate ({space.max_qubits} qubits)")
+    except ValueError as exc:
+        raise UsageError(f"--qubits: {' '.join(str(exc).split())} (--target {config['target']})") from None
+    finally:
+        with contextlib.suppress(Exception):
+            target.close()
+    flag = "--csv" if "csv" in config["dataset"] else "--dataset"
+    try:
+        data = load_data(config["dataset"])
+    except UsageError:
+        raise
+    except (ValueError, OSError, KeyError) as exc:
+        if isinstance(exc, OSError) and config["dataset"].get("data_dir") and "csv" not in config["dataset"]:
+            flag = "--data-dir"
+        message = _library_error(exc, flag)
+        raise UsageError(message if message.startswith("--") else f"{flag}: {message}") from None
+    return estimator, data
+
+
+# ------------------------------------------------------------------------------------------------
+# commands
+# ------------------------------------------------------------------------------------------------
+def _fit_and_score(estimator, data, run_dir: Path, args, started: float) -> int:
+    with _executor(getattr(args, "dask_scheduler", None), getattr(args, "workers", None)) as executor:
+        estimator.set_params(checkpoint_dir=str(run_dir), verbose=0 if args.quiet else 1, executor=executor)
+        try:
+            estimator.fit(data.X_train, data.y_train)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted; continue with: qnas resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+            return 130
+    test_accuracy = float(estimator.score(data.X_test, data.y_test))
+    result = estimator.result_
+    best = estimator.best_candidate_
+    front = result.pareto_front
+    summary = {
+        "test_accuracy": test_accuracy,
+        "n_train": int(len(data.X_train)), "n_test": int(len(data.X_test)), "n_features": int(data.X_train.shape[1]),
+        "dataset": getattr(data, "name", None),
+        "chosen": best.architecture.key, "chosen_index": front.index(best),
+        "chosen_objectives": dict(zip(result.objective_names, best.objectives)),
+        "val_error": best.val_error, "n_candidates": len(result.candidates), "front_size": len(front),
+        "timings": {**{k: float(v) for k, v in estimator.timings_.items()}, "total": time.perf_counter() - started},
+        "command": [PROG, *args.argv],
+        "command_line": shlex.join([PROG, *args.argv]),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_json(run_dir / SUMMARY, summary)
+    if not args.quiet:
+        _print_report(run_dir, result, summary)
+    return 0
+
+
+def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool = True) -> None:
+    print(result.format_table(front_only=front_only))
+    best = result.best
+    if best is not None:
+        print(f"chosen: {best.architecture.key}  (validation error {best.val_error:.4f})")
+    if summary is not None:
+        print(f"test accuracy: {summary['test_accuracy']:.4f}  ({summary.get('n_test', '?')} samples)")
+    else:
+        print("test accuracy: not scored yet (the run is not finished: `qnas resume DIR` completes it)")
+    print(f"run directory: {run_dir}")
+
+
+def cmd_search(args) -> int:
+    _check_dask(args)
+    config = _settings_from_args(args)
+    run_dir = args.out
+    if run_dir is None:
+        name = config["dataset"].get("name") or Path(config["dataset"]["csv"]).stem
+        run_dir = Path("runs") / f"{name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / CONFIG).exists():
+        raise UsageError(f"--out: invalid value {str(run_dir)!r}: it already holds a run; allowed: a new or empty "
+                         f"directory (continue that run with `qnas resume {run_dir}`)")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out: invalid value {str(run_dir)!r}; allowed: a directory path")
+    started = time.perf_counter()
+    estimator, data = prepare(config)
+    from ._version import __version__
+
+    config = {"format": CONFIG_FORMAT, "version": __version__, **config,
+              "command": [PROG, *args.argv],
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / CONFIG, config)
+    logger.info("run directory %s", run_dir)
+    return _fit_and_score(estimator, data, run_dir, args, started)
+
+
+def _load_config(run_dir: Path) -> dict[str, Any]:
+    _run_dir(run_dir)
+    try:
+        config = _read_json(run_dir / CONFIG)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"DIR: cannot read {run_dir / CONFIG}: {exc}") from None
+    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+        raise UsageError(f"DIR: {run_dir / CONFIG} is not a qnas run configuration of format {CONFIG_FORMAT}")
+    return config
+
+
+def cmd_resume(args) -> int:
+    run_dir = args.run_dir
+    config = _load_config(run_dir)
+    if (run_dir / SUMMARY).exists() and (run_dir / "result.json").exists():
+        if not args.quiet:
+            print(f"{PROG}: the run is complete; nothing to resume", file=sys.stderr)
+            return cmd_report(args)
+        return 0
+    _check_dask(args)
+    started = time.perf_counter()
+    estimator, data = prepare(config)
+    return _fit_and_score(estimator, data, run_dir, args, started)
+
+
+def cmd_report(args) -> int:
+    from .result import SearchResult
+
+    run_dir = _run_dir(args.run_dir, "result.json")
+    result = SearchResult.load(run_dir)
+    summary = _read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
+    result.plot_pareto(run_dir / "pareto.png")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    _print_report(run_dir, result, summary, front_only=not getattr(args, "all", False))
+    return 0
+
+
+def export_backend(config: dict[str, Any]):
+    """The backend whose ISA circuits a run's exports are: its target's backend (the reference
+    backend of ``resolve_target(None)`` for exact runs)."""
+    from .targets import resolve_target
+
+    backend, mode = target_backend(config["target"])
+    return resolve_target(backend, mode=mode).backend
+
+
+def cmd_export(args) -> int:
+    from .result import SearchResult
+
+    run_dir = _run_dir(args.run_dir, "result.json")
+    result = SearchResult.load(run_dir)
+    front = result.pareto_front
+    if args.candidate is None:
+        if result.best is None:
+            raise UsageError("--candidate: required (the run has no chosen candidate); "
+                             f"allowed: 0..{len(front) - 1}")
+        index = front.index(result.best)
+    else:
+        index = args.candidate
+    if not 0 <= index < len(front):
+        raise UsageError(f"--candidate: invalid value {index}; allowed: 0..{len(front) - 1} (the # column of "
+                         "`qnas report`)")
+    output = args.output or run_dir / f"candidate_{index}.{'qpy' if args.format == 'qpy' else 'qasm'}"
+    backend = None
+    optimization_level = 1
+    if not args.logical:
+        config = _load_config(run_dir)
+        optimization_level = int(config.get("estimator", {}).get("optimization_level", 1))
+        try:
+            backend = export_backend(config)
+        except Exception as exc:  # noqa: BLE001
+            raise UsageError(f"--logical: the run's backend ({config['target']}) is not available "
+                             f"({' '.join(str(exc).split())}); allowed: --logical for the logical circuit") from None
+    if str(output) == "-":  # the circuit itself on stdout
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = result.export(Path(tmp) / "circuit", index=index, format=args.format, backend=backend,
+                                 optimization_level=optimization_level)
+            data = path.read_bytes()
+        sys.stdout.flush()
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is not None:
+            stream.write(data)
+            stream.flush()
+        else:
+            sys.stdout.write(data.decode("latin-1") if args.format == "qpy" else data.decode())
+        return 0
+    path = result.export(output, index=index, format=args.format, backend=backend,
+                         optimization_level=optimization_level)
+    # the path goes to stderr: stdout stays free for data (``--output -``)
+    print(path, file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "resume": cmd_resume, "report": cmd_report, "export": cmd_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``qnas`` console script; returns the exit code (2 for a bad command line)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    with configure_logging(getattr(args, "log_level", "warning")):
+        try:
+            return COMMANDS[args.command](args)
+        except UsageError as exc:
+            parser.error(str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,455 @@
+"""``QNASEstimator``: quantum neural architecture search behind scikit-learn's classifier API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._version import __version__
+from .cutting import _check_budget
+from .model import HQNN, check_hidden, predict_logits
+from .objectives import EvaluationContext, candidate_seed, check_objective_settings
+from .parallel import evaluate_generation, resolve_executor
+from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
+from .search import run_nsga2
+from .space import SearchSpace
+from .supercircuit import SuperCircuit, finetune, train_supercircuit
+
+logger = logging.getLogger(__name__)
+
+SELECTIONS = ("min_error", "min_runtime", "min_subcircuits")
+#: optimiser steps the SuperCircuit gets by default (epochs = this / batches per epoch, in [5, 100])
+SUPERCIRCUIT_STEPS = 600
+
+
+def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"invalid {name}={value!r}; allowed: an integer >= {low}{' or None' if allow_none else ''}")
+
+
+def _check_fraction(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+        raise ValueError(f"invalid {name}={value!r}; allowed: a number strictly between 0 and 1")
+
+
+class QNASEstimator(ClassifierMixin, BaseEstimator):
+    """Search a space of hybrid quantum-classical networks and keep the best one as a classifier.
+
+    ``fit`` trains one weight-sharing :class:`~qiskit_qnas.supercircuit.SuperCircuit` on the exact
+    engine, then runs NSGA-II (pymoo) over the space on three minimised objectives: validation error
+    (measured on ``backend``), a runtime proxy from the ISA circuit and the number of subcircuits
+    circuit cutting needs under ``qubit_budget``. The chosen candidate (see ``selection``) is then
+    fine-tuned on all of the ``fit`` data and used by ``predict``.
+
+    Args:
+        search_space: the :class:`SearchSpace` (default ``SearchSpace()``).
+        qubit_budget: largest subcircuit width the cutting objective allows (>= 1).
+        backend: ``None`` (exact simulation), a ``qiskit_aer.AerSimulator`` (noise model or not), a
+            ``BackendV2`` (fake backend or IBM backend), or an ``ExecutionTarget`` made by
+            :func:`qiskit_qnas.targets.resolve_target` (retries, timeouts, your own primitive).
+        target_mode: for a fake backend, ``"aer"`` (Aer with its noise model) or ``"runtime"``
+            (Runtime's local testing mode); ``"auto"`` picks the default.
+        shots: shots per circuit on a sampling target (None: the target's default / exact).
+        population_size, n_generations: NSGA-II settings (the initial population is generation 1).
+        supercircuit_epochs: SuperCircuit training epochs (None: about 600 optimiser steps).
+        finetune_epochs: epochs each candidate is fine-tuned after inheriting weights (0 allowed).
+        final_epochs: epochs the chosen candidate is fine-tuned on all the data (None: 4 x finetune).
+        batch_size, learning_rate: mini-batch size and Adam step size (SuperCircuit and fine-tuning;
+            a space with ``learning_rates`` overrides the fine-tuning rate per candidate).
+        hidden, dropout: width of the classical pre-layer (the paper's 64; also a tuple of widths, or
+            ``"cnn"`` for a small convolutional trunk on square images, see
+            :func:`qiskit_qnas.model.classical_trunk`) and its dropout.
+        n_random: members trained per step besides the largest and smallest (sandwich rule).
+        validation_size: fraction of the ``fit`` data held out (stratified) for ``val_error``.
+        scale_inputs: standardise features with the ``fit`` data's mean and deviation.
+        runtime_objective: ``"proxy"`` (deterministic, default) or ``"measured"`` (wall clock).
+        cutting_objective: ``"subcircuits"`` (partitions, default), ``"subexperiments"`` or
+            ``"overhead"`` (both log10).
+        cut_time_limit: cap in seconds on every cut-finding call.
+        selection: how the model is picked from the front: ``"min_error"`` (lowest validation
+            error, ties to the cheaper runtime then fewer subcircuits), ``"min_runtime"``,
+            ``"min_subcircuits"``, or a callable taking the front and returning a candidate.
+        max_subcircuits, max_runtime: constraints applied before ``selection`` (front members that
+            satisfy them; the whole front if none does).
+        reference_backend, optimization_level: backend and transpiler level of the ISA circuits
+            the runtime proxy is computed from (default: the target's backend, or a fake
+            heavy-hex IBM backend for exact simulation).
+        executor, n_jobs: evaluate a generation's candidates concurrently through a
+            ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client.get_executor()``), or a
+            local process pool of ``n_jobs`` workers. Results equal the serial run's.
+        checkpoint_dir: a directory for the SuperCircuit weights, a checkpoint after every
+            generation and the result; an interrupted ``fit`` with the same settings resumes there.
+        random_state: seed of everything random (int), or None.
+        verbose: 0 silent, 1 progress bars.
+        callback: called with (generation, candidates of that generation) after every generation.
+    """
+
+    def __init__(self, search_space: SearchSpace | None = None, qubit_budget: int = 4, backend=None, *,
+                 target_mode: str = "auto", shots: int | None = None, population_size: int = 12,
+                 n_generations: int = 6, supercircuit_epochs: int | None = None, finetune_epochs: int = 5,
+                 final_epochs: int | None = None, batch_size: int = 16, learning_rate: float = 0.01,
+                 hidden: int = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
+                 scale_inputs: bool = True, runtime_objective: str = "proxy",
+                 cutting_objective: str = "subcircuits", cut_time_limit: float = 5.0,
+                 selection: str | Callable = "min_error", max_subcircuits: int | None = None,
+                 max_runtime: float | None = None, reference_backend=None, optimization_level: int = 1,
+                 executor=None, n_jobs: int | None = None, checkpoint_dir: str | None = None,
+                 random_state: int | None = None, verbose: int = 1, callback: Callable | None = None):
+        self.search_space = search_space
+        self.qubit_budget = qubit_budget
+        self.backend = backend
+        self.target_mode = target_mode
+        self.shots = shots
+        self.population_size = population_size
+        self.n_generations = n_generations
+        self.supercircuit_epochs = supercircuit_epochs
+        self.finetune_epochs = finetune_epochs
+        self.final_epochs = final_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.hidden = hidden
+        self.dropout = dropout
+        self.n_random = n_random
+        self.validation_size = validation_size
+        self.scale_inputs = scale_inputs
+        self.runtime_objective = runtime_objective
+        self.cutting_objective = cutting_objective
+        self.cut_time_limit = cut_time_limit
+        self.selection = selection
+        self.max_subcircuits = max_subcircuits
+        self.max_runtime = max_runtime
+        self.reference_backend = reference_backend
+        self.optimization_level = optimization_level
+        self.executor = executor
+        self.n_jobs = n_jobs
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+        self.verbose = verbose
+        self.callback = callback
+
+    # --- validation -----------------------------------------------------------------------------
+    def _space(self) -> SearchSpace:
+        if self.search_space is None:
+            return SearchSpace()
+        if isinstance(self.search_space, dict):
+            return SearchSpace.from_dict(self.search_space)
+        if not isinstance(self.search_space, SearchSpace):
+            raise ValueError(f"invalid search_space={self.search_space!r}; allowed: a SearchSpace, its dict, or None")
+        return self.search_space
+
+    def _check_params(self) -> None:
+        _check_budget(self.qubit_budget)
+        _check_int("population_size", self.population_size, 2)
+        _check_int("n_generations", self.n_generations, 1)
+        _check_int("supercircuit_epochs", self.supercircuit_epochs, 1, allow_none=True)
+        _check_int("finetune_epochs", self.finetune_epochs, 0)
+        _check_int("final_epochs", self.final_epochs, 0, allow_none=True)
+        _check_int("batch_size", self.batch_size, 1)
+        check_hidden(self.hidden, allow_zero=False)
+        _check_int("n_random", self.n_random, 0)
+        _check_int("optimization_level", self.optimization_level, 0)
+        _check_int("n_jobs", self.n_jobs, 1, allow_none=True)
+        _check_int("shots", self.shots, 1, allow_none=True)
+        _check_int("max_subcircuits", self.max_subcircuits, 1, allow_none=True)
+        _check_fraction("validation_size", self.validation_size)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"invalid dropout={self.dropout!r}; allowed: 0 <= dropout < 1")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
+            raise ValueError(f"invalid learning_rate={self.learning_rate!r}; allowed: a positive number")
+        if not (isinstance(self.cut_time_limit, (int, float)) and self.cut_time_limit > 0):
+            raise ValueError(f"invalid cut_time_limit={self.cut_time_limit!r}; allowed: a positive number of seconds")
+        check_objective_settings(self.runtime_objective, self.cutting_objective)
+        if not (callable(self.selection) or self.selection in SELECTIONS):
+            raise ValueError(f"invalid selection={self.selection!r}; allowed: {', '.join(SELECTIONS)} or a callable")
+        if self.executor is not None and self.n_jobs is not None:
+            raise ValueError("pass executor= or n_jobs=, not both")
+
+    def _seed(self) -> int:
+        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(2**31 - 1))
+
+    # --- fit --------------------------------------------------------------------------------------
+    def fit(self, X, y):
+        """Train the SuperCircuit, search the space, and fine-tune the chosen candidate.
+
+        Every argument and the data are checked before any work starts.
+        """
+        from .targets import ExecutionTarget, resolve_target
+
+        self._check_params()
+        space = self._space()
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(f"y has a single class ({encoder.classes_[0]!r}); a classifier needs at least 2 classes")
+        counts = np.bincount(encoder.transform(y))
+        if counts.min() < 2:
+            raise ValueError(f"every class needs at least 2 samples for the stratified validation split; "
+                             f"class {encoder.classes_[counts.argmin()]!r} has {counts.min()}")
+        if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
+            target = self.backend
+        else:
+            target = resolve_target(self.backend, mode=self.target_mode, shots=self.shots,
+                                    seed=self._seed_or_zero(), optimization_level=self.optimization_level,
+                                    reference_backend=self.reference_backend)
+        target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
+        executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
+        seed = self._seed()
+        self.classes_ = encoder.classes_
+        self._encoder = encoder
+        y_encoded = encoder.transform(y)
+        self._mean = X.mean(0) if self.scale_inputs else np.zeros(X.shape[1])
+        std = X.std(0) if self.scale_inputs else np.ones(X.shape[1])
+        self._std = np.where(std > 0, std, 1.0)
+        Xs = self._scale(X)
+        n_val = max(len(self.classes_), int(round(self.validation_size * len(Xs))))
+        try:
+            X_train, X_val, y_train, y_val = train_test_split(Xs, y_encoded, test_size=n_val, stratify=y_encoded,
+                                                              random_state=seed)
+        except ValueError as exc:
+            raise ValueError(f"cannot carve a stratified validation split of {n_val} samples from "
+                             f"{len(Xs)}: {exc}") from exc
+        run_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
+        fingerprint = self._fingerprint(space, target, Xs, y_encoded, seed)
+        timings: dict[str, float] = {}
+        try:
+            supercircuit = self._train_supercircuit(space, X_train, y_train, seed, run_dir, fingerprint, timings)
+            context = EvaluationContext(
+                supercircuit=supercircuit, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
+                target=target, qubit_budget=int(self.qubit_budget), finetune_epochs=int(self.finetune_epochs),
+                batch_size=int(self.batch_size), learning_rate=float(self.learning_rate), seed=seed,
+                cut_time_limit=float(self.cut_time_limit), runtime_objective=self.runtime_objective,
+                cutting_objective=self.cutting_objective)
+            state = self._search(space, context, executor, seed, run_dir, fingerprint, timings)
+        finally:
+            if owned_executor:
+                executor.shutdown()
+        candidates = [state.evaluated[k] for k in state.order]
+        objective_names = (OBJECTIVE_NAMES[0], RUNTIME_OBJECTIVES[self.runtime_objective],
+                           CUTTING_OBJECTIVES[self.cutting_objective])
+        result = SearchResult(candidates, objective_names, config=self._config(space, target, seed),
+                              history=state.history)
+        if not result.pareto_front:
+            raise RuntimeError("every candidate failed on the target; see result_.candidates for the errors")
+        best = self._select(result.pareto_front)
+        result.chosen = result.candidates.index(best)
+        started = time.perf_counter()
+        self.model_ = self._final_model(supercircuit, best, Xs, y_encoded, seed)
+        timings["final_training"] = time.perf_counter() - started
+        result.config["timings"] = timings
+        self.supercircuit_ = supercircuit
+        self.target_ = target
+        self.result_ = result
+        self.pareto_front_ = result.pareto_front
+        self.best_candidate_ = best
+        self.best_architecture_ = best.architecture
+        self.timings_ = timings
+        if run_dir is not None:
+            self.save(run_dir)
+        return self
+
+    def _seed_or_zero(self) -> int | None:
+        return None if self.random_state is None else self._seed()
+
+    def _fingerprint(self, space, target, X, y, seed) -> str:
+        data = hashlib.sha256(np.ascontiguousarray(X).tobytes() + np.ascontiguousarray(y).tobytes()).hexdigest()
+        settings = {k: v for k, v in self.get_params().items()
+                    if k not in ("executor", "n_jobs", "verbose", "callback", "checkpoint_dir", "backend",
+                                 "reference_backend", "search_space", "selection", "max_subcircuits",
+                                 "max_runtime", "final_epochs")}
+        blob = json.dumps({"space": space.to_dict(), "target": target.name, "seed": seed, "data": data,
+                           "settings": settings, "version": __version__}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def _supercircuit_epochs(self, n_train: int) -> int:
+        if self.supercircuit_epochs is not None:
+            return int(self.supercircuit_epochs)
+        batches = math.ceil(n_train / self.batch_size)
+        return int(min(100, max(5, math.ceil(SUPERCIRCUIT_STEPS / batches))))
+
+    def _train_supercircuit(self, space, X_train, y_train, seed, run_dir, fingerprint, timings) -> SuperCircuit:
+        supercircuit = SuperCircuit(space, X_train.shape[1], len(self.classes_),
+                                    hidden=check_hidden(self.hidden, allow_zero=False), dropout=float(self.dropout),
+                                    seed=seed)
+        saved = None if run_dir is None else run_dir / "supercircuit.pt"
+        if saved is not None and saved.exists():
+            payload = torch.load(saved, weights_only=True)
+            if payload.get("fingerprint") == fingerprint:
+                supercircuit.load_state_dict(payload["state"])
+                supercircuit.eval()
+                logger.info("loaded the trained SuperCircuit from %s", saved)
+                timings["supercircuit_training"] = 0.0
+                return supercircuit
+        epochs = self._supercircuit_epochs(len(X_train))
+        bar = self._bar(total=epochs, desc="SuperCircuit", unit="epoch")
+        started = time.perf_counter()
+
+        def progress(epoch, loss):
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        try:
+            train_supercircuit(supercircuit, X_train, y_train, epochs=epochs, batch_size=int(self.batch_size),
+                               lr=float(self.learning_rate), n_random=int(self.n_random), seed=seed, progress=progress)
+        finally:
+            bar.close()
+        timings["supercircuit_training"] = time.perf_counter() - started
+        if saved is not None:
+            import io
+
+            buffer = io.BytesIO()
+            torch.save({"fingerprint": fingerprint, "state": supercircuit.state_dict()}, buffer)
+            atomic_write(saved, buffer.getvalue())
+        return supercircuit
+
+    def _search(self, space, context, executor, seed, run_dir, fingerprint, timings):
+        bar = self._bar(total=int(self.n_generations), desc="NSGA-II", unit="gen")
+        started = time.perf_counter()
+        evaluation_seconds = [0.0, 0.0]  # candidate evaluation, of which cut finding
+
+        def evaluate(archs, generation):
+            t = time.perf_counter()
+            found = evaluate_generation(executor, archs, context, generation)
+            evaluation_seconds[0] += time.perf_counter() - t
+            evaluation_seconds[1] += sum(c.cutting.get("seconds", 0.0) for c in found)
+            return found
+
+        def progress(generation, entry):
+            bar.n = generation
+            bar.set_postfix(best_error=f"{entry['best_val_error']:.3f}", evaluated=entry["n_evaluated"])
+            bar.refresh()
+
+        try:
+            state = run_nsga2(space, evaluate, population_size=int(self.population_size),
+                              n_generations=int(self.n_generations), seed=seed, checkpoint_dir=run_dir,
+                              fingerprint=fingerprint, callback=self.callback, progress=progress)
+        finally:
+            bar.close()
+        timings["search"] = time.perf_counter() - started
+        timings["candidate_evaluation"] = evaluation_seconds[0]
+        timings["cut_finding"] = evaluation_seconds[1]
+        return state
+
+    def _select(self, front: list[Candidate]) -> Candidate:
+        if callable(self.selection):
+            chosen = self.selection(front)
+            if chosen not in front:
+                raise ValueError("the selection callable must return a member of the front it was given")
+            return chosen
+        allowed = [c for c in front
+                   if (self.max_subcircuits is None or c.n_subcircuits <= self.max_subcircuits)
+                   and (self.max_runtime is None or c.runtime_proxy <= self.max_runtime)]
+        if not allowed:
+            logger.warning("no front member satisfies max_subcircuits/max_runtime; selecting from the whole front")
+            allowed = front
+        order = {"min_error": (0, 1, 2), "min_runtime": (1, 0, 2), "min_subcircuits": (2, 0, 1)}[self.selection]
+        return min(allowed, key=lambda c: (tuple(c.objectives[i] for i in order), c.architecture))
+
+    def _final_model(self, supercircuit: SuperCircuit, best: Candidate, X, y, seed) -> HQNN:
+        arch = best.architecture
+        epochs = 4 * int(self.finetune_epochs) if self.final_epochs is None else int(self.final_epochs)
+        return finetune(supercircuit, arch, X, y, epochs, batch_size=int(self.batch_size),
+                        lr=arch.learning_rate or float(self.learning_rate), seed=candidate_seed(seed, arch))
+
+    def _config(self, space, target, seed) -> dict[str, Any]:
+        params = {k: v for k, v in self.get_params().items()
+                  if isinstance(v, (int, float, str, bool, type(None))) and k != "search_space"}
+        return {"search_space": space.to_dict(), "target": target.name, "seed": seed, "n_features": self.n_features_in_,
+                "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_], "params": params,
+                "version": __version__}
+
+    def _bar(self, **kwargs):
+        if not self.verbose:
+            from tqdm import tqdm
+        else:
+            from tqdm.auto import tqdm
+        return tqdm(disable=not self.verbose, leave=False, dynamic_ncols=True, **kwargs)
+
+    # --- prediction -------------------------------------------------------------------------------
+    def _scale(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self._mean) / self._std).astype(np.float32)
+
+    def _logits(self, X, cut: bool, **cut_options) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = self._scale(validate_data(self, X, dtype=np.float64, reset=False))
+        if not cut:
+            return predict_logits(self.model_, X)
+        from .cutting import cut_expectation_values
+
+        arch = self.best_architecture_
+        with torch.no_grad():
+            inputs = self.model_.circuit_inputs(torch.as_tensor(X)).to(torch.float64).numpy()
+        weights = self.model_.quantum.weight.detach().to(torch.float64).numpy()
+        values = cut_expectation_values(arch, inputs, weights, int(self.qubit_budget), **cut_options)
+        with torch.no_grad():
+            return self.model_.head(torch.as_tensor(np.asarray(values), dtype=torch.float32)).numpy()
+
+    def predict_proba(self, X, cut: bool = False, **cut_options) -> np.ndarray:
+        """Class probabilities (softmax of the chosen model's logits); ``cut=True`` evaluates the
+        quantum layer cut into subcircuits of at most ``qubit_budget`` qubits
+        (:func:`qiskit_qnas.cutting.cut_expectation_values`, options passed through)."""
+        logits = torch.as_tensor(self._logits(X, cut, **cut_options))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, X, cut: bool = False, **cut_options) -> np.ndarray:
+        """Class labels of ``X`` (see :meth:`predict_proba` for ``cut``)."""
+        logits = self._logits(X, cut, **cut_options)
+        return self.classes_[logits.argmax(1)]
+
+    # --- persistence --------------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the result (``result.json``, ``candidates.csv``), ``pareto.png``, the chosen model's
+        weights (``model.pt``) and its circuit with trained weights (``best_circuit.qpy``)."""
+        check_is_fitted(self, "model_")
+        path = Path(path)
+        self.result_.save(path)
+        self.result_.plot_pareto(path / "pareto.png")
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
+        import io
+
+        buffer = io.BytesIO()
+        torch.save({"architecture": self.best_architecture_.to_dict(), "state": self.model_.state_dict(),
+                    "mean": self._mean.tolist(), "std": self._std.tolist(),
+                    "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_]}, buffer)
+        atomic_write(path / "model.pt", buffer.getvalue())
+        from qiskit import qpy
+
+        buffer = io.BytesIO()
+        qpy.dump(self.best_circuit(), buffer)
+        atomic_write(path / "best_circuit.qpy", buffer.getvalue())
+        return path
+
+    def best_circuit(self, isa: bool = False):
+        """The chosen model's circuit with its trained weights bound (inputs ``x`` stay parameters);
+        ``isa=True``: transpiled for the search target's backend."""
+        check_is_fitted(self, "model_")
+        arch = self.best_architecture_
+        weights = self.model_.quantum.weight.detach().to(torch.float64).numpy()
+        qc = arch.circuit().assign_parameters(dict(zip(arch.weight_params, weights)))
+        if isa:
+            from qiskit.transpiler import generate_preset_pass_manager
+
+            qc = generate_preset_pass_manager(optimization_level=int(self.optimization_level),
+                                              backend=self.target_.backend, seed_transpiler=0).run(qc)
+        return qc

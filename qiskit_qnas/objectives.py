@@ -1,0 +1,115 @@
+"""The three objectives of one candidate: validation error, runtime proxy and subcircuit count.
+
+:func:`evaluate_candidate` is a pure function of the candidate and an :class:`EvaluationContext`
+(shared weights, data, target, settings), so a generation's candidates can be evaluated in any
+order, in other processes or on a Dask cluster, with identical results.
+
+* ``val_error`` = 1 - accuracy on the validation split. The candidate inherits its slice of the
+  SuperCircuit, is fine-tuned for ``finetune_epochs`` on the exact engine, then its quantum layer is
+  evaluated **on the target** (exact, Aer with noise, or IBM Runtime): the classical pre-layer gives
+  the circuit inputs of every validation sample, the target returns ``<Z_i>`` for all of them in one
+  broadcast PUB, and the head turns them into class scores.
+* ``runtime_proxy`` = critical-path duration of the candidate's ISA circuit on the target's
+  (reference) backend x shots x circuits per evaluation (one circuit per validation sample); see
+  :meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`. Deterministic. The measured wall
+  clock of the validation evaluation is kept beside it (``measured_seconds``) and can be the
+  objective instead (``runtime_objective="measured"``).
+* ``n_subcircuits`` = number of partitions circuit cutting needs under the qubit budget
+  (:func:`qiskit_qnas.cutting.cutting_cost`); 1 when the candidate fits. ``cutting_objective``
+  ``"subexperiments"`` or ``"overhead"`` uses log10 of the sub-experiment count or of the sampling
+  overhead instead.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .cutting import cutting_cost
+from .result import CUTTING_OBJECTIVES, RUNTIME_OBJECTIVES, Candidate
+from .space import Architecture
+from .supercircuit import SuperCircuit, finetune
+
+#: objectives given to a candidate whose evaluation failed: never better than a real one
+FAILED_OBJECTIVES = (1.0, 1e12, 1e6)
+
+
+@dataclass
+class EvaluationContext:
+    """Everything :func:`evaluate_candidate` needs besides the architecture (picklable)."""
+
+    supercircuit: SuperCircuit
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    target: Any  # qiskit_qnas.targets.ExecutionTarget
+    qubit_budget: int
+    finetune_epochs: int = 5
+    batch_size: int = 16
+    learning_rate: float = 0.01
+    seed: int = 0
+    cut_time_limit: float = 5.0
+    runtime_objective: str = "proxy"
+    cutting_objective: str = "subcircuits"
+
+
+def candidate_seed(seed: int, arch: Architecture) -> int:
+    """A seed that depends only on the search seed and the architecture (not on evaluation order)."""
+    return (int(seed) * 1_000_003 + zlib.crc32(arch.key.encode())) % (2**31 - 1)
+
+
+def objectives_of(val_error: float, runtime: float, measured: float, n_subcircuits: int, cost: dict,
+                  runtime_objective: str, cutting_objective: str) -> tuple[float, float, float]:
+    """The tuple the search minimises, following the objective settings."""
+    second = runtime if runtime_objective == "proxy" else measured
+    if cutting_objective == "subcircuits":
+        third = float(n_subcircuits)
+    elif cutting_objective == "subexperiments":
+        third = float(cost["log10_subexperiments"])
+    else:
+        third = float(cost["log10_sampling_overhead"])
+    return float(val_error), float(second), third
+
+
+def check_objective_settings(runtime_objective: str, cutting_objective: str) -> None:
+    if runtime_objective not in RUNTIME_OBJECTIVES:
+        raise ValueError(f"invalid runtime_objective={runtime_objective!r}; allowed: {', '.join(RUNTIME_OBJECTIVES)}")
+    if cutting_objective not in CUTTING_OBJECTIVES:
+        raise ValueError(f"invalid cutting_objective={cutting_objective!r}; allowed: {', '.join(CUTTING_OBJECTIVES)}")
+
+
+def evaluate_candidate(arch: Architecture, context: EvaluationContext, generation: int = 0) -> Candidate:
+    """Inherit, fine-tune and measure one candidate; a failure on the target is recorded, not raised."""
+    cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit).to_dict()
+    runtime = context.target.runtime_estimate(arch, n_circuits=len(context.X_val))
+    started = time.perf_counter()
+    model = finetune(context.supercircuit, arch, context.X_train, context.y_train, context.finetune_epochs,
+                     batch_size=context.batch_size, lr=arch.learning_rate or context.learning_rate,
+                     seed=candidate_seed(context.seed, arch))
+    finetune_seconds = time.perf_counter() - started
+    weights = model.quantum.weight.detach().to(torch.float64).numpy().copy()
+    common = dict(architecture=arch, runtime=runtime.to_dict(), cutting=cost, weights=weights.tolist(),
+                  finetune_seconds=finetune_seconds, generation=generation)
+    try:
+        with torch.no_grad():
+            inputs = model.circuit_inputs(torch.as_tensor(context.X_val, dtype=torch.float32))
+        evaluation = context.target.expectation_values(arch, inputs.to(torch.float64).numpy(), weights)
+        with torch.no_grad():
+            logits = model.head(torch.as_tensor(evaluation.values, dtype=torch.float32))
+    except Exception as exc:  # noqa: BLE001 - any target failure is recorded with the candidate
+        return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
+                         objectives=FAILED_OBJECTIVES, failed=True, error=f"{type(exc).__name__}: {exc}",
+                         attempts=getattr(exc, "attempts", 1), **common)
+    accuracy = float((logits.argmax(1).numpy() == np.asarray(context.y_val)).mean())
+    val_error = 1.0 - accuracy
+    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost["n_partitions"], cost,
+                               context.runtime_objective, context.cutting_objective)
+    return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
+                     objectives=objectives, val_accuracy=accuracy, measured_seconds=evaluation.wall_seconds,
+                     job_seconds=evaluation.job_seconds, attempts=evaluation.attempts, **common)

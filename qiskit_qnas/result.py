@@ -1,0 +1,335 @@
+"""Search results: every evaluated candidate, the Pareto front, plots, save/load and circuit export."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .space import Architecture, SearchSpace
+
+#: what each of the three objectives is, in order (all minimised)
+OBJECTIVE_NAMES = ("val_error", "runtime_proxy", "n_subcircuits")
+#: the third objective's alternatives (see QNASEstimator's ``cutting_objective``)
+CUTTING_OBJECTIVES = {"subcircuits": "n_subcircuits", "subexperiments": "log10_subexperiments",
+                      "overhead": "log10_sampling_overhead"}
+RUNTIME_OBJECTIVES = {"proxy": "runtime_proxy", "measured": "measured_seconds"}
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: a reader (or a crash) never
+    sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes owner-only files; keep the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Candidate:
+    """One evaluated architecture: its three objectives and what they were computed from.
+
+    Attributes:
+        architecture: the candidate.
+        val_error: ``1 - accuracy`` on the validation split, measured on the search's target.
+        runtime_proxy: estimated seconds to evaluate the validation split on the target's backend
+            (see :func:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`).
+        n_subcircuits: partitions that circuit cutting needs under the qubit budget (1 if it fits).
+        objectives: the three minimised values the search used, in the order of
+            ``SearchResult.objective_names`` (by default ``(val_error, runtime_proxy, n_subcircuits)``).
+        weights: the candidate's circuit weights after fine-tuning (ordered as ``arch.weight_params``).
+        runtime, cutting: the ingredients (``RuntimeEstimate`` and ``CuttingCost`` as dicts).
+        measured_seconds, job_seconds: wall clock of the validation evaluation, and what the
+            simulator or service reported as job time (None where it reports none).
+        failed, error: a candidate whose evaluation failed carries the error and worst-case objectives.
+    """
+
+    architecture: Architecture
+    val_error: float
+    runtime_proxy: float
+    n_subcircuits: int
+    objectives: tuple[float, float, float]
+    val_accuracy: float = float("nan")
+    weights: list[float] = field(default_factory=list)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    cutting: dict[str, Any] = field(default_factory=dict)
+    measured_seconds: float = float("nan")
+    job_seconds: float | None = None
+    finetune_seconds: float = 0.0
+    attempts: int = 1
+    generation: int = 0
+    failed: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["architecture"] = self.architecture.to_dict()
+        data["objectives"] = list(self.objectives)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["architecture"] = Architecture.from_dict(data["architecture"])
+        data["objectives"] = tuple(float(v) for v in data["objectives"])
+        return cls(**data)
+
+    def summary(self) -> str:
+        cut = self.cutting
+        state = f"FAILED: {self.error}" if self.failed else (
+            f"error {self.val_error:.4f}  runtime {self.runtime_proxy:.4g} s  subcircuits {self.n_subcircuits}"
+            f"{'' if cut.get('exact', True) else ' (upper bound)'}")
+        return f"{self.architecture.key}: {state}"
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """True when ``a`` is no worse than ``b`` in every objective and better in one (minimisation)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def pareto_mask(objectives: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of an ``(N, M)`` array (minimisation)."""
+    objectives = np.asarray(objectives, dtype=float)
+    n = len(objectives)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        others = np.delete(objectives, i, axis=0)
+        if len(others) and np.any(np.all(others <= objectives[i], axis=1) & np.any(others < objectives[i], axis=1)):
+            mask[i] = False
+    return mask
+
+
+class SearchResult:
+    """Every candidate a search evaluated, its Pareto front and the chosen one.
+
+    Args:
+        candidates: in evaluation order.
+        objective_names: the names of the three objectives, in order.
+        chosen: index (into ``candidates``) of the selected candidate, or None.
+        config: the settings of the search (JSON-serialisable).
+        history: one dict per generation (evaluations so far, best error...).
+    """
+
+    def __init__(self, candidates: Sequence[Candidate], objective_names: Sequence[str] = OBJECTIVE_NAMES,
+                 chosen: int | None = None, config: dict[str, Any] | None = None,
+                 history: list[dict[str, Any]] | None = None):
+        self.candidates = list(candidates)
+        self.objective_names = tuple(objective_names)
+        self.chosen = chosen
+        self.config = dict(config or {})
+        self.history = list(history or [])
+        ok = np.array([not c.failed for c in self.candidates], dtype=bool)
+        self.pareto_mask = np.zeros(len(self.candidates), dtype=bool)
+        if ok.any():
+            self.pareto_mask[ok] = pareto_mask(np.array([c.objectives for c in self.candidates])[ok])
+
+    # --- views ----------------------------------------------------------------------------------
+    @property
+    def pareto_front(self) -> list[Candidate]:
+        """The non-dominated candidates (failed ones excluded), by increasing validation error."""
+        front = [c for c, on in zip(self.candidates, self.pareto_mask) if on]
+        return sorted(front, key=lambda c: (c.objectives, c.architecture))
+
+    @property
+    def best(self) -> Candidate | None:
+        return None if self.chosen is None else self.candidates[self.chosen]
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def table(self, front_only: bool = True) -> list[dict[str, Any]]:
+        """One flat row per candidate (the front, or every candidate)."""
+        rows = []
+        chosen = self.best
+        items = self.pareto_front if front_only else self.candidates
+        for c in items:
+            a = c.architecture
+            rows.append({
+                "candidate": a.key, "n_qubits": a.n_qubits, "n_layers": a.n_layers, "embedding": a.embedding,
+                "rotation": a.rotation, "entangler": "/".join(a.entangler),
+                "entangle_range": "/".join(map(str, a.entangle_range)),
+                "val_error": c.val_error, "runtime_proxy": c.runtime_proxy, "n_subcircuits": c.n_subcircuits,
+                **{f"objective_{k}": v for k, v in zip(self.objective_names, c.objectives)},
+                "depth": c.runtime.get("depth"), "n_two_qubit_gates": c.runtime.get("n_two_qubit_gates"),
+                "n_subexperiments": c.cutting.get("n_subexperiments"),
+                "sampling_overhead": c.cutting.get("sampling_overhead"),
+                "cut_exact": c.cutting.get("exact"), "measured_seconds": c.measured_seconds,
+                "generation": c.generation, "pareto": bool(self.pareto_mask[self.candidates.index(c)]),
+                "chosen": c is chosen, "failed": c.failed, "error": c.error,
+            })
+        return rows
+
+    def to_dataframe(self, front_only: bool = False):
+        """Every candidate (or only the front) as a ``pandas.DataFrame`` (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - pandas ships with the test extra
+            raise ImportError("to_dataframe() needs pandas: pip install pandas") from exc
+        return pd.DataFrame(self.table(front_only=front_only))
+
+    def format_table(self, front_only: bool = True) -> str:
+        """A plain-text table of the front for terminals."""
+        header = f"{'#':>3}  {'candidate':<44} {'val_error':>9} {'runtime_s':>10} {'subcirc':>7} {'depth':>6}"
+        lines = [header, "-" * len(header)]
+        for i, row in enumerate(self.table(front_only=front_only)):
+            mark = "*" if row["chosen"] else " "
+            lines.append(f"{i:>3}{mark} {row['candidate']:<44} {row['val_error']:>9.4f} {row['runtime_proxy']:>10.4g} "
+                         f"{row['n_subcircuits']:>7} {row['depth'] if row['depth'] is not None else '-':>6}")
+        return "\n".join(lines)
+
+    # --- plots ----------------------------------------------------------------------------------
+    def plot_pareto(self, path: str | os.PathLike | None = None):
+        """The three 2-D projections of the objectives; the front highlighted, the chosen one starred.
+
+        Returns the matplotlib ``Figure`` (also saved to ``path`` when given)."""
+        import matplotlib
+
+        if path is not None:
+            matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        ok = [c for c in self.candidates if not c.failed]
+        values = np.array([c.objectives for c in ok]) if ok else np.zeros((0, 3))
+        front = np.array([self.pareto_mask[self.candidates.index(c)] for c in ok], dtype=bool)
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+        pairs = [(0, 1), (0, 2), (1, 2)]
+        for ax, (i, j) in zip(axes, pairs):
+            ax.scatter(values[~front, i], values[~front, j], s=18, c="lightgray", label="evaluated")
+            ax.scatter(values[front, i], values[front, j], s=30, c="tab:blue", label="Pareto front")
+            if self.best is not None and not self.best.failed:
+                ax.scatter([self.best.objectives[i]], [self.best.objectives[j]], s=160, marker="*",
+                           c="tab:red", label="chosen")
+            ax.set_xlabel(self.objective_names[i])
+            ax.set_ylabel(self.objective_names[j])
+            ax.grid(alpha=0.3)
+        axes[0].legend(loc="best", fontsize=8)
+        fig.suptitle(f"QNAS: {len(ok)} candidates, {int(front.sum())} on the front")
+        fig.tight_layout()
+        if path is not None:
+            import io
+
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
+            atomic_write(path, buffer.getvalue())
+        return fig
+
+    # --- persistence ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"objective_names": list(self.objective_names), "chosen": self.chosen, "config": self.config,
+                "history": self.history, "candidates": [c.to_dict() for c in self.candidates]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchResult:
+        return cls([Candidate.from_dict(c) for c in data["candidates"]], data["objective_names"],
+                   data.get("chosen"), data.get("config"), data.get("history"))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``result.json`` (and ``candidates.csv``) into the directory ``path``, atomically."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_write(path / "result.json", json.dumps(self.to_dict(), indent=1, default=_json_default))
+        rows = self.table(front_only=False)
+        if rows:
+            import csv
+            import io
+
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write(path / "candidates.csv", buffer.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SearchResult:
+        """Read a result written by :meth:`save` (a directory or its ``result.json``)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "result.json"
+        if not path.exists():
+            raise FileNotFoundError(f"no search result at {path}")
+        return cls.from_dict(json.loads(path.read_text()))
+
+    # --- circuits ---------------------------------------------------------------------------------
+    def circuit(self, index: int | None = None, bind_weights: bool = True):
+        """The logical circuit of front member ``index`` (default: the chosen candidate), with its
+        fine-tuned weights bound; the inputs ``x`` stay parameters."""
+        candidate = self._pick(index)
+        qc = candidate.architecture.circuit()
+        if bind_weights and candidate.weights:
+            qc = qc.assign_parameters(dict(zip(candidate.architecture.weight_params, candidate.weights)))
+        return qc
+
+    def export(self, path: str | os.PathLike, index: int | None = None, format: str = "qpy",
+               backend=None, optimization_level: int = 1, seed_transpiler: int = 0) -> Path:
+        """Write the circuit of front member ``index`` (default: the chosen one) as QPY or OpenQASM 3.
+
+        With ``backend`` it is the ISA circuit for that backend (``generate_preset_pass_manager``);
+        without, the logical circuit."""
+        if format not in ("qpy", "qasm3"):
+            raise ValueError(f"invalid format={format!r}; allowed: qpy, qasm3")
+        qc = self.circuit(index)
+        if backend is not None:
+            from qiskit.transpiler import generate_preset_pass_manager
+
+            qc = generate_preset_pass_manager(optimization_level=optimization_level, backend=backend,
+                                              seed_transpiler=seed_transpiler).run(qc)
+        import io
+
+        if format == "qpy":
+            from qiskit import qpy
+
+            buffer = io.BytesIO()
+            qpy.dump(qc, buffer)
+            atomic_write(path, buffer.getvalue())
+        else:
+            from qiskit import qasm3
+
+            atomic_write(path, qasm3.dumps(qc))
+        return Path(path)
+
+    def _pick(self, index: int | None) -> Candidate:
+        if index is None:
+            if self.best is None:
+                raise ValueError("this result has no chosen candidate; pass index=")
+            return self.best
+        front = self.pareto_front
+        if not 0 <= index < len(front):
+            raise ValueError(f"invalid candidate index={index!r}; allowed: 0..{len(front) - 1} (the Pareto front)")
+        return front[index]
+
+    def __repr__(self) -> str:
+        return f"SearchResult({len(self.candidates)} candidates, {int(self.pareto_mask.sum())} on the front)"
+
+
+def _json_default(value: Any):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, SearchSpace):
+        return value.to_dict()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,250 @@
+"""The weight-sharing SuperCircuit: one set of weights for every member of a search space.
+
+The SuperCircuit holds the weights of the largest member of a :class:`SearchSpace`:
+
+* a classical trunk ``Linear(n_features, hidden) -> ReLU -> Dropout`` shared by every candidate
+  (or the deeper / convolutional trunk that ``hidden`` describes, see
+  :func:`~qiskit_qnas.model.classical_trunk`);
+* one projection ``Linear(hidden, m_max)`` per embedding, ``m_max`` being what that embedding needs
+  at the largest qubit count (``n`` angles, or ``2**n`` amplitudes); a candidate with ``n`` qubits
+  uses its first ``n`` (or ``2**n``) rows;
+* quantum weights of shape ``(max_layers, max_qubits, 3)``, one per (layer, qubit, rx/ry/rz slot);
+  a candidate's weight k is the shared weight at ``circuits.weight_slots(arch)[k]``, so an RY
+  weight on qubit 2 of layer 1 is the same number in every candidate that has it;
+* a head ``Linear(max_qubits, n_classes)``; a candidate with ``n`` qubits uses its first ``n`` columns.
+
+Training follows the sandwich rule: every step trains the largest and the smallest member and a few
+uniformly sampled ones on the same mini-batch, and their losses are averaged. It runs on the exact
+torch engine directly (autograd through :class:`~qiskit_qnas.engines.StatevectorProgram`), which is
+the same simulation ``TorchConnector`` wraps in :class:`~qiskit_qnas.model.HQNN`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .circuits import build_circuit, weight_slots
+from .engines import StatevectorProgram
+from .engines.statevector import torch_threads_for
+from .model import HQNN, check_hidden, classical_trunk, feature_transform, train_model
+from .space import Architecture, SearchSpace
+
+_SLOT = 3  # rx, ry, rz
+
+
+@functools.lru_cache(maxsize=1024)
+def compiled_program(arch: Architecture) -> StatevectorProgram:
+    """The exact torch program of ``arch``'s circuit (compiled once per architecture)."""
+    built = build_circuit(arch)
+    return StatevectorProgram(built.circuit, built.inputs, built.weights)
+
+
+@functools.lru_cache(maxsize=1024)
+def _slot_index(arch: Architecture, max_qubits: int) -> torch.Tensor:
+    """Flat indices into the ``(max_layers, max_qubits, 3)`` weight tensor of ``arch``'s weights."""
+    return torch.tensor([(layer * max_qubits + q) * _SLOT + s for layer, q, s in weight_slots(arch)],
+                        dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=32)
+def _basis_inputs(n_qubits: int) -> torch.Tensor:
+    """``pi * bits(k)`` for every basis state k (row k): RY(pi) on each 1-bit prepares ``|k>``."""
+    k = np.arange(2**n_qubits)
+    return torch.tensor(np.pi * ((k[:, None] >> np.arange(n_qubits)) & 1), dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _z_signs(n_qubits: int) -> torch.Tensor:
+    """``(2**n, n)``: +1 / -1 when qubit i of basis state k is 0 / 1 (Qiskit's little-endian order)."""
+    k = np.arange(2**n_qubits)
+    return torch.tensor(1 - 2 * ((k[:, None] >> np.arange(n_qubits)) & 1), dtype=torch.float64)
+
+
+def amplitude_expectation(arch: Architecture, features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``<Z_i>`` of an amplitude-embedded candidate without simulating its state preparation.
+
+    The amplitude embedding prepares exactly ``f / ||f||``; the rest of the circuit is the same as
+    the ``angle_y`` twin's after its embedding, so the twin run on the basis states (RY(pi) on every
+    1-bit) gives the trainable part's matrix row by row, and the final state is ``f / ||f||`` times
+    that matrix. Equal to the compiled amplitude circuit (``compiled_program(arch)``) to rounding,
+    and much faster: the RY tree of the embedding has ``2**n - 1`` per-sample angles.
+    """
+    n = arch.n_qubits
+    twin = dataclasses.replace(arch, embedding="angle_y", learning_rate=None)
+    rows = compiled_program(twin).state(_basis_inputs(n), weights)  # row k = U|k>
+    features = features.to(torch.float64)
+    amplitudes = features / torch.sqrt((features * features).sum(1, keepdim=True) + 1e-24)
+    psi = amplitudes.to(rows.dtype) @ rows
+    probs = psi * psi if not psi.is_complex() else psi.real**2 + psi.imag**2
+    return probs @ _z_signs(n)
+
+
+def _embedding_width(embedding: str, n_qubits: int) -> int:
+    return 2**n_qubits if embedding == "amplitude" else n_qubits
+
+
+class SuperCircuit(nn.Module):
+    """Shared weights of every HQNN in ``space`` (see the module docstring for the slicing rule).
+
+    Args:
+        space: the search space.
+        n_features: width of the (preprocessed) input data.
+        n_classes: number of classes (logits).
+        hidden: width of the classical trunk (the paper's 64), a tuple of widths, or ``"cnn"`` /
+            ``"cnn-C1-...-Ck-D"`` for a convolutional trunk on square images (see
+            :func:`~qiskit_qnas.model.classical_trunk`).
+        dropout: dropout after the trunk.
+        seed: seeds the initial weights.
+    """
+
+    def __init__(self, space: SearchSpace, n_features: int, n_classes: int, hidden: int = 64,
+                 dropout: float = 0.1, seed: int | None = 0):
+        super().__init__()
+        hidden = check_hidden(hidden, allow_zero=False)
+        self.space = space
+        self.n_features, self.n_classes, self.hidden, self.dropout = int(n_features), int(n_classes), hidden, dropout
+        n_max, layers_max = space.max_qubits, space.max_layers
+        with torch.random.fork_rng():
+            torch.manual_seed(0 if seed is None else int(seed))
+            self.trunk, width = classical_trunk(self.n_features, hidden, dropout)
+            self.projections = nn.ModuleDict({e: nn.Linear(width, _embedding_width(e, n_max))
+                                              for e in space.embeddings})
+            # small angles: every member starts close to its embedding alone, a good common start
+            self.quantum_weights = nn.Parameter(0.1 * torch.randn(layers_max, n_max, _SLOT, dtype=torch.float64))
+            self.head = nn.Linear(n_max, self.n_classes)
+
+    # --- slicing ---------------------------------------------------------------------------------
+    def _check(self, arch: Architecture) -> None:
+        if arch.embedding not in self.projections or arch.n_qubits > self.space.max_qubits \
+                or arch.n_layers > self.space.max_layers:
+            raise ValueError(f"architecture {arch} is not a member of the SuperCircuit's space {self.space!r}")
+
+    def circuit_weights(self, arch: Architecture) -> torch.Tensor:
+        """``arch``'s circuit weights (ordered as ``arch.weight_params``), a view of the shared ones."""
+        self._check(arch)
+        return self.quantum_weights.reshape(-1)[_slot_index(arch, self.space.max_qubits)]
+
+    def embedding_features(self, arch: Architecture, x: torch.Tensor) -> torch.Tensor:
+        """What the pre-layer gives ``arch``'s embedding (before :func:`~qiskit_qnas.model.feature_transform`)."""
+        self._check(arch)
+        m = arch.n_features
+        projection = self.projections[arch.embedding]
+        return nn.functional.linear(self.trunk(x), projection.weight[:m], projection.bias[:m])
+
+    def circuit_inputs(self, arch: Architecture, x: torch.Tensor) -> torch.Tensor:
+        """The circuit inputs (parameters ``x``) of ``arch`` for a batch of features."""
+        return feature_transform(arch, self.embedding_features(arch, x))
+
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        """Logits of the candidate ``arch`` with the shared weights (amplitude candidates through
+        :func:`amplitude_expectation`, the others through their compiled circuit)."""
+        if arch.embedding == "amplitude":
+            z = amplitude_expectation(arch, self.embedding_features(arch, x), self.circuit_weights(arch))
+        else:
+            inputs = self.circuit_inputs(arch, x).to(torch.float64)
+            z = compiled_program(arch).expectation(inputs, self.circuit_weights(arch))
+        return nn.functional.linear(z.to(x.dtype), self.head.weight[:, :arch.n_qubits], self.head.bias)
+
+    def extract(self, arch: Architecture, engine: str = "statevector", estimator=None) -> HQNN:
+        """A standalone :class:`HQNN` of ``arch`` that inherits the shared weights (a copy)."""
+        self._check(arch)
+        model = HQNN(arch, self.n_features, self.n_classes, hidden=self.hidden, dropout=self.dropout,
+                     engine=engine, estimator=estimator)
+        m, n = arch.n_features, arch.n_qubits
+        projection = self.projections[arch.embedding]
+        with torch.no_grad():
+            model.pre[:-1].load_state_dict(self.trunk.state_dict())
+            model.pre[-1].weight.copy_(projection.weight[:m])
+            model.pre[-1].bias.copy_(projection.bias[:m])
+            model.quantum.weight.copy_(self.circuit_weights(arch).to(model.quantum.weight.dtype))
+            model.head.weight.copy_(self.head.weight[:, :n])
+            model.head.bias.copy_(self.head.bias)
+        model.eval()
+        return model
+
+
+def sandwich(space: SearchSpace, rng: np.random.Generator, n_random: int) -> list[Architecture]:
+    """The members trained in one step: the largest, the smallest and ``n_random`` uniform samples."""
+    return [space.largest(rng), space.smallest(rng)] + [space.sample(rng) for _ in range(n_random)]
+
+
+def train_supercircuit(supercircuit: SuperCircuit, X, y, epochs: int = 30, batch_size: int = 32, lr: float = 0.02,
+                       n_random: int = 2, seed: int | None = 0, weight_decay: float = 0.0,
+                       progress: Callable[[int, float], None] | None = None) -> list[float]:
+    """Train the shared weights with the sandwich rule; returns the mean loss of every epoch.
+
+    Every mini-batch trains ``2 + n_random`` members (largest, smallest, ``n_random`` uniform), their
+    cross-entropy losses averaged into one step of Adam (step size on a cosine decay to 0).
+    ``progress(epoch, loss)`` is called after every epoch. Deterministic for a given ``seed``.
+    """
+    X = torch.as_tensor(np.asarray(X, dtype=np.float32))
+    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+    if len(X) != len(y) or len(X) == 0:
+        raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
+    seed = 0 if seed is None else int(seed)
+    rng = np.random.default_rng(seed)
+    order_generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(supercircuit.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = max(1, int(epochs) * math.ceil(len(X) / batch_size))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
+    space = supercircuit.space
+    losses = []
+    supercircuit.train()
+    # small states: torch's thread pool costs more than it saves (see engines.statevector)
+    with torch.random.fork_rng(), torch_threads_for(batch_size * 2**space.max_qubits):
+        torch.manual_seed(seed)  # dropout masks
+        for epoch in range(int(epochs)):
+            order = torch.randperm(len(X), generator=order_generator)
+            total = 0.0
+            for start in range(0, len(X), batch_size):
+                index = order[start:start + batch_size]
+                members = sandwich(space, rng, n_random)
+                optimizer.zero_grad()
+                loss = sum(nn.functional.cross_entropy(supercircuit(X[index], arch), y[index])
+                           for arch in members) / len(members)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(index)
+            losses.append(total / len(X))
+            if not math.isfinite(losses[-1]):
+                raise FloatingPointError(f"SuperCircuit training diverged at epoch {epoch} (loss {losses[-1]})")
+            if progress is not None:
+                progress(epoch, losses[-1])
+    supercircuit.eval()
+    return losses
+
+
+class _Member(nn.Module):
+    """One member of a SuperCircuit as a plain module (for :func:`train_model`)."""
+
+    def __init__(self, supercircuit: SuperCircuit, arch: Architecture):
+        super().__init__()
+        self.supercircuit, self.arch = supercircuit, arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supercircuit(x, self.arch)
+
+
+def finetune(supercircuit: SuperCircuit, arch: Architecture, X, y, epochs: int, batch_size: int = 16,
+             lr: float = 0.01, seed: int | None = 0) -> HQNN:
+    """Inherit ``arch``'s weights and fine-tune them on (X, y); returns the standalone :class:`HQNN`.
+
+    Training runs on a private copy of the SuperCircuit restricted to ``arch`` (plain autograd
+    through the exact engine, faster than per-sample Jacobians through ``TorchConnector``); only
+    ``arch``'s slice receives gradients, and the shared weights are left untouched.
+    """
+    if epochs > 0:
+        member = _Member(copy.deepcopy(supercircuit), arch)
+        with torch_threads_for(batch_size * 2**arch.n_qubits):
+            train_model(member, X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        supercircuit = member.supercircuit
+    return supercircuit.extract(arch)

@@ -1,0 +1,847 @@
+"""Execution targets: where a candidate's quantum layer is evaluated, and what running it would cost.
+
+:func:`resolve_target` turns the user's ``backend=`` into an :class:`ExecutionTarget`:
+
+* ``None`` -> :class:`ExactTarget`: exact, batched statevector simulation in torch
+  (:class:`~qiskit_qnas.engines.StatevectorProgram`, one compiled program per architecture);
+* a ``qiskit_aer.AerSimulator`` (with or without a noise model, e.g.
+  ``AerSimulator.from_backend(FakeManilaV2())``) -> :class:`AerTarget`:
+  ``qiskit_aer.primitives.EstimatorV2`` (exact noisy expectation values), plus the noise model's
+  readout errors and binomial shot sampling when ``shots`` is set;
+* a fake IBM backend (``qiskit_ibm_runtime.fake_provider``) -> :class:`RuntimeTarget` in Runtime's
+  local testing mode (``mode="runtime"``, the default) or :class:`AerTarget` on
+  ``AerSimulator.from_backend(backend)`` (``mode="aer"``);
+* an ``IBMBackend`` -> :class:`RuntimeTarget`: the client-side
+  ``qiskit_ibm_runtime.executor_estimator.Estimator`` inside a Runtime ``Batch`` (a ``Session`` with
+  ``session=True``), ``resilience_level`` set explicitly (default 0).
+
+Every primitive call sends **one PUB**: the candidate's ISA circuit (``generate_preset_pass_manager``
+for the executing backend, fixed ``seed_transpiler``), the observables ``Z_i`` with the layout
+applied, shaped ``(n_qubits, 1)``, and the parameter values of all N samples, shaped
+``(N, n_parameters)`` in the ISA circuit's parameter order; the result ``(n_qubits, N)`` is returned
+transposed. Failed submissions or results are retried with exponential backoff; after the last
+retry :class:`TargetError` is raised with the original error chained.
+
+Runtime proxy (:meth:`ExecutionTarget.runtime_estimate`), deterministic for a given architecture::
+
+    seconds = critical_path_seconds * shots * n_circuits        (+ per_circuit_overhead * n_circuits,
+                                                                  0 by default)
+    critical_path_seconds = max over measured qubits q of (finish[q] + measure_duration[q])
+
+``finish`` is an as-soon-as-possible schedule of the ISA circuit on the *reference backend*
+(``target.backend``): an instruction starts when all its qubits are free and lasts
+``backend.target[name][qargs].duration`` seconds (``rz`` is virtual: 0 s; a ``delay`` lasts its own
+duration; a ``barrier`` synchronises its qubits and lasts 0 s). A missing duration is replaced by
+the median of the target's positive one-qubit (two-qubit, measure) durations, or by 50 ns (300 ns,
+1 us) when the target has none. The ISA circuit has no measurements, so one measurement of every
+logical qubit (at its final physical position) ends the path. ``shots`` is the target's shots, or
+:data:`DEFAULT_PROXY_SHOTS` (4096) on exact targets; ``n_circuits`` is the number of parameter sets
+evaluated (one per validation sample).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from qiskit.circuit import QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import generate_preset_pass_manager
+
+from .circuits import build_circuit, z_observables
+from .space import Architecture
+
+#: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
+DEFAULT_PROXY_SHOTS = 4096
+#: shots per circuit on Runtime targets when ``shots=None`` (Runtime's default precision 1/64)
+DEFAULT_RUNTIME_SHOTS = 4096
+#: durations assumed when the backend's target has none at all (seconds)
+FALLBACK_DURATIONS = {1: 50e-9, 2: 300e-9, "measure": 1e-6}
+#: the simulator seed used for ``seed=0`` (Runtime's local service drops a falsy ``seed_simulator``)
+SEED_FOR_ZERO = 2**31 - 1
+#: ``seed_transpiler`` of every ISA circuit (ISA circuits, hence the proxy, are deterministic)
+SEED_TRANSPILER = 0
+MODES = ("auto", "exact", "aer", "runtime")
+
+
+class TargetError(RuntimeError):
+    """A target failed to evaluate a candidate after every retry (the last error is ``__cause__``)."""
+
+    def __init__(self, message: str, attempts: int = 1):
+        super().__init__(message)
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class RuntimeEstimate:
+    """The runtime proxy of one candidate on a target, with its ingredients (see the module doc)."""
+
+    seconds: float
+    critical_path_seconds: float
+    depth: int
+    two_qubit_depth: int
+    n_two_qubit_gates: int
+    shots: int
+    n_circuits: int
+    backend_name: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """``<Z_i>`` of N samples, and what the evaluation cost."""
+
+    values: np.ndarray  # (N, n_qubits)
+    wall_seconds: float  # client wall clock of the call (retries and backoff included)
+    job_seconds: float | None  # what the simulator / service reports, when it does
+    attempts: int = 1
+
+
+@lru_cache(maxsize=1)
+def default_reference_backend():
+    """The backend the exact target's ISA circuits and durations come from: ``FakeTorino``
+    (133-qubit IBM Heron, CZ basis, calibrated durations)."""
+    from qiskit_ibm_runtime.fake_provider import FakeTorino
+
+    return FakeTorino()
+
+
+def simulator_seed(seed: int | None) -> int | None:
+    """The simulator seed of a user seed: ``seed`` itself, except 0 -> :data:`SEED_FOR_ZERO`
+    (Runtime's local testing mode silently treats ``seed_simulator=0`` as "no seed")."""
+    if seed is None:
+        return None
+    seed = int(seed)
+    return SEED_FOR_ZERO if seed == 0 else seed
+
+
+def _n_qubits_of(backend) -> int | None:
+    n = getattr(backend, "num_qubits", None)
+    if n is None:
+        target = getattr(backend, "target", None)
+        n = getattr(target, "num_qubits", None)
+    return None if n is None else int(n)
+
+
+def _short_name(backend) -> str:
+    name = str(getattr(backend, "name", None) or type(backend).__name__)
+    match = re.fullmatch(r"aer_simulator_from\((.+)\)", name)
+    return match.group(1) if match else name
+
+
+def _check_arch(arch) -> Architecture:
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"invalid arch={arch!r}; allowed: a qiskit_qnas.Architecture")
+    return arch
+
+
+# ------------------------------------------------------------------------------------------------
+# the base class: ISA circuits, width check and the runtime proxy
+# ------------------------------------------------------------------------------------------------
+class ExecutionTarget:
+    """Where a candidate's quantum layer is evaluated.
+
+    Attributes:
+        name: e.g. ``"statevector"``, ``"aer:fake_manila"``, ``"runtime-local:fake_manila"``,
+            ``"ibm:ibm_torino"``.
+        exact: True only for the exact statevector target.
+        num_qubits: widest circuit the target runs (None: no limit).
+        backend: the reference ``BackendV2`` of :meth:`isa` circuits and of the proxy's durations.
+        shots: shots per circuit (None: exact expectation values).
+        seed: seed of shot noise (None: random).
+        optimization_level: preset pass manager level of the ISA circuits.
+        per_circuit_overhead: seconds added to the proxy per circuit (0 by default).
+    """
+
+    exact: bool = False
+
+    def __init__(self, backend, *, name: str, num_qubits: int | None, shots: int | None = None,
+                 seed: int | None = None, optimization_level: int = 1, per_circuit_overhead: float = 0.0):
+        self.backend = backend
+        self.name = name
+        self.num_qubits = num_qubits
+        self.shots = shots
+        self.seed = seed
+        self.optimization_level = optimization_level
+        self.per_circuit_overhead = float(per_circuit_overhead)
+        self._init_caches()
+
+    def _init_caches(self) -> None:
+        self._lock = threading.RLock()
+        self._isa: dict[tuple, tuple[QuantumCircuit, list[SparsePauliOp]]] = {}
+        self._paths: dict[Architecture, tuple[float, int, int, int]] = {}
+        self._typical: dict | None = None
+
+    # caches, locks, primitives and Runtime sessions are rebuilt after unpickling (process pools, Dask)
+    _TRANSIENT = ("_lock", "_isa", "_paths", "_typical")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_caches()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, shots={self.shots}, seed={self.seed})"
+
+    # --- width -------------------------------------------------------------------------------
+    def check_width(self, arch_or_n_qubits, what: str = "candidate") -> None:
+        """Raise ``ValueError`` when a candidate (or a width) does not fit the target's backend."""
+        n = arch_or_n_qubits.n_qubits if isinstance(arch_or_n_qubits, Architecture) else int(arch_or_n_qubits)
+        limits = [(self.num_qubits, _short_name(getattr(self, "run_backend", None) or self.backend))]
+        ref = _n_qubits_of(self.backend)
+        if ref is not None:
+            limits.append((ref, f"{_short_name(self.backend)} (reference for ISA circuits)"))
+        for limit, backend_name in limits:
+            if limit is not None and n > limit:
+                subject = what if f"{n} qubits" in what else f"{what} with {n} qubits"
+                raise ValueError(f"{subject} does not fit backend {backend_name} with {limit} qubits; "
+                                 f"allowed: at most {limit} qubits")
+
+    # --- ISA circuits ------------------------------------------------------------------------
+    def _transpile(self, arch: Architecture, backend) -> tuple[QuantumCircuit, list[SparsePauliOp]]:
+        key = (arch, _short_name(backend), id(backend), self.optimization_level)
+        with self._lock:
+            cached = self._isa.get(key)
+        if cached is not None:
+            return cached
+        pm = generate_preset_pass_manager(backend=backend, optimization_level=self.optimization_level,
+                                          seed_transpiler=SEED_TRANSPILER)
+        isa = pm.run(build_circuit(arch).circuit)
+        observables = [o.apply_layout(isa.layout) for o in z_observables(arch.n_qubits)]
+        with self._lock:
+            return self._isa.setdefault(key, (isa, observables))
+
+    def isa(self, arch: Architecture) -> tuple[QuantumCircuit, list[SparsePauliOp]]:
+        """The ISA circuit of ``arch`` on :attr:`backend` and its ``Z_i`` observables (layout
+        applied), cached per (architecture, backend, optimization level). Do not modify them."""
+        arch = _check_arch(arch)
+        self.check_width(arch)
+        return self._transpile(arch, self.backend)
+
+    # --- runtime proxy -----------------------------------------------------------------------
+    def _typical_durations(self) -> dict:
+        if self._typical is None:
+            self._typical = self._compute_typical_durations()
+        return self._typical
+
+    def _compute_typical_durations(self) -> dict:
+        target = getattr(self.backend, "target", None)
+        by_kind: dict[Any, list[float]] = {1: [], 2: [], "measure": []}
+        if target is not None:
+            for name in target.operation_names:
+                try:
+                    items = target[name].items()
+                except (KeyError, TypeError):
+                    continue
+                for qargs, props in items:
+                    duration = getattr(props, "duration", None)
+                    if qargs is None or not duration or duration <= 0:
+                        continue
+                    kind = "measure" if name == "measure" else len(qargs)
+                    if kind in by_kind:
+                        by_kind[kind].append(float(duration))
+        return {k: float(np.median(v)) if v else FALLBACK_DURATIONS[k] for k, v in by_kind.items()}
+
+    def _duration(self, name: str, qargs: tuple[int, ...], typical: dict) -> float:
+        target = getattr(self.backend, "target", None)
+        if target is not None and name in target.operation_names:
+            try:
+                props = target[name].get(qargs)
+            except (KeyError, TypeError):
+                props = None
+            duration = getattr(props, "duration", None)
+            if duration is not None:
+                return float(duration)
+            if name == "rz":  # virtual on IBM hardware
+                return 0.0
+        if name == "measure":
+            return typical["measure"]
+        return typical[2] if len(qargs) >= 2 else typical[1]
+
+    def _critical_path(self, arch: Architecture) -> tuple[float, int, int, int]:
+        with self._lock:
+            cached = self._paths.get(arch)
+        if cached is not None:
+            return cached
+        isa, _ = self.isa(arch)
+        typical = self._typical_durations()
+        dt = getattr(getattr(self.backend, "target", None), "dt", None)
+        finish = np.zeros(isa.num_qubits)
+        n_two = 0
+        for instruction in isa.data:
+            op = instruction.operation
+            qargs = tuple(isa.find_bit(q).index for q in instruction.qubits)
+            if not qargs:
+                continue
+            start = max(finish[q] for q in qargs)
+            if op.name == "barrier":
+                duration = 0.0
+            elif op.name == "delay":
+                value = float(op.duration or 0)
+                duration = value * (dt or 0.0) if op.unit == "dt" else value * {"s": 1, "ms": 1e-3, "us": 1e-6,
+                                                                               "ns": 1e-9, "ps": 1e-12}[op.unit]
+            else:
+                duration = self._duration(op.name, qargs, typical)
+                n_two += len(qargs) == 2
+            for q in qargs:
+                finish[q] = start + duration
+        layout = isa.layout
+        measured = (layout.final_index_layout()[: arch.n_qubits] if layout is not None
+                    else list(range(arch.n_qubits)))
+        critical = max(finish[q] + self._duration("measure", (q,), typical) for q in measured)
+        two_depth = isa.depth(filter_function=lambda inst: inst.operation.num_qubits == 2
+                              and inst.operation.name != "barrier")
+        result = (float(critical), int(isa.depth()), int(two_depth), int(n_two))
+        with self._lock:
+            return self._paths.setdefault(arch, result)
+
+    @property
+    def proxy_shots(self) -> int:
+        return int(self.shots) if self.shots else DEFAULT_PROXY_SHOTS
+
+    def runtime_estimate(self, arch: Architecture, n_circuits: int = 1) -> RuntimeEstimate:
+        """The runtime proxy of evaluating ``arch`` on ``n_circuits`` parameter sets (deterministic)."""
+        arch = _check_arch(arch)
+        if isinstance(n_circuits, bool) or not isinstance(n_circuits, (int, np.integer)) or n_circuits < 0:
+            raise ValueError(f"invalid n_circuits={n_circuits!r}; allowed: an integer >= 0")
+        critical, depth, two_depth, n_two = self._critical_path(arch)
+        shots = self.proxy_shots
+        seconds = (critical * shots + self.per_circuit_overhead) * int(n_circuits)
+        return RuntimeEstimate(seconds=seconds, critical_path_seconds=critical, depth=depth,
+                               two_qubit_depth=two_depth, n_two_qubit_gates=n_two, shots=shots,
+                               n_circuits=int(n_circuits), backend_name=_short_name(self.backend))
+
+    # --- evaluation --------------------------------------------------------------------------
+    def _check_data(self, arch: Architecture, inputs, weights) -> tuple[np.ndarray, np.ndarray]:
+        inputs = np.asarray(inputs, dtype=np.float64)
+        if inputs.ndim == 1:
+            inputs = inputs.reshape(1, -1)
+        if inputs.ndim != 2 or inputs.shape[1] != arch.n_inputs:
+            raise ValueError(f"invalid inputs of shape {inputs.shape}; allowed: (N, {arch.n_inputs}) circuit input "
+                             f"angles of {arch.key}")
+        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if weights.shape[0] != arch.n_weights:
+            raise ValueError(f"invalid weights of shape {weights.shape}; allowed: ({arch.n_weights},) for {arch.key}")
+        return inputs, weights
+
+    def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
+        """``<Z_i>`` for every logical qubit i of ``arch``, shape ``(N, arch.n_qubits)``, given
+        circuit input angles ``inputs`` ``(N, arch.n_inputs)`` and weights ``(arch.n_weights,)``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the target holds open (a Runtime ``Batch``/``Session``); idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# exact
+# ------------------------------------------------------------------------------------------------
+class ExactTarget(ExecutionTarget):
+    """Exact expectation values from the batched torch statevector engine (no width limit besides
+    memory); ISA circuits and durations for the proxy come from ``reference_backend``
+    (default :func:`default_reference_backend`)."""
+
+    exact = True
+    _TRANSIENT = (*ExecutionTarget._TRANSIENT, "_programs")
+
+    def __init__(self, reference_backend=None, *, optimization_level: int = 1, per_circuit_overhead: float = 0.0):
+        super().__init__(reference_backend if reference_backend is not None else default_reference_backend(),
+                         name="statevector", num_qubits=None, optimization_level=optimization_level,
+                         per_circuit_overhead=per_circuit_overhead)
+
+    def _init_caches(self) -> None:
+        super()._init_caches()
+        self._programs: dict[Architecture, Any] = {}
+
+    def check_width(self, arch_or_n_qubits, what: str = "candidate") -> None:
+        """No width limit: simulation is exact. (The proxy's ISA circuits need the reference backend
+        to be wide enough; :meth:`isa` checks that.)"""
+        int(arch_or_n_qubits.n_qubits if isinstance(arch_or_n_qubits, Architecture) else arch_or_n_qubits)
+
+    def isa(self, arch: Architecture) -> tuple[QuantumCircuit, list[SparsePauliOp]]:
+        arch = _check_arch(arch)
+        ExecutionTarget.check_width(self, arch, what="candidate (ISA circuit for the runtime proxy)")
+        return self._transpile(arch, self.backend)
+
+    def program(self, arch: Architecture):
+        """The compiled :class:`~qiskit_qnas.engines.StatevectorProgram` of ``arch`` (cached)."""
+        from .engines import StatevectorProgram
+
+        with self._lock:
+            program = self._programs.get(arch)
+        if program is None:
+            built = build_circuit(arch)
+            program = StatevectorProgram(built.circuit, list(built.inputs), list(built.weights),
+                                         z_observables(arch.n_qubits))
+            with self._lock:
+                program = self._programs.setdefault(arch, program)
+        return program
+
+    def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
+        import torch
+
+        from .engines.statevector import torch_threads_for
+
+        arch = _check_arch(arch)
+        started = time.perf_counter()
+        x, w = self._check_data(arch, inputs, weights)
+        program = self.program(arch)
+        with torch.no_grad(), torch_threads_for(len(x) * program.dim):
+            values = program.expectation(torch.as_tensor(x), torch.as_tensor(w)).numpy()
+        return Evaluation(values=np.asarray(values, dtype=np.float64).reshape(len(x), arch.n_qubits),
+                          wall_seconds=time.perf_counter() - started, job_seconds=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# primitives: Aer and Runtime
+# ------------------------------------------------------------------------------------------------
+def _parameter_columns(circuit: QuantumCircuit) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where each circuit parameter's value comes from: positions of ``x[i]`` and ``w[j]`` columns
+    in ``circuit.parameters`` order (sorted by name, so not x then w), and i and j."""
+    x_pos, x_idx, w_pos, w_idx = [], [], [], []
+    for position, parameter in enumerate(circuit.parameters):
+        vector = getattr(parameter, "vector", None)
+        name = getattr(vector, "name", None)
+        if name == "x":
+            x_pos.append(position)
+            x_idx.append(parameter.index)
+        elif name == "w":
+            w_pos.append(position)
+            w_idx.append(parameter.index)
+        else:
+            raise ValueError(f"circuit parameter {parameter.name!r} is neither an input x[i] nor a weight w[j]")
+    return tuple(np.asarray(a, dtype=np.int64) for a in (x_pos, x_idx, w_pos, w_idx))
+
+
+def parameter_values(circuit: QuantumCircuit, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The ``(N, circuit.num_parameters)`` parameter values of a PUB, in the circuit's parameter order."""
+    x_pos, x_idx, w_pos, w_idx = _parameter_columns(circuit)
+    values = np.empty((len(inputs), circuit.num_parameters), dtype=np.float64)
+    values[:, x_pos] = inputs[:, x_idx]
+    values[:, w_pos] = weights[w_idx]
+    return values
+
+
+class PrimitiveTarget(ExecutionTarget):
+    """Expectation values from a Qiskit ``EstimatorV2`` primitive: one broadcast PUB per call,
+    retried on failure.
+
+    Args:
+        run_backend: the backend the primitive executes on (circuits are transpiled for it); None
+            sends the logical circuit (an estimator without a backend, e.g. ``StatevectorEstimator``).
+        estimator: a ``BaseEstimatorV2`` to use instead of the target's own (e.g. a legacy
+            ``qiskit_ibm_runtime.EstimatorV2``, or one configured by hand); used as given.
+        max_retries: retries after a failed attempt (so at most ``max_retries + 1`` attempts).
+        retry_backoff: seconds before the first retry, doubled for every further one.
+        job_timeout: seconds passed to ``job.result(timeout=...)`` where the job accepts it.
+    """
+
+    _TRANSIENT = (*ExecutionTarget._TRANSIENT, "_primitive")
+
+    def __init__(self, reference_backend, *, run_backend=None, estimator=None, name: str,
+                 num_qubits: int | None, shots: int | None = None, seed: int | None = None,
+                 optimization_level: int = 1, max_retries: int = 3, retry_backoff: float = 1.0,
+                 job_timeout: float | None = None, per_circuit_overhead: float = 0.0):
+        self.run_backend = run_backend
+        self.estimator = estimator
+        self.max_retries = int(max_retries)
+        self.retry_backoff = float(retry_backoff)
+        self.job_timeout = job_timeout
+        super().__init__(reference_backend, name=name, num_qubits=num_qubits, shots=shots, seed=seed,
+                         optimization_level=optimization_level, per_circuit_overhead=per_circuit_overhead)
+
+    def _init_caches(self) -> None:
+        super()._init_caches()
+        self._primitive = None
+
+    # --- what is sent ------------------------------------------------------------------------
+    def run_isa(self, arch: Architecture) -> tuple[QuantumCircuit, list[SparsePauliOp]]:
+        """The circuit and observables sent to the primitive (ISA for the executing backend)."""
+        arch = _check_arch(arch)
+        self.check_width(arch)
+        if self.run_backend is None:
+            return build_circuit(arch).circuit, z_observables(arch.n_qubits)
+        return self._transpile(arch, self.run_backend)
+
+    def pub(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> tuple:
+        """The one PUB of an evaluation: (circuit, observables ``(n, 1)``, values ``(N, n_params)``)."""
+        arch = _check_arch(arch)
+        x, w = self._check_data(arch, inputs, weights)
+        circuit, observables = self.run_isa(arch)
+        return circuit, [[o] for o in observables], parameter_values(circuit, x, w)
+
+    # --- the primitive -----------------------------------------------------------------------
+    def _make_estimator(self):
+        raise NotImplementedError
+
+    def primitive(self):
+        """The estimator calls go to: the one given, or the target's own (created on first use)."""
+        if self.estimator is not None:
+            return self.estimator
+        with self._lock:
+            if self._primitive is None:
+                self._primitive = self._make_estimator()
+            return self._primitive
+
+    def _reset_primitive(self) -> None:
+        """After a failure, build a fresh primitive (and Runtime batch) for the next attempt."""
+
+    def _job_seconds(self, job, result) -> float | None:
+        return _simulator_seconds(result[0].metadata)
+
+    def _result(self, job):
+        if self.job_timeout is not None:
+            try:
+                accepts = "timeout" in inspect.signature(job.result).parameters
+            except (TypeError, ValueError):
+                accepts = False
+            if accepts:
+                return job.result(timeout=self.job_timeout)
+        return job.result()
+
+    def _with_retries(self, call: Callable[[], Any]) -> tuple[Any, int]:
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return call(), attempts
+            except Exception as exc:  # noqa: BLE001 - any submission/result failure is retried
+                if attempts > self.max_retries:
+                    raise TargetError(f"{self.name}: evaluation failed after {attempts} attempt(s): "
+                                      f"{type(exc).__name__}: {exc}", attempts=attempts) from exc
+                self._reset_primitive()
+                if self.retry_backoff > 0:
+                    time.sleep(self.retry_backoff * 2 ** (attempts - 1))
+
+    def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
+        arch = _check_arch(arch)
+        started = time.perf_counter()
+        circuit, observables, values = self.pub(arch, inputs, weights)
+        if len(values) == 0:
+            return Evaluation(np.zeros((0, arch.n_qubits)), time.perf_counter() - started, None)
+
+        def call():
+            job = self.primitive().run([(circuit, observables, values)])
+            result = self._result(job)
+            evs = np.asarray(result[0].data.evs, dtype=np.float64).reshape(arch.n_qubits, len(values))
+            return evs.T.copy(), job, result
+
+        (evs, job, result), attempts = self._with_retries(call)
+        try:
+            job_seconds = self._job_seconds(job, result)
+        except Exception:  # noqa: BLE001 - timing metadata is best effort
+            job_seconds = None
+        return Evaluation(values=evs, wall_seconds=time.perf_counter() - started, job_seconds=job_seconds,
+                          attempts=attempts)
+
+
+def _simulator_seconds(metadata) -> float | None:
+    """Aer's execution time from PUB metadata (Aer: ``simulator_metadata``; Runtime local:
+    ``executor.simulator_metadata``)."""
+    if not isinstance(metadata, dict):
+        return None
+    for meta in (metadata.get("simulator_metadata"), (metadata.get("executor") or {}).get("simulator_metadata")):
+        if isinstance(meta, dict) and "time_taken_execute" in meta:
+            return float(meta["time_taken_execute"]) + float(meta.get("time_taken_parameter_binding", 0.0))
+    return None
+
+
+class AerTarget(PrimitiveTarget):
+    """``qiskit_aer.primitives.EstimatorV2`` on an ``AerSimulator``, with the simulator's noise model.
+
+    Aer's estimator computes the exact expectation values of the noisy circuit (density-matrix or
+    noisy-statevector simulation of the gate errors) but, measuring nothing, ignores the noise
+    model's **readout errors**; with ``readout_error=True`` (default) they are applied exactly: a
+    qubit read with ``P(1|0) = e0``, ``P(0|1) = e1`` reports ``<Z> = (e1 - e0) + (1 - e0 - e1) <Z>_ideal``
+    (at the physical qubit the logical qubit ends on). ``shots=S`` then samples every ``<Z_i>`` as
+    ``2 k / S - 1`` with ``k ~ Binomial(S, (1 + <Z_i>) / 2)`` (the exact marginal of S measurements),
+    from a generator seeded by ``seed`` (see :func:`simulator_seed`); ``shots=None`` returns the
+    expectation values themselves. With ``estimator=`` given, its values are returned as they are.
+
+    The proxy's ISA circuits and durations come from the simulator when it carries a device's
+    coupling map (``AerSimulator.from_backend``), else from ``reference_backend`` (default
+    :func:`default_reference_backend`).
+    """
+
+    _TRANSIENT = (*PrimitiveTarget._TRANSIENT, "_readout")
+
+    def __init__(self, simulator=None, *, shots: int | None = None, seed: int | None = None,
+                 optimization_level: int = 1, reference_backend=None, estimator=None, readout_error: bool = True,
+                 max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
+                 per_circuit_overhead: float = 0.0):
+        from qiskit_aer import AerSimulator
+
+        simulator = AerSimulator() if simulator is None else simulator
+        self.readout_error = bool(readout_error)
+        if reference_backend is None:
+            reference_backend = (simulator if getattr(simulator, "coupling_map", None) is not None
+                                 else default_reference_backend())
+        name = _short_name(simulator)
+        if name == "aer_simulator" and getattr(simulator.options, "noise_model", None) is not None:
+            name = "aer_simulator+noise"
+        super().__init__(reference_backend, run_backend=simulator, estimator=estimator, name=f"aer:{name}",
+                         num_qubits=_n_qubits_of(simulator), shots=shots, seed=seed,
+                         optimization_level=optimization_level, max_retries=max_retries,
+                         retry_backoff=retry_backoff, job_timeout=job_timeout,
+                         per_circuit_overhead=per_circuit_overhead)
+
+    def _init_caches(self) -> None:
+        super()._init_caches()
+        self._readout: dict[int, tuple[float, float]] | None = None
+
+    @property
+    def simulator(self):
+        return self.run_backend
+
+    def readout_errors(self) -> dict[int, tuple[float, float]]:
+        """``{physical qubit: (P(1|0), P(0|1))}`` of the simulator's noise model (empty without one)."""
+        if self._readout is None:
+            readout: dict[int, tuple[float, float]] = {}
+            noise_model = getattr(self.simulator.options, "noise_model", None)
+            if noise_model is not None:
+                for error in noise_model.to_dict().get("errors", []):
+                    if error.get("type") != "roerror":
+                        continue
+                    (p0, p1) = np.asarray(error["probabilities"], dtype=np.float64)[:2]
+                    for qubits in error.get("gate_qubits") or [(-1,)]:  # -1: every qubit
+                        if len(qubits) == 1:
+                            readout[int(qubits[0])] = (float(p0[1]), float(p1[0]))
+            self._readout = readout
+        return self._readout
+
+    def _make_estimator(self):
+        from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+        run_options = {}
+        if self.seed is not None:
+            run_options["seed_simulator"] = simulator_seed(self.seed)
+        return AerEstimator.from_backend(self.simulator, options={"default_precision": 0.0,
+                                                                  "run_options": run_options})
+
+    def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
+        evaluation = super().expectation_values(arch, inputs, weights)
+        if self.estimator is not None or len(evaluation.values) == 0:
+            return evaluation
+        started = time.perf_counter()
+        values = evaluation.values
+        readout = self.readout_errors() if self.readout_error else {}
+        if readout:
+            layout = self.run_isa(arch)[0].layout
+            physical = (layout.final_index_layout()[: arch.n_qubits] if layout is not None
+                        else range(arch.n_qubits))
+            e0, e1 = np.array([readout.get(q, readout.get(-1, (0.0, 0.0))) for q in physical]).T
+            values = (e1 - e0) + (1.0 - e0 - e1) * values
+        if self.shots:
+            rng = np.random.default_rng(simulator_seed(self.seed))
+            p0 = np.clip((1.0 + values) / 2.0, 0.0, 1.0)
+            values = 2.0 * rng.binomial(int(self.shots), p0) / self.shots - 1.0
+        evaluation.values = np.asarray(values, dtype=np.float64)
+        evaluation.wall_seconds += time.perf_counter() - started
+        return evaluation
+
+
+def _is_fake_backend(backend) -> bool:
+    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
+
+    return isinstance(backend, FakeBackendV2)
+
+
+def _is_aer(backend) -> bool:
+    from qiskit_aer import AerSimulator
+
+    return isinstance(backend, AerSimulator)
+
+
+def _is_ibm_backend(backend) -> bool:
+    from qiskit_ibm_runtime import IBMBackend
+
+    return isinstance(backend, IBMBackend)
+
+
+class RuntimeTarget(PrimitiveTarget):
+    """Qiskit Runtime: the client-side ``qiskit_ibm_runtime.executor_estimator.Estimator`` (the
+    replacement of the ``EstimatorV2`` deprecated in qiskit-ibm-runtime 0.50) inside one ``Batch``
+    (``Session`` when ``session=True``) opened on first use and kept for the target's lifetime
+    (:meth:`close` ends it). On a fake backend or an ``AerSimulator`` this is Runtime's local
+    testing mode (noisy Aer sampling with ``shots``, seeded by ``seed``).
+
+    ``shots=None`` uses :data:`DEFAULT_RUNTIME_SHOTS`. ``resilience_level`` is set explicitly
+    (default 0: the service's default 1 adds measurement twirling and calibration circuits).
+    ``estimator=`` takes a ready primitive (e.g. a legacy ``qiskit_ibm_runtime.EstimatorV2``)
+    which is used as configured.
+    """
+
+    _TRANSIENT = (*PrimitiveTarget._TRANSIENT, "_mode")
+
+    def __init__(self, backend, *, shots: int | None = None, seed: int | None = None, optimization_level: int = 1,
+                 reference_backend=None, estimator=None, resilience_level: int = 0, session: bool = False,
+                 max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
+                 per_circuit_overhead: float = 0.0):
+        self.local = _is_fake_backend(backend) or _is_aer(backend)
+        self.resilience_level = int(resilience_level)
+        self.session = bool(session)
+        prefix = "runtime-local" if self.local else "ibm"
+        super().__init__(backend if reference_backend is None else reference_backend, run_backend=backend,
+                         estimator=estimator, name=f"{prefix}:{_short_name(backend)}",
+                         num_qubits=_n_qubits_of(backend), shots=shots or DEFAULT_RUNTIME_SHOTS, seed=seed,
+                         optimization_level=optimization_level, max_retries=max_retries,
+                         retry_backoff=retry_backoff, job_timeout=job_timeout,
+                         per_circuit_overhead=per_circuit_overhead)
+
+    def _init_caches(self) -> None:
+        super()._init_caches()
+        self._mode = None
+
+    def _make_estimator(self):
+        from qiskit_ibm_runtime import Batch, Session
+        from qiskit_ibm_runtime.executor_estimator import Estimator
+
+        if self._mode is None:
+            self._mode = (Session if self.session else Batch)(backend=self.run_backend)
+        estimator = Estimator(mode=self._mode)
+        estimator.options.resilience_level = self.resilience_level
+        estimator.options.default_shots = int(self.shots)
+        if self.local and self.seed is not None:
+            estimator.options.simulator.seed_simulator = simulator_seed(self.seed)
+        return estimator
+
+    def _reset_primitive(self) -> None:
+        if self.estimator is None:
+            self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            mode, self._mode, self._primitive = self._mode, None, None
+        if mode is not None:
+            try:
+                mode.close()
+            except Exception:  # noqa: BLE001 - closing an expired batch may fail; nothing to release
+                pass
+
+    def _job_seconds(self, job, result) -> float | None:
+        seconds = _simulator_seconds(result[0].metadata)
+        if seconds is not None or self.local:
+            return seconds
+        usage = (job.metrics() or {}).get("usage") or {}
+        for key in ("quantum_seconds", "seconds"):
+            if usage.get(key) is not None:
+                return float(usage[key])
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# resolve_target
+# ------------------------------------------------------------------------------------------------
+def _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout,
+                   resilience_level) -> None:
+    def integer(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    if mode not in MODES:
+        raise ValueError(f"invalid mode={mode!r}; allowed: {', '.join(MODES)}")
+    if shots is not None and (not integer(shots) or shots < 1):
+        raise ValueError(f"invalid shots={shots!r}; allowed: None (exact) or an integer >= 1")
+    if seed is not None and (not integer(seed) or seed < 0):
+        raise ValueError(f"invalid seed={seed!r}; allowed: None or an integer >= 0")
+    if not integer(optimization_level) or not 0 <= optimization_level <= 3:
+        raise ValueError(f"invalid optimization_level={optimization_level!r}; allowed: 0, 1, 2, 3")
+    if not integer(max_retries) or max_retries < 0:
+        raise ValueError(f"invalid max_retries={max_retries!r}; allowed: an integer >= 0")
+    if isinstance(retry_backoff, bool) or not isinstance(retry_backoff, (int, float)) or retry_backoff < 0:
+        raise ValueError(f"invalid retry_backoff={retry_backoff!r}; allowed: a number of seconds >= 0")
+    if job_timeout is not None and (isinstance(job_timeout, bool) or not isinstance(job_timeout, (int, float))
+                                    or job_timeout <= 0):
+        raise ValueError(f"invalid job_timeout={job_timeout!r}; allowed: None or a number of seconds > 0")
+    if not integer(resilience_level) or not 0 <= resilience_level <= 2:
+        raise ValueError(f"invalid resilience_level={resilience_level!r}; allowed: 0, 1, 2")
+
+
+def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None, seed: int | None = None,
+                   optimization_level: int = 1, reference_backend=None, max_retries: int = 3,
+                   retry_backoff: float = 1.0, job_timeout: float | None = None, resilience_level: int = 0,
+                   session: bool = False, estimator=None) -> ExecutionTarget:
+    """The :class:`ExecutionTarget` of ``backend``.
+
+    Args:
+        backend: ``None`` (exact statevector), a ``qiskit_aer.AerSimulator``, a fake IBM backend or
+            an ``IBMBackend`` (any other ``BackendV2`` runs on ``AerSimulator.from_backend``).
+        mode: ``"auto"``; ``"exact"`` (only with ``backend=None``); ``"aer"`` (Aer, with the noise model
+            of a device backend); ``"runtime"`` (Runtime primitives: local testing mode for fake
+            backends and Aer). ``auto``: exact for None, Aer for an ``AerSimulator`` or a generic
+            ``BackendV2``, Runtime for fake and IBM backends.
+        shots: shots per circuit (None: expectation values on exact/Aer targets, 4096 on Runtime).
+        seed: seed of the shot noise (0 is valid; see :func:`simulator_seed`).
+        optimization_level: preset pass-manager level of the ISA circuits.
+        reference_backend: backend of the runtime proxy's ISA circuits and durations (default: the
+            executing backend, or ``FakeTorino`` for exact and ideal-Aer targets).
+        max_retries, retry_backoff, job_timeout: fault handling of primitive jobs.
+        resilience_level: Runtime error-mitigation level, set explicitly (default 0).
+        session: Runtime: run in a ``Session`` instead of a ``Batch``.
+        estimator: a ready ``BaseEstimatorV2`` to call instead of the target's own (e.g. a legacy
+            ``qiskit_ibm_runtime.EstimatorV2``, or a subclass for fault injection). With
+            ``backend=None`` it receives the logical circuits.
+    """
+    _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout, resilience_level)
+    if estimator is not None and not callable(getattr(estimator, "run", None)):
+        raise ValueError(f"invalid estimator={estimator!r}; allowed: None or a Qiskit EstimatorV2 primitive")
+    if backend is not None and not hasattr(backend, "target"):
+        raise ValueError(f"invalid backend={backend!r}; allowed: None, a qiskit_aer.AerSimulator, a fake IBM "
+                         f"backend (qiskit_ibm_runtime.fake_provider) or an IBMBackend")
+    faults = dict(max_retries=int(max_retries), retry_backoff=float(retry_backoff), job_timeout=job_timeout)
+    common = dict(shots=None if shots is None else int(shots), seed=None if seed is None else int(seed),
+                  optimization_level=int(optimization_level), reference_backend=reference_backend,
+                  estimator=estimator, **faults)
+    if backend is None:
+        if mode == "runtime":
+            raise ValueError("invalid mode='runtime' with backend=None; allowed: a backend (fake IBM backend, "
+                             "IBMBackend or AerSimulator) for Runtime, or mode 'auto'/'exact'/'aer'")
+        if mode == "aer":
+            return AerTarget(None, **common)
+        if estimator is not None:
+            return PrimitiveTarget(reference_backend if reference_backend is not None else default_reference_backend(),
+                                   run_backend=None, estimator=estimator,
+                                   name=f"estimator:{type(estimator).__name__}", num_qubits=None,
+                                   shots=common["shots"], seed=common["seed"],
+                                   optimization_level=int(optimization_level), **faults)
+        if shots is not None:
+            raise ValueError(f"invalid shots={shots!r} with backend=None (exact simulation); allowed: None, or "
+                             f"pass backend=AerSimulator() / mode='aer' for shot noise")
+        return ExactTarget(reference_backend, optimization_level=int(optimization_level))
+    if mode == "exact":
+        raise ValueError(f"invalid mode='exact' with backend={_short_name(backend)}; allowed: 'auto', 'aer', "
+                         f"'runtime' (or backend=None for exact simulation)")
+    is_aer, is_fake, is_ibm = _is_aer(backend), _is_fake_backend(backend), _is_ibm_backend(backend)
+    if mode == "auto":
+        mode = "runtime" if (is_fake or is_ibm) else "aer"
+    if mode == "aer":
+        if is_aer:
+            return AerTarget(backend, **common)
+        from qiskit_aer import AerSimulator
+
+        return AerTarget(AerSimulator.from_backend(backend), **common)
+    if not (is_aer or is_fake or is_ibm):
+        raise ValueError(f"invalid mode='runtime' with backend={_short_name(backend)}; allowed: an IBMBackend, a "
+                         f"fake IBM backend or an AerSimulator (Runtime local testing mode), or mode='aer'")
+    return RuntimeTarget(backend, resilience_level=int(resilience_level), session=session, **common)
+
+
+__all__ = ["DEFAULT_PROXY_SHOTS", "AerTarget", "Evaluation", "ExactTarget", "ExecutionTarget", "PrimitiveTarget",
+           "RuntimeEstimate", "RuntimeTarget", "TargetError", "default_reference_backend", "parameter_values",
+           "resolve_target", "simulator_seed"]

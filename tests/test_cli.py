@@ -1,0 +1,277 @@
+"""The ``qnas`` command line: search / report / export / resume on Iris, bad arguments, and a search
+killed with SIGKILL then resumed to the same front as an uninterrupted run."""
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from qiskit_qnas.cli import main
+from qiskit_qnas.result import SearchResult
+from qiskit_qnas.search import load_checkpoint
+
+TINY = ["--dataset", "iris", "--qubits", "2:3", "--layers", "1:2", "--population", "6", "--generations", "2",
+        "--supercircuit-epochs", "5", "--finetune-epochs", "1", "--qubit-budget", "2", "--seed", "0"]
+#: ~5 generations: long enough to be killed in the middle
+KILLED = ["--dataset", "iris", "--qubits", "2:3", "--layers", "1:2", "--population", "6", "--generations", "5",
+          "--supercircuit-epochs", "5", "--finetune-epochs", "1", "--qubit-budget", "2", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny search run in-process; returns (run dir, stdout)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(["search", *TINY, "--out", str(out)]) == 0
+    return out, buffer.getvalue()
+
+
+def front_of(run_dir):
+    result = SearchResult.load(run_dir)
+    return ([c.architecture.key for c in result.candidates],
+            [(c.architecture.key, c.objectives) for c in result.pareto_front])
+
+
+# --- search / report / export --------------------------------------------------------------------
+def test_search_writes_the_run_directory(run):
+    out, stdout = run
+    for name in ("config.json", "summary.json", "result.json", "candidates.csv", "pareto.png", "model.pt",
+                 "best_circuit.qpy", "supercircuit.pt", "checkpoint.pkl"):
+        assert (out / name).exists(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"]["name"] == "iris" and config["target"] == "statevector"
+    assert config["estimator"]["population_size"] == 6 and config["estimator"]["n_generations"] == 2
+    assert config["search_space"]["qubits"] == [2, 3] and config["search_space"]["layers"] == [1, 2]
+    # config.json is written before the search starts
+    assert (out / "config.json").stat().st_mtime <= (out / "supercircuit.pt").stat().st_mtime
+    summary = json.loads((out / "summary.json").read_text())
+    result = SearchResult.load(out)
+    assert 0 <= summary["test_accuracy"] <= 1
+    assert summary["chosen"] == result.best.architecture.key
+    assert result.pareto_front[summary["chosen_index"]] is result.best
+    assert summary["command"][:2] == ["qnas", "search"] and summary["timings"]["total"] > 0
+    # the front table was printed, the chosen row starred
+    assert "val_error" in stdout and "test accuracy" in stdout
+    assert result.best.architecture.key in stdout and "*" in stdout
+
+
+def test_report_prints_the_front_and_rewrites_the_plot(run, capsys):
+    out, _ = run
+    (out / "pareto.png").unlink()
+    assert main(["report", str(out)]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert f"{summary['test_accuracy']:.4f}" in text and summary["chosen"] in text
+    assert (out / "pareto.png").stat().st_size > 0
+
+
+def test_resume_of_a_complete_run_only_reports(run, capsys):
+    out, _ = run
+    before = (out / "result.json").stat().st_mtime_ns
+    assert main(["resume", str(out)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert (out / "result.json").stat().st_mtime_ns == before
+
+
+def test_export_qpy_isa_and_qasm3_logical(run, capsys, tmp_path):
+    from qiskit import qasm3, qpy
+
+    from qiskit_qnas.targets import resolve_target
+
+    out, _ = run
+    result = SearchResult.load(out)
+    front = result.pareto_front
+    last = len(front) - 1
+    assert main(["export", str(out), "--candidate", str(last)]) == 0
+    path = Path(capsys.readouterr().err.strip())
+    assert path == out / f"candidate_{last}.qpy"
+    with open(path, "rb") as f:
+        (isa,) = qpy.load(f)
+    reference = resolve_target(None).backend
+    assert isa.num_qubits == reference.num_qubits  # laid out on the reference device
+    assert set(isa.count_ops()) - {"measure", "barrier"} <= set(reference.operation_names)
+    assert {p.name.split("[")[0] for p in isa.parameters} <= {"x"}  # weights bound, inputs free
+
+    target = tmp_path / "c0.qasm"
+    assert main(["export", str(out), "--candidate", "0", "--format", "qasm3", "--logical",
+                 "--output", str(target)]) == 0
+    assert Path(capsys.readouterr().err.strip()) == target
+    loaded = qasm3.loads(target.read_text())
+    arch = front[0].architecture
+    assert loaded.num_qubits == arch.n_qubits
+    assert loaded.num_parameters == len(arch.input_params)
+
+    # "--output -": the program itself on stdout
+    assert main(["export", str(out), "--candidate", "0", "--format", "qasm3", "--logical", "--output", "-"]) == 0
+    assert qasm3.loads(capsys.readouterr().out).num_qubits == arch.n_qubits
+
+    # default candidate: the chosen one
+    assert main(["export", str(out), "--logical"]) == 0
+    index = front.index(result.best)
+    assert Path(capsys.readouterr().err.strip()) == out / f"candidate_{index}.qpy"
+
+    with pytest.raises(SystemExit) as info:
+        main(["export", str(out), "--candidate", str(len(front))])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--candidate" in err and f"0..{last}" in err
+
+
+# --- bad arguments --------------------------------------------------------------------------------
+BAD = [
+    (["--qubit-budget", "0"], "--qubit-budget: invalid value 0; allowed: an integer >= 1"),
+    (["--dataset", "cifar"], "--dataset"),
+    (["--qubits", "3:2"], "--qubits"),
+    (["--qubits", "two"], "--qubits"),
+    (["--layers", "0:2"], "--layers"),
+    (["--ranges", "1:x"], "--ranges"),
+    (["--embeddings", "angle_y,bogus"], "--embeddings"),
+    (["--entanglers", "odd", "spiral"], "--entanglers"),
+    (["--rotations", "rz"], "--rotations"),
+    (["--target", "aer:fake_atlantis"], "--target"),
+    (["--target", "quantum"], "--target"),
+    (["--population", "1"], "--population"),
+    (["--generations", "0"], "--generations"),
+    (["--shots", "-5"], "--shots"),
+    (["--cutting-objective", "gates"], "--cutting-objective"),
+    (["--runtime-objective", "fast"], "--runtime-objective"),
+    (["--log-level", "loud"], "--log-level"),
+    (["--workers", "0"], "--workers"),
+    (["--target", "aer:fake_manila", "--qubits", "2:8"], "--qubits"),
+]
+
+
+def _search_args(extra):
+    args = list(TINY)
+    for flag in [e for e in extra if e.startswith("--")]:
+        if flag in args:  # drop the default of a flag the case overrides
+            i = args.index(flag)
+            del args[i:i + 2]
+    return args + list(extra)
+
+
+@pytest.mark.parametrize("extra, expected", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_search_arguments_exit_2_with_one_line(extra, expected, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        main(["search", *_search_args(extra), "--out", str(out)])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("qnas: error: ") and captured.err.count("\n") == 1, captured.err
+    assert expected in captured.err and "allowed" in captured.err
+    assert not out.exists()  # checked before any work
+
+
+def test_csv_arguments(tmp_path, capsys):
+    data = tmp_path / "d.csv"
+    data.write_text("a,b,label\n1,2,x\n3,4,y\n")
+    cases = [(["--csv", str(tmp_path / "nope.csv"), "--target-column", "label"], "--csv"),
+             (["--csv", str(data), "--target-column", "species"], "--target-column"),
+             (["--csv", str(data)], "--target-column"),
+             (["--dataset", "iris", "--csv", str(data), "--target-column", "label"], "--csv")]
+    for extra, flag in cases:
+        with pytest.raises(SystemExit) as info:
+            main(["search", *extra, "--out", str(tmp_path / "run")])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and flag in err, err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["resume", "report", "export"])
+def test_missing_run_dir_exits_2(command, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, str(tmp_path / "missing")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qnas: error: DIR") and err.count("\n") == 1
+
+
+def test_search_refuses_an_existing_run(run, capsys):
+    out, _ = run
+    with pytest.raises(SystemExit) as info:
+        main(["search", *TINY, "--out", str(out)])
+    assert info.value.code == 2
+    assert "qnas resume" in capsys.readouterr().err
+
+
+def test_python_m_entry_point():
+    done = subprocess.run([sys.executable, "-m", "qiskit_qnas", "search", "--qubit-budget", "0", "--dataset", "iris"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "qnas: error: --qubit-budget: invalid value 0; allowed: an integer >= 1"
+
+
+def test_workers_and_scheduler_go_through_dask_executor(tmp_path, monkeypatch):
+    """--workers N / --dask-scheduler ADDRESS reach qiskit_qnas.parallel.dask_executor, whose executor
+    evaluates the candidates (a thread pool stands in for the Dask cluster here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import qiskit_qnas.parallel as parallel
+
+    calls, submitted = [], []
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, *args, **kwargs):
+            submitted.append(args[0])
+            return super().submit(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def fake_dask_executor(address=None, workers=None):
+        calls.append((address, workers))
+        with Counting(max_workers=1) as executor:
+            yield executor
+
+    monkeypatch.setattr(parallel, "dask_executor", fake_dask_executor)
+    tiny = ["--dataset", "iris", "--qubits", "2", "--layers", "1", "--population", "3", "--generations", "1",
+            "--supercircuit-epochs", "1", "--finetune-epochs", "0", "--quiet"]
+    assert main(["search", *tiny, "--workers", "2", "--out", str(tmp_path / "a")]) == 0
+    assert main(["search", *tiny, "--dask-scheduler", "tcp://127.0.0.1:8786", "--out", str(tmp_path / "b")]) == 0
+    assert calls == [(None, 2), ("tcp://127.0.0.1:8786", None)]
+    assert submitted  # candidates were evaluated on the executor
+    assert front_of(tmp_path / "a") == front_of(tmp_path / "b")
+
+
+# --- kill -9, resume, same front -------------------------------------------------------------------
+def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path):
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "qiskit_qnas.cli", "search", *KILLED, "--quiet",
+                                 "--out", str(killed)], stdout=stdout, stderr=stderr, env=env)
+        try:
+            deadline = time.monotonic() + 240
+            while not (killed / "checkpoint.pkl").exists():
+                assert proc.poll() is None, (tmp_path / "stderr").read_text()
+                assert time.monotonic() < deadline, "no checkpoint within 240 s"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (killed / "config.json").exists()
+    assert not (killed / "summary.json").exists() and not (killed / "result.json").exists()
+    assert 1 <= load_checkpoint(killed / "checkpoint.pkl").generation < 5  # killed in the middle of the search
+
+    assert main(["resume", str(killed), "--quiet"]) == 0
+    reference = tmp_path / "reference"
+    assert main(["search", *KILLED, "--quiet", "--out", str(reference)]) == 0
+
+    resumed_keys, resumed_front = front_of(killed)
+    reference_keys, reference_front = front_of(reference)
+    assert resumed_keys == reference_keys
+    assert resumed_front == reference_front
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (killed, reference)]
+    assert summaries[0]["chosen"] == summaries[1]["chosen"]
+    assert summaries[0]["test_accuracy"] == summaries[1]["test_accuracy"]

@@ -1,0 +1,269 @@
+"""The torch statevector engine, cross-checked against Qiskit: values against ``Statevector``, gradients
+against ``EstimatorQNN`` over ``StatevectorEstimator`` (parameter shift, exact precision)."""
+
+import numpy as np
+import pytest
+import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter, ParameterVector
+from qiskit.primitives import StatevectorEstimator
+from qiskit.quantum_info import SparsePauliOp, Statevector
+from qiskit_machine_learning.connectors import TorchConnector
+from qiskit_machine_learning.neural_networks import EstimatorQNN
+
+from qiskit_qnas import EMBEDDINGS, ENTANGLERS, ROTATIONS, Architecture
+from qiskit_qnas.circuits import amplitude_angles, build_circuit, z_observables
+from qiskit_qnas.engines import StatevectorProgram, StatevectorQNN, make_qnn
+
+#: a systematic subset: every embedding, rotation and entangler, every n in 1..6 and L in 1..3,
+#: ranges > 1 where n allows, and mixed per-layer entanglers
+ARCHS = [
+    Architecture(1, 1, "angle_x", "ry", "none"),
+    Architecture(1, 2, "amplitude", "rxry", "all"),
+    Architecture(1, 3, "zz", "rxryrz", "chain"),
+    Architecture(2, 1, "angle_y", "rxryrz", "all"),
+    Architecture(2, 2, "angle_z", "ry", ("odd", "even")),
+    Architecture(2, 3, "amplitude", "ry", ("full", "none", "all")),
+    Architecture(3, 1, "zz", "rxry", "full"),
+    Architecture(3, 2, "angle_x", "rxryrz", "all", 2),
+    Architecture(3, 3, "amplitude", "rxryrz", ("odd", "even", "all"), (2, 1, 2)),
+    Architecture(4, 1, "amplitude", "ry", "odd"),
+    Architecture(4, 2, "angle_y", "ry", ("odd", "even")),
+    Architecture(4, 3, "angle_z", "rxry", ("all", "chain", "full"), (3, 1, 1)),
+    Architecture(5, 1, "angle_x", "rxry", "even", 2),
+    Architecture(5, 2, "zz", "ry", ("all", "odd"), (4, 3)),
+    Architecture(5, 3, "angle_y", "rxry", ("chain", "even", "odd"), (1, 4, 2)),
+    Architecture(5, 1, "amplitude", "rxry", "even", 3),
+    Architecture(6, 1, "zz", "rxryrz", "all", 5),
+    Architecture(6, 2, "angle_z", "ry", ("even", "full"), (3, 1)),
+    Architecture(6, 3, "angle_x", "ry", ("chain", "all", "odd"), (1, 2, 4)),
+    Architecture(6, 2, "angle_y", "rxry", "none"),
+]
+
+
+def test_the_subset_covers_the_vocabulary():
+    assert {a.embedding for a in ARCHS} == set(EMBEDDINGS)
+    assert {a.rotation for a in ARCHS} == set(ROTATIONS)
+    assert {e for a in ARCHS for e in a.entangler} == set(ENTANGLERS)
+    assert {a.n_qubits for a in ARCHS} == set(range(1, 7))
+    assert {a.n_layers for a in ARCHS} == {1, 2, 3}
+    assert any(r > 1 for a in ARCHS for r in a.entangle_range)
+    assert any(len(set(a.entangler)) > 1 for a in ARCHS)
+
+
+def sample(arch: Architecture, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if arch.embedding == "amplitude":  # angles of real feature vectors, and arbitrary angles
+        x = amplitude_angles(torch.tensor(rng.normal(size=(batch, arch.n_features)))).numpy()
+        x[-1] = rng.uniform(-2 * np.pi, 2 * np.pi, arch.n_inputs)
+    else:
+        x = rng.uniform(-np.pi, np.pi, (batch, arch.n_inputs))
+    return x, rng.uniform(-np.pi, np.pi, arch.n_weights)
+
+
+def qiskit_expectations(arch: Architecture, x: np.ndarray, w: np.ndarray, observables=None) -> np.ndarray:
+    built = build_circuit(arch)
+    observables = observables or z_observables(arch.n_qubits)
+    rows = []
+    for xi in x:
+        values = dict(zip(built.inputs, xi)) | dict(zip(built.weights, w))
+        state = Statevector(built.circuit.assign_parameters(values))
+        rows.append([state.expectation_value(o).real for o in observables])
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.key)
+def test_forward_equals_qiskit_statevector(arch):
+    x, w = sample(arch, 3, seed=arch.n_qubits * 10 + arch.n_layers)
+    qnn = arch.qnn(engine="statevector")
+    assert isinstance(qnn, StatevectorQNN)
+    out = qnn.forward(x, w)
+    assert out.shape == (3, arch.n_qubits)
+    assert np.allclose(out, qiskit_expectations(arch, x, w), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: a.key)
+def test_gradients_equal_estimator_qnn(arch):
+    x, w = sample(arch, 2, seed=arch.n_qubits * 10 + arch.n_layers + 1)
+    ours = arch.qnn(engine="statevector", input_gradients=True)
+    reference = arch.qnn(engine="estimator", input_gradients=True)
+    assert isinstance(reference, EstimatorQNN)
+    assert np.allclose(ours.forward(x, w), reference.forward(x, w), atol=1e-10, rtol=0)
+    dx, dw = ours.backward(x, w)
+    ref_dx, ref_dw = reference.backward(x, w)
+    assert dx.shape == ref_dx.shape == (2, arch.n_qubits, arch.n_inputs)
+    assert dw.shape == ref_dw.shape == (2, arch.n_qubits, arch.n_weights)
+    assert np.allclose(dx, ref_dx, atol=1e-6, rtol=0)
+    assert np.allclose(dw, ref_dw, atol=1e-6, rtol=0)
+    # without input gradients only the weights are differentiated
+    dx, dw2 = arch.qnn(engine="statevector").backward(x, w)
+    assert dx is None and np.allclose(dw2, ref_dw, atol=1e-6, rtol=0)
+
+
+def test_wide_amplitude_embedding_compiles_to_affine_angles_and_is_exact():
+    arch = Architecture(7, 1, "amplitude", "ry", "chain")
+    built = build_circuit(arch)
+    program = StatevectorProgram(built.circuit, built.inputs, built.weights)
+    kinds = [a.kind for a in program._angles]
+    assert kinds.count("affine") == 2**7 - 2  # every multiplexed RY (one plain RY at the root)
+    features = torch.tensor(np.random.default_rng(0).normal(size=(2, 2**7)))
+    psi = program.state(amplitude_angles(features), torch.zeros(arch.n_weights))
+    # zero weights: the rotation layer is the identity, the chain of CNOTs permutes the amplitudes
+    chain = QuantumCircuit(7)
+    for q in range(6):
+        chain.cx(q, q + 1)
+    for row, f in zip(psi, features.numpy()):
+        expected = Statevector(f / np.linalg.norm(f)).evolve(chain).data
+        assert np.allclose(row.numpy(), expected, atol=1e-12)
+
+
+def test_non_default_observables():
+    arch = Architecture(3, 2, "angle_z", "rxryrz", ("full", "odd"))
+    built = build_circuit(arch)
+    observables = [SparsePauliOp.from_list([("ZZI", 1.0)]), SparsePauliOp.from_list([("IZI", 0.5), ("ZIZ", -0.3)]),
+                   SparsePauliOp.from_list([("III", 2.0)]), SparsePauliOp.from_list([("ZZZ", 1.0), ("IIZ", 0.25)])]
+    ours = StatevectorQNN(built.circuit, built.inputs, built.weights, observables, input_gradients=True)
+    reference = EstimatorQNN(circuit=built.circuit, observables=observables, input_params=list(built.inputs),
+                             weight_params=list(built.weights), estimator=StatevectorEstimator(),
+                             input_gradients=True, default_precision=0.0)
+    x, w = sample(arch, 2, seed=5)
+    assert ours.output_shape == (4,)
+    assert np.allclose(ours.forward(x, w), qiskit_expectations(arch, x, w, observables), atol=1e-10, rtol=0)
+    for a, b in zip(ours.backward(x, w), reference.backward(x, w)):
+        assert np.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_non_diagonal_observables_and_measurements_are_rejected():
+    arch = Architecture(2, 1)
+    built = build_circuit(arch)
+    with pytest.raises(ValueError, match="diagonal"):
+        StatevectorQNN(built.circuit, built.inputs, built.weights, [SparsePauliOp.from_list([("XI", 1.0)])])
+    with pytest.raises(ValueError, match="diagonal"):  # the wrong number of qubits
+        StatevectorQNN(built.circuit, built.inputs, built.weights, [SparsePauliOp.from_list([("ZII", 1.0)])])
+    measured = built.circuit.copy()
+    measured.measure_all()
+    with pytest.raises(ValueError, match="measurements"):
+        StatevectorQNN(measured, built.inputs, built.weights)
+    stray = built.circuit.copy()
+    stray.rz(Parameter("theta"), 0)
+    with pytest.raises(ValueError, match="theta"):
+        StatevectorQNN(stray, built.inputs, built.weights)
+
+
+def test_wrong_shapes_are_rejected():
+    arch = Architecture(3, 1)
+    qnn = arch.qnn()
+    with pytest.raises(Exception, match="incorrect shape"):
+        qnn.forward(np.zeros((2, 4)), np.zeros(arch.n_weights))
+    with pytest.raises(ValueError):
+        qnn.forward(np.zeros((2, 3)), np.zeros(arch.n_weights + 1))
+    program = qnn.program
+    with pytest.raises(ValueError, match="inputs must have shape"):
+        program.expectation(torch.zeros(2, 4), torch.zeros(arch.n_weights))
+    with pytest.raises(ValueError, match="weights must have"):
+        program.expectation(torch.zeros(2, 3), torch.zeros(arch.n_weights + 2))
+    with pytest.raises(ValueError, match="engine"):
+        make_qnn(arch, engine="gpu")
+    with pytest.raises(ValueError, match="estimator"):
+        make_qnn(arch, engine="statevector", estimator=StatevectorEstimator())
+
+
+def test_batch_of_one_and_unbatched_input():
+    arch = Architecture(3, 2, "angle_x", "rxry", "all")
+    x, w = sample(arch, 1, seed=7)
+    qnn = arch.qnn(input_gradients=True)
+    expected = qiskit_expectations(arch, x, w)
+    assert np.allclose(qnn.forward(x, w), expected, atol=1e-10)
+    single = qnn.forward(x[0], w)  # a 1-D input is one sample
+    assert single.shape == (1, 3) and np.allclose(single, expected, atol=1e-10)
+    dx, dw = qnn.backward(x[0], w)
+    assert dx.shape == (1, 3, arch.n_inputs) and dw.shape == (1, 3, arch.n_weights)
+
+
+def test_backward_without_a_preceding_forward_and_on_other_data():
+    arch = Architecture(3, 2, "zz", "ry", "chain")
+    qnn, reference = arch.qnn(input_gradients=True), arch.qnn(engine="estimator", input_gradients=True)
+    x, w = sample(arch, 2, seed=8)
+    x2, _ = sample(arch, 2, seed=9)
+    qnn.forward(x, w)  # keeps its graph for x; backward on x2 must not reuse it
+    for a, b in zip(qnn.backward(x2, w), reference.backward(x2, w)):
+        assert np.allclose(a, b, atol=1e-6)
+
+
+def test_large_batches_are_computed_without_the_kept_graph():
+    arch = Architecture(4, 1, "angle_y", "ry", "chain")
+    qnn = arch.qnn(input_gradients=True)
+    batch = qnn.TRACE_FORWARD_BELOW // 2**4 + 3
+    x, w = sample(arch, batch, seed=10)
+    out = qnn.forward(x, w)
+    assert np.allclose(out[-4:], qiskit_expectations(arch, x[-4:], w), atol=1e-10)
+    dx, dw = qnn.backward(x[-2:], w)
+    ref_dx, ref_dw = arch.qnn(engine="estimator", input_gradients=True).backward(x[-2:], w)
+    assert np.allclose(dx, ref_dx, atol=1e-6) and np.allclose(dw, ref_dw, atol=1e-6)
+
+
+def test_torch_connector_round_trip():
+    arch = Architecture(3, 2, "angle_y", "rxry", ("odd", "full"))
+    x, w = sample(arch, 4, seed=11)
+    layers = {}
+    for engine in ("statevector", "estimator"):
+        layers[engine] = TorchConnector(arch.qnn(engine=engine, input_gradients=True), initial_weights=w)
+    grads = {}
+    for engine, layer in layers.items():
+        inputs = torch.tensor(x, requires_grad=True)
+        out = layer(inputs)
+        assert out.shape == (4, 3)
+        (out * torch.arange(1.0, 4.0, dtype=out.dtype)).sum().backward()
+        grads[engine] = (out.detach().numpy(), inputs.grad.numpy(), layer.weight.grad.numpy())
+    for ours, reference in zip(grads["statevector"], grads["estimator"]):
+        assert np.allclose(ours, reference, atol=1e-6)
+    assert np.allclose(grads["statevector"][0], qiskit_expectations(arch, x, w), atol=1e-10)
+
+
+def test_general_circuit_with_expressions_and_other_gates():
+    """A hand-written circuit: expressions of inputs and weights, controlled rotations, U, P, S, SX,
+    SWAP, CCX, CZ, RZZ, with inputs and weights interleaved."""
+    x, w = ParameterVector("a", 2), ParameterVector("b", 4)
+    qc = QuantumCircuit(3)
+    qc.h(0)
+    qc.sx(1)
+    qc.ry(0.5 * x[0] - w[0] + 0.25, 2)
+    qc.cx(0, 1)
+    qc.rzz(w[1] * 2, 1, 2)
+    qc.crx(x[1] + w[2], 2, 0)
+    qc.u(w[3], x[0], 0.3, 1)
+    qc.p(x[0] * x[1], 2)
+    qc.swap(0, 2)
+    qc.ccx(0, 1, 2)
+    qc.s(0)
+    qc.cz(1, 2)
+    qc.rx((x[1] - 1.5) / 3, 0)
+    qc.cry(w[1], 1, 0)
+    observables = z_observables(3) + [SparsePauliOp.from_list([("ZZI", 1.0)])]
+    ours = StatevectorQNN(qc, list(x), list(w), observables, input_gradients=True)
+    reference = EstimatorQNN(circuit=qc, observables=observables, input_params=list(x), weight_params=list(w),
+                             estimator=StatevectorEstimator(), input_gradients=True, default_precision=0.0)
+    rng = np.random.default_rng(12)
+    xs, ws = rng.uniform(-2, 2, (2, 2)), rng.uniform(-2, 2, 4)
+    expected = [[Statevector(qc.assign_parameters(dict(zip(x, xi)) | dict(zip(w, ws)))).expectation_value(o).real
+                 for o in observables] for xi in xs]
+    assert np.allclose(ours.forward(xs, ws), expected, atol=1e-10)
+    for a, b in zip(ours.backward(xs, ws), reference.backward(xs, ws)):
+        assert np.allclose(a, b, atol=1e-6)
+
+
+def test_affine_angles_are_read_exactly():
+    """Gate angles that are affine in the parameters are recognised (and computed) as such."""
+    x, w = ParameterVector("x", 3), ParameterVector("w", 2)
+    qc = QuantumCircuit(1)
+    angles = [0.5 * (x[0] + 1) - 3 * x[1] / 2, 2 - x[0], (x[0] - x[1]) * (-0.5), x[2] / 3 + w[1] * 1e-5,
+              -(x[0] - 2 * w[1]) / 4, x[0] * 1e-8 - 7, 2 / x[0], x[0] * x[1], x[2] ** 2, (x[1] + w[0]).sin()]
+    for angle in angles:
+        qc.ry(angle, 0)
+    program = StatevectorProgram(qc, list(x), list(w))
+    assert [a.kind for a in program._angles] == ["affine"] * 6 + ["expr"] * 4
+    xs, ws = np.array([[0.3, -1.2, 0.7]]), np.array([0.4, -0.9])
+    values = dict(zip(x, xs[0])) | dict(zip(w, ws))
+    for angle, compiled in zip(angles, program._angles):
+        expected = float(angle.bind(values, allow_unknown_parameters=True))
+        assert float(compiled(torch.tensor(xs), torch.tensor(ws))) == pytest.approx(expected, abs=1e-13)

@@ -1,0 +1,166 @@
+"""QNASEstimator end to end on the exact target: the Iris bar, the scikit-learn API, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_iris
+from sklearn.model_selection import cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from qiskit_qnas import Architecture, QNASEstimator, SearchResult, SearchSpace
+from qiskit_qnas.cutting import cutting_cost
+from qiskit_qnas.result import dominates
+
+X, Y = load_iris(return_X_y=True)
+X_TRAIN, X_TEST, Y_TRAIN, Y_TEST = train_test_split(X, Y, test_size=0.3, stratify=Y, random_state=0)
+SMALL = dict(search_space=SearchSpace(qubits=(2, 3), layers=(1, 2)), qubit_budget=2, population_size=6,
+             n_generations=2, supercircuit_epochs=8, finetune_epochs=2, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def iris_search():
+    """The issue's bar: default settings, Iris, seed 0."""
+    est = QNASEstimator(search_space=SearchSpace(qubits=(2, 4), layers=(1, 2)), qubit_budget=2, random_state=0,
+                        verbose=0)
+    return est.fit(X_TRAIN, Y_TRAIN)
+
+
+def test_iris_default_search_scores_at_least_095(iris_search):
+    assert iris_search.score(X_TEST, Y_TEST) >= 0.95
+    assert iris_search.best_architecture_ in iris_search.search_space
+    assert iris_search.predict(X_TEST).shape == (len(X_TEST),)
+    proba = iris_search.predict_proba(X_TEST)
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-6)
+    assert set(iris_search.classes_) == {0, 1, 2}
+
+
+def test_front_is_non_dominated_and_holds_more_than_one(iris_search):
+    front = iris_search.pareto_front_
+    assert len(front) > 1
+    everyone = [c for c in iris_search.result_.candidates if not c.failed]
+    for member in front:
+        assert len(member.objectives) == 3
+        assert member.objectives == (member.val_error, member.runtime_proxy, member.n_subcircuits)
+        assert not any(dominates(other.objectives, member.objectives) for other in everyone)
+    assert iris_search.best_candidate_ in front
+
+
+def test_candidates_carry_consistent_objectives(iris_search):
+    for c in iris_search.result_.candidates[:8]:
+        assert 0 <= c.val_error <= 1 and math.isclose(c.val_error, 1 - c.val_accuracy)
+        assert c.runtime_proxy > 0
+        direct = cutting_cost(c.architecture, qubit_budget=2)
+        assert c.n_subcircuits == direct.n_partitions == c.cutting["n_partitions"]
+        assert (c.n_subcircuits == 1) == (c.architecture.n_qubits <= 2)
+        assert len(c.weights) == c.architecture.n_weights
+
+
+def test_progress_timings_and_history(iris_search):
+    timings = iris_search.timings_
+    for key in ("supercircuit_training", "search", "candidate_evaluation", "cut_finding", "final_training"):
+        assert timings[key] >= 0
+    assert len(iris_search.result_.history) == iris_search.n_generations
+
+
+def test_result_round_trip_and_plot(iris_search, tmp_path):
+    result = iris_search.result_
+    result.save(tmp_path)
+    loaded = SearchResult.load(tmp_path)
+    assert [c.to_dict() for c in loaded.candidates] == [c.to_dict() for c in result.candidates]
+    assert loaded.pareto_mask.tolist() == result.pareto_mask.tolist()
+    assert loaded.best.architecture == iris_search.best_architecture_
+    frame = result.to_dataframe()
+    assert len(frame) == len(result) and frame["pareto"].sum() == len(result.pareto_front)
+    fig = result.plot_pareto(tmp_path / "pareto.png")
+    assert len(fig.axes) == 3 and (tmp_path / "pareto.png").stat().st_size > 0
+    assert "val_error" in result.format_table()
+
+
+def test_saved_run_holds_model_and_circuit(iris_search, tmp_path):
+    from qiskit import qpy
+
+    iris_search.save(tmp_path)
+    for name in ("result.json", "candidates.csv", "pareto.png", "model.pt", "best_circuit.qpy"):
+        assert (tmp_path / name).stat().st_size > 0
+    with open(tmp_path / "best_circuit.qpy", "rb") as f:
+        qc = qpy.load(f)[0]
+    arch = iris_search.best_architecture_
+    assert qc.num_qubits == arch.n_qubits
+    assert {p.name for p in qc.parameters} == {p.name for p in arch.input_params}
+
+
+def test_same_seed_same_front():
+    fronts = []
+    for _ in range(2):
+        est = QNASEstimator(random_state=11, **SMALL).fit(X_TRAIN, Y_TRAIN)
+        fronts.append([(c.architecture.key, c.objectives) for c in est.pareto_front_])
+    assert fronts[0] == fronts[1]
+
+
+def test_sklearn_clone_pipeline_and_cross_validation():
+    est = QNASEstimator(random_state=1, **SMALL)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params()
+    copy.set_params(population_size=4)
+    assert copy.population_size == 4 and est.population_size == 6
+    pipeline = make_pipeline(StandardScaler(), QNASEstimator(random_state=1, **SMALL))
+    pipeline.fit(X_TRAIN, Y_TRAIN)
+    assert pipeline.score(X_TEST, Y_TEST) > 0.6
+    scores = cross_val_score(QNASEstimator(random_state=2, **{**SMALL, "n_generations": 1}), X, Y, cv=2)
+    assert scores.shape == (2,) and np.all(scores > 0.5)
+
+
+def test_string_labels_and_selection_rules():
+    labels = np.array(["setosa", "versicolor", "virginica"])[Y_TRAIN]
+    est = QNASEstimator(random_state=0, selection="min_runtime", **SMALL).fit(X_TRAIN, labels)
+    assert set(est.predict(X_TEST)) <= set(labels)
+    front = est.pareto_front_
+    assert est.best_candidate_.runtime_proxy == min(c.runtime_proxy for c in front)
+    picked = QNASEstimator(random_state=0, selection=lambda f: f[-1], **SMALL).fit(X_TRAIN, labels)
+    assert picked.best_candidate_ is picked.pareto_front_[-1]
+
+
+@pytest.mark.parametrize("X_bad, y_bad, match", [
+    (np.where(np.arange(X_TRAIN.size).reshape(X_TRAIN.shape) == 5, np.nan, X_TRAIN), Y_TRAIN, "NaN"),
+    (X_TRAIN, Y_TRAIN[:-1], "inconsistent numbers of samples"),
+    (X_TRAIN, np.zeros_like(Y_TRAIN), "single class"),
+    (X_TRAIN[:, 0], Y_TRAIN, "2D array"),
+    (X_TRAIN, np.where(np.arange(len(Y_TRAIN)) == 0, 7, Y_TRAIN), "at least 2 samples"),
+])
+def test_bad_data_is_refused_before_work(X_bad, y_bad, match):
+    with pytest.raises(ValueError, match=match):
+        QNASEstimator(**SMALL).fit(X_bad, y_bad)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"qubit_budget": 0}, "qubit_budget"),
+    ({"population_size": 1}, "population_size"),
+    ({"validation_size": 1.5}, "validation_size"),
+    ({"selection": "best"}, "selection"),
+    ({"cutting_objective": "cuts"}, "cutting_objective"),
+    ({"runtime_objective": "depth"}, "runtime_objective"),
+    ({"search_space": "big"}, "search_space"),
+    ({"executor": object()}, "executor"),
+])
+def test_bad_settings_are_refused_before_work(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        QNASEstimator(**{**SMALL, **kwargs}).fit(X_TRAIN, Y_TRAIN)
+
+
+def test_bad_spaces_are_refused():
+    with pytest.raises(ValueError, match="empty search space"):
+        SearchSpace(entanglers=())
+    with pytest.raises(ValueError, match="embedding"):
+        SearchSpace(embeddings=("angle_w",))
+    with pytest.raises(ValueError, match="n_qubits"):
+        Architecture(0, 1)
+
+
+def test_unfitted_estimator_refuses_to_predict():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        QNASEstimator().predict(X_TEST)

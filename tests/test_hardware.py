@@ -1,0 +1,97 @@
+"""Searches on hardware targets: Aer noise, Runtime local testing mode, failing primitives, cut predictions."""
+
+import numpy as np
+import pytest
+from qiskit.primitives import StatevectorEstimator
+from qiskit_aer import AerSimulator
+from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+
+from qiskit_qnas import Architecture, QNASEstimator, SearchSpace
+from qiskit_qnas.objectives import EvaluationContext, evaluate_candidate
+from qiskit_qnas.supercircuit import SuperCircuit
+from qiskit_qnas.targets import resolve_target
+
+X, Y = load_iris(return_X_y=True)
+X = (X - X.mean(0)) / X.std(0)
+X_TRAIN, X_TEST, Y_TRAIN, Y_TEST = train_test_split(X, Y, test_size=0.3, stratify=Y, random_state=0)
+TINY = dict(search_space=SearchSpace(qubits=(2, 3), layers=(1, 2)), qubit_budget=2, population_size=4,
+            n_generations=1, supercircuit_epochs=10, finetune_epochs=1, verbose=0, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def noisy_manila():
+    return AerSimulator.from_backend(FakeManilaV2())
+
+
+def test_noise_changes_the_validation_measurement(noisy_manila):
+    space = SearchSpace(qubits=(3, 3), layers=(2, 2))
+    supercircuit = SuperCircuit(space, 4, 3, seed=0)
+    common = dict(supercircuit=supercircuit, X_train=X_TRAIN, y_train=Y_TRAIN, X_val=X_TEST, y_val=Y_TEST,
+                  qubit_budget=2, finetune_epochs=0)
+    archs = [Architecture(3, 2, e, "rxry", ("all", "chain")) for e in ("angle_x", "angle_y", "angle_z", "zz")]
+    exact = [evaluate_candidate(a, EvaluationContext(target=resolve_target(None), **common)) for a in archs]
+    noisy = [evaluate_candidate(a, EvaluationContext(target=resolve_target(noisy_manila), **common)) for a in archs]
+    for e, n in zip(exact, noisy):
+        assert not n.failed and e.weights == n.weights  # the same architecture with the same weights
+        assert n.runtime["backend_name"] == "fake_manila" and n.runtime_proxy != e.runtime_proxy
+    assert any(e.val_error != n.val_error for e, n in zip(exact, noisy))
+
+
+def test_search_on_aer_with_a_backend_noise_model(noisy_manila):
+    est = QNASEstimator(backend=noisy_manila, **TINY).fit(X_TRAIN, Y_TRAIN)
+    assert est.target_.name.startswith("aer")
+    assert all(not c.failed and c.runtime["backend_name"] == "fake_manila" for c in est.result_.candidates)
+    assert est.score(X_TEST, Y_TEST) > 0.6
+    isa = est.best_circuit(isa=True)
+    target = FakeManilaV2().target
+    for instruction in isa.data:
+        qargs = tuple(isa.find_bit(q).index for q in instruction.qubits)
+        assert target.instruction_supported(instruction.operation.name, qargs)
+
+
+def test_search_in_runtime_local_testing_mode():
+    est = QNASEstimator(backend=FakeManilaV2(), target_mode="runtime", shots=256,
+                        **{**TINY, "population_size": 3}).fit(X_TRAIN, Y_TRAIN)
+    assert est.target_.name.startswith("runtime")
+    assert all(not c.failed and c.measured_seconds > 0 for c in est.result_.candidates)
+    assert len(est.pareto_front_) >= 1
+
+
+def test_a_space_wider_than_the_backend_is_refused_before_work():
+    est = QNASEstimator(**{**TINY, "search_space": SearchSpace(qubits=(2, 8), layers=(1, 1))}, backend=FakeManilaV2())
+    with pytest.raises(ValueError, match="8 qubits.*5 qubits"):
+        est.fit(X_TRAIN, Y_TRAIN)
+    assert not hasattr(est, "result_")
+
+
+class FailsOnThreeQubits(StatevectorEstimator):
+    """A real primitive that always fails for 3-qubit circuits (e.g. a backend rejecting them)."""
+
+    def run(self, pubs, *, precision=None):
+        pubs = list(pubs)
+        if any(p[0].num_qubits == 3 for p in pubs):
+            raise ConnectionError("backend refused the job")
+        return super().run(pubs, precision=precision)
+
+
+def test_failed_candidates_are_recorded_and_the_search_goes_on():
+    target = resolve_target(None, estimator=FailsOnThreeQubits(), max_retries=1, retry_backoff=0)
+    est = QNASEstimator(backend=target, **{**TINY, "population_size": 8, "n_generations": 2}).fit(X_TRAIN, Y_TRAIN)
+    candidates = est.result_.candidates
+    failed = [c for c in candidates if c.failed]
+    assert failed and all(c.architecture.n_qubits == 3 for c in failed)
+    assert all("backend refused" in c.error and c.attempts == 2 for c in failed)
+    assert all(c.objectives[0] == 1.0 for c in failed)
+    assert all(not c.failed for c in candidates if c.architecture.n_qubits == 2)
+    assert est.best_architecture_.n_qubits == 2 and all(c not in failed for c in est.pareto_front_)
+
+
+def test_cut_predictions_equal_uncut_ones():
+    # few cuts, so that the QPD weights are exact (amplitude trees need many: their QPD is sampled)
+    space = SearchSpace(qubits=(3, 3), layers=(1, 1), embeddings=("angle_y", "zz"), entanglers=("full",))
+    est = QNASEstimator(**{**TINY, "search_space": space}).fit(X_TRAIN, Y_TRAIN)
+    assert est.best_candidate_.n_subcircuits > 1  # 3 qubits at budget 2: it has to be cut
+    np.testing.assert_allclose(est.predict_proba(X_TEST[:10], cut=True, shots=None), est.predict_proba(X_TEST[:10]),
+                               atol=1e-5)

@@ -1,0 +1,117 @@
+"""SuperCircuit weight sharing: slicing, inheritance and sandwich training."""
+
+import numpy as np
+import pytest
+import torch
+from qiskit.quantum_info import Statevector
+from sklearn.datasets import load_iris
+
+from qiskit_qnas import Architecture, SearchSpace
+from qiskit_qnas.circuits import weight_slots, z_observables
+from qiskit_qnas.supercircuit import SuperCircuit, sandwich, train_supercircuit
+
+SPACE = SearchSpace(qubits=(2, 4), layers=(1, 3), ranges=(1, 2))
+MEMBERS = [
+    Architecture(4, 3, "angle_y", "rxryrz", ("odd", "all", "full"), (1, 2, 1)),
+    Architecture(2, 1, "angle_x", "ry", "none"),
+    Architecture(3, 2, "amplitude", "rxry", ("chain", "even")),
+    Architecture(3, 2, "zz", "ry", "all", 2),
+    Architecture(4, 1, "angle_z", "rxry", "full"),
+]
+
+
+@pytest.fixture(scope="module")
+def supercircuit():
+    torch.manual_seed(0)
+    sc = SuperCircuit(SPACE, n_features=4, n_classes=3, seed=0)
+    with torch.no_grad():  # spread the quantum weights so that slicing mistakes show
+        sc.quantum_weights.uniform_(-np.pi, np.pi)
+    return sc.eval()
+
+
+@pytest.mark.parametrize("arch", MEMBERS, ids=lambda a: a.key)
+def test_extracted_candidate_equals_the_supercircuit_slice(supercircuit, arch):
+    x = torch.randn(7, 4)
+    with torch.no_grad():
+        shared = supercircuit(x, arch)
+        model = supercircuit.extract(arch)  # an HQNN running through TorchConnector
+        standalone = model(x)
+    assert torch.allclose(shared, standalone, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", MEMBERS, ids=lambda a: a.key)
+def test_quantum_layer_equals_qiskit_statevector(supercircuit, arch):
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        inputs = supercircuit.circuit_inputs(arch, x).double().numpy()
+        weights = supercircuit.circuit_weights(arch).numpy()
+        logits = supercircuit(x, arch).double().numpy()
+    head_w = supercircuit.head.weight.detach().double().numpy()[:, :arch.n_qubits]
+    head_b = supercircuit.head.bias.detach().double().numpy()
+    for row, sample in enumerate(inputs):
+        bound = arch.circuit().assign_parameters(
+            dict(zip(arch.input_params, sample)) | dict(zip(arch.weight_params, weights)))
+        state = Statevector(bound)
+        z = np.array([state.expectation_value(o).real for o in z_observables(arch.n_qubits)])
+        np.testing.assert_allclose(logits[row], head_w @ z + head_b, atol=1e-5)
+
+
+def test_a_shared_weight_means_the_same_thing_in_every_candidate(supercircuit):
+    ry_only = Architecture(3, 2, "angle_y", "ry", "chain")
+    rxry = Architecture(4, 2, "zz", "rxry", "full")
+    table = supercircuit.quantum_weights.detach()
+    for arch in (ry_only, rxry):
+        weights = supercircuit.circuit_weights(arch).detach()
+        for k, (layer, qubit, slot) in enumerate(weight_slots(arch)):
+            assert weights[k] == table[layer, qubit, slot]
+    # the RY weight of qubit 1 in layer 1 is one number, wherever it sits in each candidate's vector
+    k_ry = weight_slots(ry_only).index((1, 1, 1))
+    k_rxry = weight_slots(rxry).index((1, 1, 1))
+    assert supercircuit.circuit_weights(ry_only)[k_ry] == supercircuit.circuit_weights(rxry)[k_rxry]
+
+
+def test_gradients_reach_only_the_used_slice():
+    sc = SuperCircuit(SPACE, n_features=4, n_classes=3, seed=1)
+    arch = Architecture(2, 1, "angle_y", "ry", "none")
+    sc(torch.randn(5, 4), arch).sum().backward()
+    grad = sc.quantum_weights.grad
+    assert grad[0, :2, 1].abs().sum() > 0
+    mask = torch.ones_like(grad, dtype=torch.bool)
+    mask[0, :2, 1] = False
+    assert grad[mask].abs().sum() == 0
+    assert sc.head.weight.grad[:, 2:].abs().sum() == 0
+    assert sc.projections["angle_y"].weight.grad[2:].abs().sum() == 0
+    assert sc.projections["amplitude"].weight.grad is None
+
+
+def test_non_members_are_refused():
+    sc = SuperCircuit(SearchSpace(qubits=(2, 3), layers=(1, 2), embeddings=("angle_y",)), 4, 3)
+    with pytest.raises(ValueError, match="not a member"):
+        sc(torch.randn(2, 4), Architecture(4, 1))
+    with pytest.raises(ValueError, match="not a member"):
+        sc.extract(Architecture(2, 1, embedding="angle_x"))
+
+
+def test_sandwich_holds_the_largest_and_the_smallest():
+    members = sandwich(SPACE, np.random.default_rng(0), n_random=3)
+    assert len(members) == 5
+    assert (members[0].n_qubits, members[0].n_layers, members[0].rotation) == (4, 3, "rxryrz")
+    assert (members[1].n_qubits, members[1].n_layers, members[1].rotation) == (2, 1, "ry")
+    assert all(m in SPACE for m in members)
+
+
+def test_training_lowers_the_loss_and_is_deterministic():
+    X, y = load_iris(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    space = SearchSpace(qubits=(2, 3), layers=(1, 2))
+    runs = []
+    for _ in range(2):
+        sc = SuperCircuit(space, 4, 3, seed=5)
+        losses = train_supercircuit(sc, X, y, epochs=6, batch_size=32, lr=0.01, seed=5)
+        runs.append((losses, sc.state_dict()))
+    losses, state = runs[0]
+    assert losses[-1] < losses[0]
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(state[k], runs[1][1][k]) for k in state)
+    with pytest.raises(ValueError, match="equal length"):
+        train_supercircuit(SuperCircuit(space, 4, 3), X, y[:-1], epochs=1)
