@@ -81,6 +81,28 @@ def fingerprint(candidates: list[Candidate]) -> list[dict]:
     return rows
 
 
+def compare(found: list[dict], reference: list[dict]) -> tuple[bool, int, list[str]]:
+    """(identical apart from cut searches stopped by their wall-clock deadline, how many such, problems).
+
+    ``cutting_cost`` bounds its search by a backjump budget *and* a wall-clock deadline; on a loaded
+    machine the deadline can bind in one run and not in the other, and the cuts found differ. That
+    is the cut finder's timing, not the parallel evaluation's; anything else that differs is a bug."""
+    deadline, problems = 0, []
+    for a, b in zip(found, reference):
+        fields = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if not fields:
+            continue
+        stopped = {a["cutting"].get("stopped_by"), b["cutting"].get("stopped_by")}
+        if set(fields) <= {"cutting", "n_subcircuits", "objectives"} and "time_limit" in stopped \
+                and a["objectives"][:2] == b["objectives"][:2]:
+            deadline += 1
+        else:
+            problems.append(f"{a['architecture']}: {fields}")
+    if len(found) != len(reference):
+        problems.append(f"{len(found)} candidates, serial {len(reference)}")
+    return not problems, deadline, problems
+
+
 def distinct_archs(space: SearchSpace, seed: int, n: int, exclude=()) -> list:
     rng, archs = np.random.default_rng(seed), []
     while len(archs) < n:
@@ -208,6 +230,12 @@ def threads_in_subprocess(wait_policy: str | None) -> list[dict]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def same_text(identical: bool, deadline: int) -> str:
+    if not identical:
+        return "**no**"
+    return "yes" if not deadline else f"yes, but for {deadline} cut search(es) stopped by the wall-clock deadline"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -244,6 +272,7 @@ def main(argv=None) -> None:
     inflation: dict = {w: [] for w in args.workers}  # workers' compute / serial compute of the round
     per_candidate: list[list[float]] = []
     identical: dict = {w: True for w in args.workers}
+    deadline_only: dict = {w: 0 for w in args.workers}
     scatter: dict = {}
     with contextlib.ExitStack() as stack:
         executors = {}
@@ -271,10 +300,15 @@ def main(argv=None) -> None:
                 results[setting] = fingerprint(found)
             reference = results["serial"]
             for w in args.workers:
-                identical[w] &= results[w] == reference
+                same, deadline, problems = compare(results[w], reference)
+                identical[w] &= same
+                deadline_only[w] += deadline
+                for problem in problems:
+                    print(f"{w} worker(s) differ from the serial run: {problem}", file=sys.stderr)
                 inflation[w].append(computes[w] / walls["serial"][-1])
             print(f"round {r + 1}: " + ", ".join(f"{k}: {walls[k][-1]:.2f} s" for k in settings)
-                  + f"; identical to serial: {all(identical.values())}; load {load_average()}", flush=True)
+                  + f"; identical to serial: {all(identical.values())} (cut deadlines: {sum(deadline_only.values())}); "
+                  f"load {load_average()}", flush=True)
     load_after = load_average()
     threads = {} if args.no_threads else {policy: threads_in_subprocess(policy) for policy in (None, "PASSIVE")}
 
@@ -311,9 +345,10 @@ def main(argv=None) -> None:
     base = median.get(1, float("nan"))
     for w in args.workers:
         every = ", ".join(f"{v:.1f}" for v in walls[w])
+        same = same_text(identical[w], deadline_only[w])
         lines.append(f"| {w} worker{'s' if w > 1 else ''} | {median[w]:.2f} | {every} "
                      f"| {base / median[w]:.2f} | {t_eval / median[w]:.2f} | {np.median(busiest[w]):.2f} "
-                     f"| {np.median(inflation[w]):.2f} | {overheads[w]:.2f} | {'yes' if identical[w] else '**no**'} |")
+                     f"| {np.median(inflation[w]):.2f} | {overheads[w]:.2f} | {same} |")
     if 1 in median and 2 in median:
         per_round = [a / b for a, b in zip(walls[1], walls[2])]
         lines += ["", f"**Speed-up with 2 workers: {base / median[2]:.2f}x** over 1 worker (per round: "

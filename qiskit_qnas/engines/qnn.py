@@ -20,8 +20,8 @@ class StatevectorQNN(NeuralNetwork):
     automatic differentiation instead of parameter shifts), orders of magnitude faster.
     """
 
-    #: batches of at most this many amplitudes keep their forward graph for the next backward
-    TRACE_FORWARD_BELOW = 2**16
+    #: batches of at most this many amplitudes keep their final state for the next backward
+    TRACE_FORWARD_BELOW = 2**22
 
     def __init__(self, circuit: QuantumCircuit, input_params: Sequence[Parameter],
                  weight_params: Sequence[Parameter], observables: Sequence[SparsePauliOp] | None = None,
@@ -36,24 +36,19 @@ class StatevectorQNN(NeuralNetwork):
 
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
         x, w = self._arrays(input_data, weights)
-        if len(x) * self.program.dim <= self.TRACE_FORWARD_BELOW:
-            # TorchConnector calls backward on the same data right after forward: keep the graph
-            # of small batches so that backward does not simulate the circuit a second time
-            traced = self.program.traced(x, w, self.input_gradients)
-            self._last = (x.tobytes(), w.tobytes(), self.input_gradients, traced)
-            return traced.outputs.detach().numpy()
-        self._last = None
-        with torch.no_grad(), torch_threads_for(len(x) * self.program.dim):
-            return self.program.expectation(x, w).numpy()
+        with torch_threads_for(len(x) * self.program.dim):
+            outputs, psi = self.program.run(x, w)
+        # TorchConnector calls backward on the same data right after forward: keep the final state
+        # so that backward only runs the adjoint sweep
+        self._last = (x.tobytes(), w.tobytes(), psi) if psi.numel() <= self.TRACE_FORWARD_BELOW else None
+        return outputs.numpy()
 
     def _backward(self, input_data: np.ndarray | None, weights: np.ndarray | None):
         x, w = self._arrays(input_data, weights)
         last, self._last = self._last, None
-        if last is not None and last[:3] == (x.tobytes(), w.tobytes(), self.input_gradients):
-            traced = last[3]
-        else:
-            traced = self.program.traced(x, w, self.input_gradients)
-        dx, dw = self.program.jacobians(traced)
+        final = last[2] if last is not None and last[:2] == (x.tobytes(), w.tobytes()) else None
+        with torch_threads_for(len(x) * self.program.dim * self.program.n_outputs):
+            _, dx, dw = self.program.jacobians(x, w, self.input_gradients, final_state=final)
         return (None if dx is None else dx.numpy()), dw.numpy()
 
     def _arrays(self, input_data, weights) -> tuple[np.ndarray, np.ndarray]:

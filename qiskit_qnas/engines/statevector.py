@@ -17,8 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import sympy
@@ -301,6 +300,227 @@ def _rotate(name: str, c: Tensor, s: Tensor, a0: Tensor, a1: Tensor) -> tuple[Te
     return a0, e * e * a1
 
 
+# --- gates -------------------------------------------------------------------------------------
+# States are stored amplitude-major: shape (2**n, B) for a batch of states, (2**n, B, M) for the
+# adjoint pass (the state and its K cotangent states side by side), so that permutations are row
+# gathers and a one-qubit gate with a shared angle is one (2 x 2) @ (2, rest) matmul per block.
+# A compiled gate is called with per-column half-angle cosines and sines, each a 0-dim tensor
+# (an angle shared by the batch: weights, constants) or of shape (B,) (an input-dependent angle):
+#   gate(state, cos, sin)              the gate U (differentiable by autograd, for ``state``);
+#   gate.inverse(state, cos, sin)      U^dagger;
+#   gate.derivatives(psi, cos, sin)    [(column, dU/dh psi_before)] for each half-angle column h of
+#                                      the gate, given the states psi (2**n, B) after it.
+
+_J = {  # d/dh of exp(-i h G) is -i G exp(-i h G); dP(2h)/dh = 2i |1><1| P(2h)
+    "ry": torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64),
+    "rx": torch.tensor([[0.0, -1j], [-1j, 0.0]], dtype=torch.complex128),
+    "rz": torch.tensor([[-1j, 0.0], [0.0, 1j]], dtype=torch.complex128),
+    "p": torch.tensor([[0.0, 0.0], [0.0, 2j]], dtype=torch.complex128),
+}
+
+
+def _blocks(state: Tensor, n: int, q: int) -> Tensor:
+    """View (2**(n-1-q), 2, rest): the middle index is qubit q (Qiskit's little-endian order)."""
+    return state.reshape(2 ** (n - 1 - q), 2, -1)
+
+
+def _apply_matrix(matrix: Tensor, state: Tensor, n: int, q: int) -> Tensor:
+    """A shared one-qubit gate (2 x 2 matrix) on qubit q."""
+    if matrix.dtype != state.dtype:
+        matrix = matrix.to(state.dtype)
+    return torch.matmul(matrix, _blocks(state, n, q)).reshape(state.shape)
+
+
+def _split(state: Tensor, n: int, q: int) -> tuple[Tensor, Tensor]:
+    """The amplitudes with qubit q = 0 and = 1, each of shape (hi, lo, B, ...)."""
+    view = state.reshape(2 ** (n - 1 - q), 2, 2**q, *state.shape[1:])
+    return view[:, 0], view[:, 1]
+
+
+def _join(a0: Tensor, a1: Tensor, shape) -> Tensor:
+    return torch.stack((a0, a1), 1).reshape(shape)
+
+
+def _per_sample(value, state: Tensor):
+    """A (B,) value broadcast against (..., B, rest...) of ``state`` (2**n, B, rest...); 0-dim as is."""
+    if not isinstance(value, Tensor) or value.dim() == 0:
+        return value
+    return value.reshape(value.shape[0], *([1] * (state.dim() - 2)))
+
+
+def _rotation_matrix(name: str, c: Tensor, s: Tensor) -> Tensor:
+    """The 2 x 2 matrix of RX/RY/RZ/P(theta) from 0-dim c, s = cos, sin(theta / 2)."""
+    if name == "ry":
+        return torch.stack((c, -s, s, c)).reshape(2, 2)
+    zero = torch.zeros((), dtype=torch.float64)
+    if name == "rx":
+        return torch.complex(torch.stack((c, zero, zero, c)), torch.stack((zero, -s, -s, zero))).reshape(2, 2)
+    if name == "rz":
+        return torch.complex(torch.stack((c, zero, zero, c)), torch.stack((-s, zero, zero, s))).reshape(2, 2)
+    e = torch.complex(c, s)
+    one = torch.ones((), dtype=torch.complex128)
+    return torch.stack((one, zero.to(torch.complex128), zero.to(torch.complex128), e * e)).reshape(2, 2)
+
+
+class _Gate:
+    columns: tuple[int, ...] = ()  # angle-table columns, set once the table layout is known
+    slots: tuple[int, ...] = ()  # indices of the gate's angles in StatevectorProgram._angles
+
+    def derivatives(self, psi: Tensor, cos, sin) -> list[tuple[int, Tensor]]:
+        return []
+
+
+class _Permutation(_Gate):
+    """Fused parameter-free permutation gates (X, CX, SWAP, CCX): one row gather."""
+
+    def __init__(self, perm: np.ndarray):
+        self.index = torch.tensor(perm, dtype=torch.long)
+        self.inverse_index = torch.tensor(np.argsort(perm), dtype=torch.long)
+
+    def __call__(self, state, cos, sin):
+        return state.index_select(0, self.index)
+
+    def inverse(self, state, cos, sin):
+        return state.index_select(0, self.inverse_index)
+
+
+class _Rotation(_Gate):
+    """RX/RY/RZ/P(theta) on qubit q: a 2 x 2 matmul for a shared angle, else elementwise."""
+
+    def __init__(self, name: str, n: int, q: int, slot: int):
+        self.name, self.n, self.q, self.slots = name, n, q, (slot,)
+
+    def _apply(self, state, c, s):
+        if c.dim() == 0:
+            return _apply_matrix(_rotation_matrix(self.name, c, s), state, self.n, self.q)
+        a0, a1 = _split(state, self.n, self.q)
+        c, s = _per_sample(c, state), _per_sample(s, state)
+        return _join(*_rotate(self.name, c, s, a0, a1), state.shape)
+
+    def __call__(self, state, cos, sin):
+        k = self.columns[0]
+        return self._apply(state, cos[k], sin[k])
+
+    def inverse(self, state, cos, sin):
+        k = self.columns[0]
+        return self._apply(state, cos[k], -sin[k])  # R(theta)^dagger = R(-theta)
+
+    def derivatives(self, psi, cos, sin):
+        return [(self.columns[0], _apply_matrix(_J[self.name], psi, self.n, self.q))]
+
+
+class _Fixed(_Gate):
+    """A parameter-free one-qubit gate."""
+
+    def __init__(self, matrix, n: int, q: int, dtype):
+        m = np.array(matrix, dtype=complex)
+        if dtype == torch.float64:
+            m = m.real
+        self.n, self.q = n, q
+        self.matrix = torch.tensor(m, dtype=dtype)
+        self.adjoint = self.matrix.conj().T.contiguous()
+
+    def __call__(self, state, cos, sin):
+        return _apply_matrix(self.matrix, state, self.n, self.q)
+
+    def inverse(self, state, cos, sin):
+        return _apply_matrix(self.adjoint, state, self.n, self.q)
+
+
+class _U(_Gate):
+    """U(theta, phi, lambda) = [[c, -e^{i lambda} s], [e^{i phi} s, e^{i (phi + lambda)} c]] with
+    c, s = cos, sin(theta / 2); the table holds half of every angle, so e^{i phi} = (cos + i sin)^2."""
+
+    def __init__(self, n: int, q: int, slots: list[int]):
+        self.n, self.q, self.slots = n, q, tuple(slots)
+
+    def _phases(self, cos, sin):
+        theta, phi, lam = self.columns
+        ep, el = (torch.complex(cos[k], sin[k]) ** 2 for k in (phi, lam))
+        return cos[theta], sin[theta], ep, el
+
+    def _apply(self, m, state):
+        a0, a1 = _split(state, self.n, self.q)
+        m = [[_per_sample(v, state) for v in row] for row in m]
+        return _join(m[0][0] * a0 + m[0][1] * a1, m[1][0] * a0 + m[1][1] * a1, state.shape)
+
+    def __call__(self, state, cos, sin):
+        c, s, ep, el = self._phases(cos, sin)
+        return self._apply([[c, -el * s], [ep * s, ep * el * c]], state)
+
+    def inverse(self, state, cos, sin):
+        c, s, ep, el = self._phases(cos, sin)  # the conjugate transpose
+        return self._apply([[c, (ep * s).conj()], [(-el * s).conj(), (ep * el * c).conj()]], state)
+
+    def derivatives(self, psi, cos, sin):
+        theta, phi, lam = self.columns
+        c, s, ep, el = self._phases(cos, sin)
+        before = self.inverse(psi, cos, sin)
+        b0, b1 = _split(psi, self.n, self.q)
+        a0, a1 = _split(before, self.n, self.q)
+        d_theta = self._apply([[-s, -el * c], [ep * c, -ep * el * s]], before)  # theta = 2 h_theta
+        d_phi = _join(torch.zeros_like(b0), 2j * b1, psi.shape)  # 2i |1><1| U psi_before
+        d_lam = self(_join(torch.zeros_like(a0), 2j * a1, psi.shape), cos, sin)  # U 2i |1><1| psi_before
+        return [(theta, d_theta), (phi, d_phi), (lam, d_lam)]
+
+
+class _ZZ(_Gate):
+    """RZZ(theta) = exp(-i theta/2 Z Z): a phase c - i s zz per basis state."""
+
+    def __init__(self, zz: np.ndarray, slot: int):
+        self.zz, self.slots = torch.tensor(zz, dtype=torch.float64), (slot,)
+
+    def _apply(self, state, c, s):
+        if c.dim() == 0:
+            phase = torch.complex(c.expand(self.zz.shape), -s * self.zz)
+        else:
+            phase = torch.complex(c.expand(self.zz.shape[0], -1), -self.zz.unsqueeze(1) * s)
+        return state * phase.reshape(*phase.shape, *([1] * (state.dim() - phase.dim())))
+
+    def __call__(self, state, cos, sin):
+        k = self.columns[0]
+        return self._apply(state, cos[k], sin[k])
+
+    def inverse(self, state, cos, sin):
+        k = self.columns[0]
+        return self._apply(state, cos[k], -sin[k])
+
+    def derivatives(self, psi, cos, sin):  # d/dh exp(-i h ZZ) = -i ZZ exp(-i h ZZ)
+        return [(self.columns[0], -1j * self.zz.unsqueeze(-1) * psi)]
+
+
+class _Sign(_Gate):
+    """A diagonal +-1 gate (CZ): its own inverse."""
+
+    def __init__(self, sign: np.ndarray, dtype):
+        self.sign = torch.tensor(sign, dtype=dtype)
+
+    def __call__(self, state, cos, sin):
+        return state * self.sign.reshape(-1, *([1] * (state.dim() - 1)))
+
+    inverse = __call__
+
+
+class _Controlled(_Gate):
+    """A one-qubit gate on the target where the control qubit is 1."""
+
+    def __init__(self, target: _Gate, mask: np.ndarray):
+        self.target, self.mask, self.slots = target, torch.tensor(mask, dtype=torch.bool), target.slots
+
+    def _mask(self, state):
+        return self.mask.reshape(-1, *([1] * (state.dim() - 1)))
+
+    def __call__(self, state, cos, sin):
+        return torch.where(self._mask(state), self.target(state, cos, sin), state)
+
+    def inverse(self, state, cos, sin):
+        return torch.where(self._mask(state), self.target.inverse(state, cos, sin), state)
+
+    def derivatives(self, psi, cos, sin):
+        return [(k, torch.where(self._mask(v), v, torch.zeros((), dtype=v.dtype)))
+                for k, v in self.target.derivatives(psi, cos, sin)]
+
+
 class StatevectorProgram:
     """A ``QuantumCircuit`` compiled to batched torch operations.
 
@@ -312,6 +532,11 @@ class StatevectorProgram:
     Every parametrised gate owns a column of an angle table computed once per call (one gather
     for plain parameters, one reduction for affine expressions); its half-angle cosines and sines
     are two vectorised ops, so a rotation costs a handful of elementwise ops on the state.
+
+    :meth:`state` and :meth:`expectation` are differentiable by torch autograd. :meth:`jacobians`
+    computes per-sample Jacobians of all observables with the adjoint method instead: one forward
+    sweep, then one backward sweep that un-computes the state gate by gate (gates are unitary) while
+    propagating the K cotangent states, so no intermediate state is stored.
     """
 
     #: affine angle tables with at most this many coefficients are reduced elementwise, larger by matmul
@@ -334,7 +559,7 @@ class StatevectorProgram:
         # z[q][k] = +1 / -1 when qubit q of basis state k is 0 / 1 (Qiskit's little-endian order)
         self._z = np.array([1 - 2 * ((basis >> q) & 1) for q in range(n)], dtype=np.int64).reshape(n, self.dim)
         self._angles: list[_Angle] = []  # one column of the angle table per parametrised gate
-        self._ops: list[Callable] = []
+        self._ops: list[_Gate] = []
         perm: np.ndarray | None = None  # pending fused permutation
         # Until a qubit meets a multi-qubit gate its state is its own 2-vector: those leading
         # one-qubit gates (the embedding and the first rotation block) act on a product state,
@@ -356,12 +581,12 @@ class StatevectorProgram:
                 perm = step if perm is None else perm[step]
                 continue
             if perm is not None:
-                self._ops.append(self._gather(perm))
+                self._ops.append(_Permutation(perm))
                 perm = None
             angles = [_Angle(p, input_index, weight_index, reader) for p in op.params]
             self._ops.append(self._compile(op.name, qubits, angles))
         if perm is not None:
-            self._ops.append(self._gather(perm))
+            self._ops.append(_Permutation(perm))
         self._plain = torch.tensor([a.index + (self.n_inputs if a.kind == "w" else 0)
                                     for a in self._angles if a.kind in ("x", "w")], dtype=torch.long)
         affine = [a for a in self._angles if a.kind == "affine"]
@@ -374,6 +599,14 @@ class StatevectorProgram:
         order = [a for a in self._angles if a.kind in ("x", "w")] + affine + self._exprs + consts
         column = {id(a): k for k, a in enumerate(order)}
         self._columns = [column[id(a)] for a in self._angles]
+        # columns whose angle does not depend on the inputs (weights, constants): shared by a batch
+        self._shared_columns = [False] * len(order)
+        for a in order:
+            self._shared_columns[column[id(a)]] = not a.batched
+        for gate in self._ops:
+            gate.columns = tuple(self._columns[slot] for slot in gate.slots)
+            if isinstance(gate, _Controlled):
+                gate.target.columns = gate.columns
         self._fixed_entries = {name: [[complex(v).real if self.real else complex(v) for v in row] for row in m]
                                for name, m in _FIXED.items()}
         self._plan = self._prefix_plan()
@@ -409,85 +642,33 @@ class StatevectorProgram:
         differ = self._bit(a) != self._bit(b)
         return np.where(differ, k ^ ((1 << a) | (1 << b)), k)
 
-    @staticmethod
-    def _gather(perm: np.ndarray):
-        index = torch.tensor(perm, dtype=torch.long)
-        return lambda psi, cos, sin: psi.index_select(1, index)
-
     def _column_of(self, angle: _Angle) -> int:
         """Register a gate angle in the angle table (columns are resolved after compilation)."""
         self._angles.append(angle)
         return len(self._angles) - 1
 
-    def _rotation(self, name: str, q: int, angle: _Angle):
-        """RX/RY/RZ/P(theta) on qubit q as elementwise ops on the two halves of the state."""
-        hi, lo = 2 ** (self.n_qubits - 1 - q), 2**q
-        slot = self._column_of(angle)
-
-        def apply(psi, cos, sin):
-            c, s = cos[self._columns[slot]], sin[self._columns[slot]]  # (B, 1, 1) half-angle cos, sin
-            a0, a1 = psi.reshape(psi.shape[0], hi, 2, lo).unbind(2)
-            return torch.stack(_rotate(name, c, s, a0, a1), 2).reshape(psi.shape)
-        return apply
-
-    def _fixed(self, matrix: np.ndarray, q: int):
-        """A parameter-free one-qubit gate."""
-        hi, lo = 2 ** (self.n_qubits - 1 - q), 2**q
-        (m00, m01), (m10, m11) = (complex(v) for v in matrix[0]), (complex(v) for v in matrix[1])
-        if self.real:
-            m00, m01, m10, m11 = m00.real, m01.real, m10.real, m11.real
-
-        def apply(psi, cos, sin):
-            a0, a1 = psi.reshape(psi.shape[0], hi, 2, lo).unbind(2)
-            return torch.stack((m00 * a0 + m01 * a1, m10 * a0 + m11 * a1), 2).reshape(psi.shape)
-        return apply
-
-    def _u(self, q: int, angles: list[_Angle]):
-        """U(theta, phi, lambda) with the full (not half) phase angles taken from the table."""
-        hi, lo = 2 ** (self.n_qubits - 1 - q), 2**q
-        slots = [self._column_of(a) for a in angles]
-
-        def apply(psi, cos, sin):
-            theta, phi, lam = (self._columns[i] for i in slots)
-            c, s = cos[theta], sin[theta]
-            ep, el = (torch.complex(cos[k], sin[k]) ** 2 for k in (phi, lam))
-            a0, a1 = psi.reshape(psi.shape[0], hi, 2, lo).unbind(2)
-            return torch.stack((c * a0 - el * s * a1, ep * (s * a0 + el * c * a1)), 2).reshape(psi.shape)
-        return apply
-
-    def _zz(self, q0: int, q1: int, angle: _Angle):
-        """RZZ(theta) = exp(-i theta/2 Z Z): a phase c - i s zz per basis state."""
-        zz = torch.tensor(self._z[q0] * self._z[q1], dtype=torch.float64)
-        slot = self._column_of(angle)
-
-        def apply(psi, cos, sin):
-            k = self._columns[slot]
-            c, s = cos[k].reshape(-1, 1), sin[k].reshape(-1, 1)
-            return psi * torch.complex(c.expand(-1, self.dim), -s * zz)
-        return apply
-
-    def _compile(self, name: str, qubits: list[int], angles: list[_Angle]):
+    def _compile(self, name: str, qubits: list[int], angles: list[_Angle]) -> _Gate:
+        n = self.n_qubits
         if name in _ROTATIONS:
-            return self._rotation(name, qubits[0], angles[0])
+            return _Rotation(name, n, qubits[0], self._column_of(angles[0]))
         if name in ("u", "u3"):
-            return self._u(qubits[0], angles)
+            return _U(n, qubits[0], [self._column_of(a) for a in angles])
         if name == "rzz":
-            return self._zz(qubits[0], qubits[1], angles[0])
+            return _ZZ(self._z[qubits[0]] * self._z[qubits[1]], self._column_of(angles[0]))
         if name == "cz":
-            sign = torch.tensor(1 - 2 * (self._bit(qubits[0]) & self._bit(qubits[1])), dtype=self.dtype)
-            return lambda psi, cos, sin: psi * sign
+            return _Sign(1 - 2 * (self._bit(qubits[0]) & self._bit(qubits[1])), self.dtype)
         if name in _CONTROLLED and len(qubits) == 2:
             base = _CONTROLLED[name]
-            target = (self._rotation(base, qubits[1], angles[0]) if base in _ROTATIONS
-                      else self._fixed(np.array(_FIXED[base]), qubits[1]))
-            mask = torch.tensor(self._bit(qubits[0]), dtype=torch.bool)
-            return lambda psi, cos, sin: torch.where(mask, target(psi, cos, sin), psi)
+            target = (_Rotation(base, n, qubits[1], self._column_of(angles[0])) if base in _ROTATIONS
+                      else _Fixed(_FIXED[base], n, qubits[1], self.dtype))
+            return _Controlled(target, self._bit(qubits[0]).astype(bool))
         if name in _FIXED and len(qubits) == 1:
-            return self._fixed(np.array(_FIXED[name]), qubits[0])
+            return _Fixed(_FIXED[name], n, qubits[0], self.dtype)
         raise NotImplementedError(f"the statevector engine cannot simulate gate {name!r} on {len(qubits)} qubits")
 
     # --- execution ---------------------------------------------------------------------------
-    def _half_angle_table(self, x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    def _half_angles(self, x: Tensor, w: Tensor) -> Tensor:
+        """The half-angle table, shape (columns, B)."""
         batch = x.shape[0]
         params = torch.cat([x, w.expand(batch, -1)], 1)
         columns = []
@@ -504,9 +685,11 @@ class StatevectorProgram:
         if self._consts.shape[1]:
             columns.append(self._consts.expand(batch, -1))
         if not columns:
-            empty = torch.zeros(0, batch, dtype=torch.float64)
-            return empty, empty
-        half = torch.cat(columns, 1).T * 0.5  # (columns, B)
+            return torch.zeros(0, batch, dtype=torch.float64)
+        return torch.cat(columns, 1).T * 0.5  # (columns, B)
+
+    def _half_angle_table(self, x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        half = self._half_angles(x, w)
         return torch.cos(half), torch.sin(half)
 
     def _prefix_plan(self) -> list[tuple[str, Tensor, Tensor | None, bool]]:
@@ -525,7 +708,7 @@ class StatevectorProgram:
         return plan
 
     def _product_state(self, batch: int, cos: Tensor, sin: Tensor) -> Tensor:
-        """The state after the leading one-qubit gates: Kronecker product of per-qubit 2-vectors."""
+        """The states after the leading one-qubit gates, (2**n, B): Kronecker products of per-qubit 2-vectors."""
         n = self.n_qubits
         v0 = torch.ones(n, batch, dtype=self.dtype)
         v1 = torch.zeros(n, batch, dtype=self.dtype)
@@ -537,66 +720,119 @@ class StatevectorProgram:
             else:
                 b0, b1 = _rotate(name, cos.index_select(0, cols), sin.index_select(0, cols), a0, a1)
             v0, v1 = (b0, b1) if everywhere else (v0.index_copy(0, qs, b0), v1.index_copy(0, qs, b1))
-        psi = torch.stack([v0[n - 1], v1[n - 1]], 1)
+        psi = torch.stack([v0[n - 1], v1[n - 1]], 0)
         for q in range(n - 2, -1, -1):  # qubit n-1 is the most significant bit
-            psi = (psi.unsqueeze(2) * torch.stack([v0[q], v1[q]], 1).unsqueeze(1)).reshape(batch, -1)
+            psi = (psi.unsqueeze(1) * torch.stack([v0[q], v1[q]], 0).unsqueeze(0)).reshape(-1, batch)
         return psi
 
-    def state(self, x: Tensor, w: Tensor) -> Tensor:
-        """Final states, shape (B, 2**n); ``x`` is (B, n_inputs), ``w`` is (n_weights,) or (B, n_weights)."""
+    def _check(self, x, w) -> tuple[Tensor, Tensor]:
         x = torch.as_tensor(x, dtype=torch.float64)
         w = torch.as_tensor(w, dtype=torch.float64)
         if x.dim() != 2 or x.shape[1] != self.n_inputs:
             raise ValueError(f"inputs must have shape (batch, {self.n_inputs}), got {tuple(x.shape)}")
         if w.shape[-1] != self.n_weights:
             raise ValueError(f"weights must have {self.n_weights} entries, got shape {tuple(w.shape)}")
+        return x, w
+
+    def _gate_angles(self, cos: Tensor, sin: Tensor, shared_weights: bool) -> tuple[list, list]:
+        """Per-column cosines and sines for the gates: 0-dim for angles shared by the batch."""
+        cos_rows, sin_rows = cos.unbind(0), sin.unbind(0)
+        if not shared_weights or cos.shape[1] == 0:
+            return list(cos_rows), list(sin_rows)
+        shared = self._shared_columns
+        return ([r[0] if shared[k] else r for k, r in enumerate(cos_rows)],
+                [r[0] if shared[k] else r for k, r in enumerate(sin_rows)])
+
+    def _sweep(self, psi: Tensor, cos: list, sin: list) -> Tensor:
+        for gate in self._ops:
+            psi = gate(psi, cos, sin)
+        return psi
+
+    def _final(self, x: Tensor, w: Tensor) -> Tensor:
+        """Final states amplitude-major, (2**n, B)."""
         cos, sin = self._half_angle_table(x, w)
         psi = self._product_state(x.shape[0], cos, sin)
-        cos, sin = cos.reshape(-1, x.shape[0], 1, 1).unbind(0), sin.reshape(-1, x.shape[0], 1, 1).unbind(0)
-        for op in self._ops:
-            psi = op(psi, cos, sin)
-        return psi
+        return self._sweep(psi, *self._gate_angles(cos, sin, w.dim() == 1))
+
+    def state(self, x: Tensor, w: Tensor) -> Tensor:
+        """Final states, shape (B, 2**n); ``x`` is (B, n_inputs), ``w`` is (n_weights,) or (B, n_weights)."""
+        x, w = self._check(x, w)
+        return self._final(x, w).T
+
+    def _expectation_of(self, psi: Tensor) -> Tensor:
+        """<O_k> of amplitude-major states (2**n, B): (B, K)."""
+        probs = psi * psi if self.real else (psi.real**2 + psi.imag**2)
+        # an elementwise reduction: MKL's dgemm is pathologically slow for these small shapes
+        return (probs.unsqueeze(-1) * self._eigen.unsqueeze(1)).sum(0)
 
     def expectation(self, x: Tensor, w: Tensor) -> Tensor:
         """Expectation values of the observables, shape (B, n_outputs), differentiable in x and w."""
-        psi = self.state(x, w)
-        probs = psi * psi if self.real else (psi.real**2 + psi.imag**2)
-        # an elementwise reduction: MKL's dgemm is pathologically slow for these small shapes
-        return (probs.unsqueeze(-1) * self._eigen).sum(1)
+        x, w = self._check(x, w)
+        return self._expectation_of(self._final(x, w))
 
-    def traced(self, x: np.ndarray, w: np.ndarray, input_gradients: bool) -> Traced:
-        """Outputs with the autograd graph kept for :meth:`jacobians` (weights repeated per sample,
-        so that reverse mode yields per-sample rows)."""
-        x = torch.as_tensor(x, dtype=torch.float64).detach().requires_grad_(input_gradients)
-        batch = x.shape[0]
-        w = torch.as_tensor(w, dtype=torch.float64).expand(batch, -1).clone().requires_grad_(True)
-        with torch.enable_grad(), torch_threads_for(batch * self.dim):
-            return Traced(self.expectation(x, w), x, w, input_gradients)
+    def run(self, x, w) -> tuple[Tensor, Tensor]:
+        """Outputs (B, K) and final states (2**n, B, amplitude-major), without autograd."""
+        x, w = self._check(x, w)
+        with torch.no_grad():
+            psi = self._final(x, w)
+            return self._expectation_of(psi), psi
 
-    def jacobians(self, traced: Traced) -> tuple[Tensor | None, Tensor]:
-        """Per-sample Jacobians d<O_k>/dx (B, K, n_inputs) (None without input gradients) and
-        d<O_k>/dw (B, K, n_weights): the K output cotangents go through one vectorised backward
-        pass (``is_grads_batched``)."""
-        out, x, w = traced.outputs, traced.x, traced.w
-        batch, k = out.shape
-        leaves = [leaf for leaf in ([x, w] if traced.input_gradients else [w]) if leaf.shape[-1] > 0]
-        grads = []
+    def jacobians(self, x, w, input_gradients: bool = True, final_state: Tensor | None = None
+                  ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Outputs (B, K) and per-sample Jacobians d<O_k>/dx (B, K, n_inputs) (None without input
+        gradients) and d<O_k>/dw (B, K, n_weights), by the adjoint method.
+
+        ``final_state`` (optional): the final states :meth:`run` returned for the same ``x`` and
+        ``w`` (saves the forward sweep). With f_k = <psi|O_k|psi> and lambda_k = O_k psi swept back
+        through U^dagger of every gate together with psi, df_k/dh = 2 Re <lambda_k| dU/dh psi_before>
+        for each gate half-angle h; the leading product state and the angle table (small) are
+        differentiated by autograd.
+        """
+        x, w = self._check(x, w)
+        batch, k_out = x.shape[0], self.n_outputs
+        x = x.detach().requires_grad_(input_gradients)
+        w_rows = w.detach().expand(batch, -1).clone().requires_grad_(True)  # per-sample rows of dw
+        with torch.enable_grad():
+            half = self._half_angles(x, w_rows)
+            cos, sin = torch.cos(half), torch.sin(half)
+            psi0 = self._product_state(batch, cos, sin)
+        with torch.no_grad():
+            cos_g, sin_g = self._gate_angles(cos.detach(), sin.detach(), w.dim() == 1)
+            psi = self._sweep(psi0.detach(), cos_g, sin_g) if final_state is None else final_state
+            outputs = self._expectation_of(psi)
+            # the state and its cotangents O_k psi side by side: (2**n, B, 1 + K)
+            both = torch.cat([psi.unsqueeze(-1), psi.unsqueeze(-1) * self._eigen.unsqueeze(1).to(psi.dtype)], -1)
+            grad_half = torch.zeros(half.shape[0], batch, k_out, dtype=torch.float64)
+            for gate in reversed(self._ops):
+                for column, v in gate.derivatives(both[..., 0], cos_g, sin_g):
+                    grad_half[column] += self._overlaps(both, v)[:, 1:]
+                both = gate.inverse(both, cos_g, sin_g)
+            lam = both[..., 1:]
+        leaves = [leaf for leaf in ([x, w_rows] if input_gradients else [w_rows]) if leaf.shape[-1] > 0]
+        grads = {}
         if leaves:
-            cotangents = torch.eye(k, dtype=torch.float64).unsqueeze(1).expand(-1, batch, -1)
-            with torch_threads_for(batch * self.dim * k):
-                grads = torch.autograd.grad(out, leaves, cotangents, is_grads_batched=True, allow_unused=True)
-        found = {id(leaf): (torch.zeros(k, *leaf.shape, dtype=torch.float64) if g is None else g).permute(1, 0, 2)
-                 for leaf, g in zip(leaves, grads)}
-        empty = torch.zeros(batch, k, 0, dtype=torch.float64)
-        dx = found.get(id(x), empty) if traced.input_gradients else None
-        return dx, found.get(id(w), empty)
+            with torch.enable_grad():
+                # d/d(x, w) of sum_b [2 Re <lambda_k|psi0> + sum_h grad_half[h, b, k] h]: per-sample rows
+                if self.real:
+                    surrogate = 2 * torch.einsum("jbk,jb->k", lam, psi0)
+                else:
+                    surrogate = 2 * torch.einsum("jbkc,jbc->k", torch.view_as_real(lam.contiguous()),
+                                                 torch.view_as_real(psi0))
+                surrogate = surrogate + torch.einsum("hbk,hb->k", grad_half, half)
+                found = torch.autograd.grad(surrogate, leaves, torch.eye(k_out, dtype=torch.float64),
+                                            is_grads_batched=True, allow_unused=True)
+            grads = {id(leaf): (torch.zeros(k_out, *leaf.shape, dtype=torch.float64) if g is None else g)
+                     for leaf, g in zip(leaves, found)}
+        empty = torch.zeros(k_out, batch, 0, dtype=torch.float64)
+        dx = grads.get(id(x), empty).permute(1, 0, 2) if input_gradients else None
+        dw = grads.get(id(w_rows), empty).permute(1, 0, 2)
+        return outputs, dx, dw
 
-
-@dataclass
-class Traced:
-    """Outputs of one batched call and the leaves of its autograd graph."""
-
-    outputs: Tensor
-    x: Tensor
-    w: Tensor
-    input_gradients: bool
+    @staticmethod
+    def _overlaps(states: Tensor, v: Tensor) -> Tensor:
+        """2 Re <states_m|v> per sample: (2**n, B, M) x (2**n, B) -> (B, M)."""
+        if states.is_complex() or v.is_complex():
+            states = torch.view_as_real(states if states.is_complex() else states.to(torch.complex128))
+            v = torch.view_as_real(v if v.is_complex() else v.to(torch.complex128))
+            return 2 * (states * v.unsqueeze(-2)).sum((0, -1))
+        return 2 * (states * v.unsqueeze(-1)).sum(0)
