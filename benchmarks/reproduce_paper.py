@@ -24,7 +24,7 @@ holds the estimator's checkpoints (SuperCircuit weights, one checkpoint per gene
 file per finished phase; running the same command again continues where it stopped.
 
 Images are scaled to [0, 1] and standardised with the training set's global mean and deviation;
-the pre-layer for images is a small CNN (``hidden="cnn"``: two 5x5 conv + max-pool stages of 8 and
+the pre-layer for images is a small CNN (``hidden="cnn"``: two 5x5 conv + GELU + max-pool stages of 8 and
 16 channels, then a dense 128) unless ``--hidden`` says otherwise (``--hidden 64`` is the paper's
 784 -> 64 ReLU pre-layer).
 """
@@ -66,8 +66,8 @@ PAPER = {
     "mnist": {"metric": "test", "accuracy": 0.9716, "n_qubits": 8, "n_layers": 2, "embedding": "angle_y"},
     "fashion_mnist": {"metric": "test", "accuracy": 0.8738, "n_qubits": 5, "n_layers": 2, "embedding": "angle_y"},
 }
-#: the issue's bar: (test accuracy, validation accuracy) to reach
-GOALS = {"iris": (0.967, 1.0), "mnist": (0.972, None), "fashion_mnist": (0.874, None)}
+#: the issue's bar: (test accuracy, validation accuracy) to reach (Iris: 96.7 % = 29 of the 30 test samples)
+GOALS = {"iris": (29 / 30, 1.0), "mnist": (0.972, None), "fashion_mnist": (0.874, None)}
 
 SPACE = SearchSpace(qubits=(2, 8), layers=(1, 4), embeddings=EMBEDDINGS, entanglers=ENTANGLERS, ranges=(1, 3))
 
@@ -463,7 +463,7 @@ def markdown(dataset, args, settings, description, search, final, swaps, quantum
     verdict = []
     if goal_test is not None:
         verdict.append(f"test accuracy {pct(final['test_accuracy'])} vs. the goal {pct(goal_test)}: "
-                       f"{'reached' if final['test_accuracy'] >= goal_test else 'NOT reached'}")
+                       f"{'reached' if final['test_accuracy'] >= goal_test - 1e-9 else 'NOT reached'}")
     if goal_val is not None:
         verdict.append(f"validation accuracy {pct(search['val_accuracy'])} vs. the goal {pct(goal_val)}: "
                        f"{'reached' if search['val_accuracy'] >= goal_val - 1e-12 else 'NOT reached'}")

@@ -61,8 +61,9 @@ def classical_trunk(n_features: int, hidden, dropout: float) -> tuple[nn.Sequent
       ``h=0``: nothing (width ``n_features``);
     * ``hidden=(h1, h2, ...)``: one ``Linear, ReLU, Dropout`` per width;
     * ``hidden="cnn"`` (= ``"cnn-8-16-128"``) or ``"cnn-C1-...-Ck-D"``, for square single-channel images
-      given as ``side * side`` flat features: per channel count ``C``, ``Conv2d(5x5, padding 2), ReLU,
-      MaxPool2d(2)``; then ``Flatten, Linear(., D), ReLU, Dropout``.
+      given as ``side * side`` flat features: per channel count ``C``, ``Conv2d(5x5, padding 2), GELU,
+      MaxPool2d(2)``; then ``Flatten, Linear(., D), GELU, Dropout``. (GELU, not ReLU: trained as a
+      SuperCircuit trunk under the sandwich rule, a ReLU CNN lost most of its units for good.)
     """
     hidden = check_hidden(hidden)
     layers: list[nn.Module] = []
@@ -77,9 +78,9 @@ def classical_trunk(n_features: int, hidden, dropout: float) -> tuple[nn.Sequent
         layers.append(nn.Unflatten(1, (1, side, side)))
         previous = 1
         for c in channels:
-            layers += [nn.Conv2d(previous, c, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(previous, c, 5, padding=2), nn.GELU(), nn.MaxPool2d(2)]
             previous, side = c, side // 2
-        layers += [nn.Flatten(), nn.Linear(previous * side * side, dense), nn.ReLU(), nn.Dropout(dropout)]
+        layers += [nn.Flatten(), nn.Linear(previous * side * side, dense), nn.GELU(), nn.Dropout(dropout)]
         return nn.Sequential(*layers), dense
     width = n_features
     for h in ((hidden,) if isinstance(hidden, int) else hidden):

@@ -267,3 +267,43 @@ def test_affine_angles_are_read_exactly():
     for angle, compiled in zip(angles, program._angles):
         expected = float(angle.bind(values, allow_unknown_parameters=True))
         assert float(compiled(torch.tensor(xs), torch.tensor(ws))) == pytest.approx(expected, abs=1e-13)
+
+
+@pytest.mark.parametrize("sweep_prefix", [True, False], ids=["adjoint-prefix", "autograd-prefix"])
+@pytest.mark.parametrize("arch", [
+    Architecture(3, 2, "angle_z", "rxryrz", ("all", "odd")),
+    Architecture(3, 2, "amplitude", "rxry", "full"),
+    Architecture(4, 1, "zz", "ry", "chain"),
+    Architecture(2, 2, "angle_x", "ry", "all"),
+], ids=lambda a: a.key)
+def test_both_ways_of_differentiating_the_leading_gates(monkeypatch, arch, sweep_prefix):
+    """Small circuits sweep back through the leading one-qubit gates, wide ones differentiate their
+    product state by autograd: both equal EstimatorQNN."""
+    monkeypatch.setattr(StatevectorProgram, "PREFIX_SWEEP_MAX", 2**20 if sweep_prefix else 1)
+    x, w = sample(arch, 2, seed=13)
+    ours = arch.qnn(input_gradients=True)
+    reference = arch.qnn(engine="estimator", input_gradients=True)
+    for a, b in zip(ours.backward(x, w), reference.backward(x, w)):
+        assert np.allclose(a, b, atol=1e-6, rtol=0)
+    # per-sample weights (2-D) and a state computed on the fly give the same Jacobians
+    program = ours.program
+    out, dx, dw = program.jacobians(torch.tensor(x), torch.tensor(np.stack([w, w])), input_gradients=True)
+    assert np.allclose(out.numpy(), ours.forward(x, w), atol=1e-12)
+    assert np.allclose(dw.numpy(), reference.backward(x, w)[1], atol=1e-6)
+    _, dx_none, _ = program.jacobians(torch.tensor(x), torch.tensor(w), input_gradients=False)
+    assert dx_none is None
+
+
+def test_state_and_expectation_stay_differentiable_by_autograd():
+    """``state``/``expectation`` (used by the SuperCircuit) keep a torch graph: autograd gradients
+    equal the adjoint Jacobians."""
+    arch = Architecture(3, 2, "angle_x", "rxry", ("odd", "all"))
+    x, w = sample(arch, 2, seed=14)
+    program = arch.qnn().program
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    out = program.expectation(xt, wt)
+    assert program.state(xt, wt).shape == (2, 8)
+    out[:, 1].sum().backward()
+    _, dx, dw = program.jacobians(torch.tensor(x), torch.tensor(w))
+    assert torch.allclose(xt.grad, dx[:, 1], atol=1e-10)
+    assert torch.allclose(wt.grad, dw[:, 1].sum(0), atol=1e-10)

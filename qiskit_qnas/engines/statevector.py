@@ -18,6 +18,7 @@ import contextlib
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import sympy
@@ -301,22 +302,45 @@ def _rotate(name: str, c: Tensor, s: Tensor, a0: Tensor, a1: Tensor) -> tuple[Te
 
 
 # --- gates -------------------------------------------------------------------------------------
-# States are stored amplitude-major: shape (2**n, B) for a batch of states, (2**n, B, M) for the
-# adjoint pass (the state and its K cotangent states side by side), so that permutations are row
-# gathers and a one-qubit gate with a shared angle is one (2 x 2) @ (2, rest) matmul per block.
-# A compiled gate is called with per-column half-angle cosines and sines, each a 0-dim tensor
-# (an angle shared by the batch: weights, constants) or of shape (B,) (an input-dependent angle):
-#   gate(state, cos, sin)              the gate U (differentiable by autograd, for ``state``);
-#   gate.inverse(state, cos, sin)      U^dagger;
-#   gate.derivatives(psi, cos, sin)    [(column, dU/dh psi_before)] for each half-angle column h of
-#                                      the gate, given the states psi (2**n, B) after it.
+# States are stored amplitude-major: shape (2**n, B) for a batch of states, (2**n, M, B) for the
+# adjoint pass (the states and their K cotangent states side by side), so that permutations are
+# row gathers, a one-qubit gate with a shared angle is one (2 x 2) @ (2, rest) matmul per block,
+# and per-sample values (B,) broadcast along the last, contiguous dimension.
+# Gates read their angles from an _Angles table: per column the half-angle cosine and sine, each a
+# 0-dim tensor (an angle shared by the batch: weights, constants) or of shape (B,) (input-dependent),
+# and for shared rotation angles the gate's 2 x 2 matrix. A compiled gate offers:
+#   gate(state, angles)              the gate U (differentiable by autograd, for ``state``);
+#   gate.inverse(state, angles)      U^dagger;
+#   gate.derivatives(psi, angles)    [(column, dU/dh psi_before)] for each half-angle column h of
+#                                    the gate, given the states psi (2**n, B) after it.
 
-_J = {  # d/dh of exp(-i h G) is -i G exp(-i h G); dP(2h)/dh = 2i |1><1| P(2h)
+_GENERATORS = {  # d/dh of exp(-i h G) is -i G exp(-i h G); dP(2h)/dh = 2i |1><1| P(2h)
     "ry": torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64),
     "rx": torch.tensor([[0.0, -1j], [-1j, 0.0]], dtype=torch.complex128),
     "rz": torch.tensor([[-1j, 0.0], [0.0, 1j]], dtype=torch.complex128),
     "p": torch.tensor([[0.0, 0.0], [0.0, 2j]], dtype=torch.complex128),
 }
+
+
+@dataclass
+class _Angles:
+    cos: list
+    sin: list
+    matrix: list  # per column: the 2 x 2 matrix of a shared rotation angle, else None
+    adjoint: list  # and its conjugate transpose
+
+
+def _rotation_matrices(name: str, c: Tensor, s: Tensor) -> Tensor:
+    """The (N, 2, 2) matrices of RX/RY/RZ/P(theta) from c, s = cos, sin(theta / 2) of shape (N,)."""
+    if name == "ry":
+        return torch.stack((c, -s, s, c), -1).reshape(-1, 2, 2)
+    zero = torch.zeros_like(c)
+    if name in ("rx", "rz"):
+        imag = (zero, -s, -s, zero) if name == "rx" else (-s, zero, zero, s)
+        return torch.complex(torch.stack((c, zero, zero, c), -1), torch.stack(imag, -1)).reshape(-1, 2, 2)
+    e = torch.complex(c, s)
+    one = torch.ones_like(e)
+    return torch.stack((one, torch.zeros_like(e), torch.zeros_like(e), e * e), -1).reshape(-1, 2, 2)
 
 
 def _blocks(state: Tensor, n: int, q: int) -> Tensor:
@@ -325,14 +349,24 @@ def _blocks(state: Tensor, n: int, q: int) -> Tensor:
 
 
 def _apply_matrix(matrix: Tensor, state: Tensor, n: int, q: int) -> Tensor:
-    """A shared one-qubit gate (2 x 2 matrix) on qubit q."""
+    """A shared one-qubit gate (2 x 2 matrix) on qubit q: one batched matmul, or (many small
+    blocks, outside autograd) four in-place elementwise passes."""
     if matrix.dtype != state.dtype:
         matrix = matrix.to(state.dtype)
-    return torch.matmul(matrix, _blocks(state, n, q)).reshape(state.shape)
+    blocks = _blocks(state, n, q)
+    if (blocks.shape[0] <= 8 or blocks.shape[2] >= 128
+            or (torch.is_grad_enabled() and (matrix.requires_grad or state.requires_grad))):
+        return torch.matmul(matrix, blocks).reshape(state.shape)
+    (m00, m01), (m10, m11) = matrix.tolist()
+    out = torch.empty_like(blocks)
+    a0, a1, o0, o1 = blocks[:, 0], blocks[:, 1], out[:, 0], out[:, 1]
+    torch.mul(a0, m00, out=o0).add_(a1, alpha=m01)
+    torch.mul(a0, m10, out=o1).add_(a1, alpha=m11)
+    return out.reshape(state.shape)
 
 
 def _split(state: Tensor, n: int, q: int) -> tuple[Tensor, Tensor]:
-    """The amplitudes with qubit q = 0 and = 1, each of shape (hi, lo, B, ...)."""
+    """The amplitudes with qubit q = 0 and = 1, each of shape (hi, lo, ..., B)."""
     view = state.reshape(2 ** (n - 1 - q), 2, 2**q, *state.shape[1:])
     return view[:, 0], view[:, 1]
 
@@ -341,32 +375,15 @@ def _join(a0: Tensor, a1: Tensor, shape) -> Tensor:
     return torch.stack((a0, a1), 1).reshape(shape)
 
 
-def _per_sample(value, state: Tensor):
-    """A (B,) value broadcast against (..., B, rest...) of ``state`` (2**n, B, rest...); 0-dim as is."""
-    if not isinstance(value, Tensor) or value.dim() == 0:
-        return value
-    return value.reshape(value.shape[0], *([1] * (state.dim() - 2)))
-
-
-def _rotation_matrix(name: str, c: Tensor, s: Tensor) -> Tensor:
-    """The 2 x 2 matrix of RX/RY/RZ/P(theta) from 0-dim c, s = cos, sin(theta / 2)."""
-    if name == "ry":
-        return torch.stack((c, -s, s, c)).reshape(2, 2)
-    zero = torch.zeros((), dtype=torch.float64)
-    if name == "rx":
-        return torch.complex(torch.stack((c, zero, zero, c)), torch.stack((zero, -s, -s, zero))).reshape(2, 2)
-    if name == "rz":
-        return torch.complex(torch.stack((c, zero, zero, c)), torch.stack((-s, zero, zero, s))).reshape(2, 2)
-    e = torch.complex(c, s)
-    one = torch.ones((), dtype=torch.complex128)
-    return torch.stack((one, zero.to(torch.complex128), zero.to(torch.complex128), e * e)).reshape(2, 2)
+def _adjoint(matrix: Tensor) -> Tensor:
+    return matrix.transpose(-1, -2) if not matrix.is_complex() else matrix.transpose(-1, -2).conj()
 
 
 class _Gate:
     columns: tuple[int, ...] = ()  # angle-table columns, set once the table layout is known
     slots: tuple[int, ...] = ()  # indices of the gate's angles in StatevectorProgram._angles
 
-    def derivatives(self, psi: Tensor, cos, sin) -> list[tuple[int, Tensor]]:
+    def derivatives(self, psi: Tensor, angles: _Angles) -> list[tuple[int, Tensor]]:
         return []
 
 
@@ -377,10 +394,10 @@ class _Permutation(_Gate):
         self.index = torch.tensor(perm, dtype=torch.long)
         self.inverse_index = torch.tensor(np.argsort(perm), dtype=torch.long)
 
-    def __call__(self, state, cos, sin):
+    def __call__(self, state, angles):
         return state.index_select(0, self.index)
 
-    def inverse(self, state, cos, sin):
+    def inverse(self, state, angles):
         return state.index_select(0, self.inverse_index)
 
 
@@ -390,23 +407,30 @@ class _Rotation(_Gate):
     def __init__(self, name: str, n: int, q: int, slot: int):
         self.name, self.n, self.q, self.slots = name, n, q, (slot,)
 
-    def _apply(self, state, c, s):
-        if c.dim() == 0:
-            return _apply_matrix(_rotation_matrix(self.name, c, s), state, self.n, self.q)
+    def _elementwise(self, state, c, s):
         a0, a1 = _split(state, self.n, self.q)
-        c, s = _per_sample(c, state), _per_sample(s, state)
+        if self.name == "ry" and not (torch.is_grad_enabled() and (state.requires_grad or c.requires_grad)):
+            out = torch.empty_like(state)
+            o0, o1 = _split(out, self.n, self.q)
+            torch.mul(a0, c, out=o0).addcmul_(a1, s, value=-1)
+            torch.mul(a0, s, out=o1).addcmul_(a1, c)
+            return out
         return _join(*_rotate(self.name, c, s, a0, a1), state.shape)
 
-    def __call__(self, state, cos, sin):
+    def __call__(self, state, angles):
         k = self.columns[0]
-        return self._apply(state, cos[k], sin[k])
+        if angles.matrix[k] is not None:
+            return _apply_matrix(angles.matrix[k], state, self.n, self.q)
+        return self._elementwise(state, angles.cos[k], angles.sin[k])
 
-    def inverse(self, state, cos, sin):
+    def inverse(self, state, angles):
         k = self.columns[0]
-        return self._apply(state, cos[k], -sin[k])  # R(theta)^dagger = R(-theta)
+        if angles.adjoint[k] is not None:
+            return _apply_matrix(angles.adjoint[k], state, self.n, self.q)
+        return self._elementwise(state, angles.cos[k], -angles.sin[k])  # R(theta)^dagger = R(-theta)
 
-    def derivatives(self, psi, cos, sin):
-        return [(self.columns[0], _apply_matrix(_J[self.name], psi, self.n, self.q))]
+    def derivatives(self, psi, angles):
+        return [(self.columns[0], _apply_matrix(_GENERATORS[self.name], psi, self.n, self.q))]
 
 
 class _Fixed(_Gate):
@@ -418,12 +442,12 @@ class _Fixed(_Gate):
             m = m.real
         self.n, self.q = n, q
         self.matrix = torch.tensor(m, dtype=dtype)
-        self.adjoint = self.matrix.conj().T.contiguous()
+        self.adjoint = _adjoint(self.matrix).resolve_conj().contiguous()
 
-    def __call__(self, state, cos, sin):
+    def __call__(self, state, angles):
         return _apply_matrix(self.matrix, state, self.n, self.q)
 
-    def inverse(self, state, cos, sin):
+    def inverse(self, state, angles):
         return _apply_matrix(self.adjoint, state, self.n, self.q)
 
 
@@ -434,33 +458,32 @@ class _U(_Gate):
     def __init__(self, n: int, q: int, slots: list[int]):
         self.n, self.q, self.slots = n, q, tuple(slots)
 
-    def _phases(self, cos, sin):
+    def _phases(self, angles):
         theta, phi, lam = self.columns
-        ep, el = (torch.complex(cos[k], sin[k]) ** 2 for k in (phi, lam))
-        return cos[theta], sin[theta], ep, el
+        ep, el = (torch.complex(angles.cos[k], angles.sin[k]) ** 2 for k in (phi, lam))
+        return angles.cos[theta], angles.sin[theta], ep, el
 
     def _apply(self, m, state):
-        a0, a1 = _split(state, self.n, self.q)
-        m = [[_per_sample(v, state) for v in row] for row in m]
+        a0, a1 = _split(state, self.n, self.q)  # per-sample (B,) entries broadcast along the last axis
         return _join(m[0][0] * a0 + m[0][1] * a1, m[1][0] * a0 + m[1][1] * a1, state.shape)
 
-    def __call__(self, state, cos, sin):
-        c, s, ep, el = self._phases(cos, sin)
+    def __call__(self, state, angles):
+        c, s, ep, el = self._phases(angles)
         return self._apply([[c, -el * s], [ep * s, ep * el * c]], state)
 
-    def inverse(self, state, cos, sin):
-        c, s, ep, el = self._phases(cos, sin)  # the conjugate transpose
+    def inverse(self, state, angles):
+        c, s, ep, el = self._phases(angles)  # the conjugate transpose
         return self._apply([[c, (ep * s).conj()], [(-el * s).conj(), (ep * el * c).conj()]], state)
 
-    def derivatives(self, psi, cos, sin):
+    def derivatives(self, psi, angles):
         theta, phi, lam = self.columns
-        c, s, ep, el = self._phases(cos, sin)
-        before = self.inverse(psi, cos, sin)
+        c, s, ep, el = self._phases(angles)
+        before = self.inverse(psi, angles)
         b0, b1 = _split(psi, self.n, self.q)
         a0, a1 = _split(before, self.n, self.q)
         d_theta = self._apply([[-s, -el * c], [ep * c, -ep * el * s]], before)  # theta = 2 h_theta
         d_phi = _join(torch.zeros_like(b0), 2j * b1, psi.shape)  # 2i |1><1| U psi_before
-        d_lam = self(_join(torch.zeros_like(a0), 2j * a1, psi.shape), cos, sin)  # U 2i |1><1| psi_before
+        d_lam = self(_join(torch.zeros_like(a0), 2j * a1, psi.shape), angles)  # U 2i |1><1| psi_before
         return [(theta, d_theta), (phi, d_phi), (lam, d_lam)]
 
 
@@ -471,21 +494,23 @@ class _ZZ(_Gate):
         self.zz, self.slots = torch.tensor(zz, dtype=torch.float64), (slot,)
 
     def _apply(self, state, c, s):
+        middle = [1] * (state.dim() - 2)
         if c.dim() == 0:
-            phase = torch.complex(c.expand(self.zz.shape), -s * self.zz)
+            phase = torch.complex(c.expand(self.zz.shape), -s * self.zz).reshape(-1, *middle, 1)
         else:
             phase = torch.complex(c.expand(self.zz.shape[0], -1), -self.zz.unsqueeze(1) * s)
-        return state * phase.reshape(*phase.shape, *([1] * (state.dim() - phase.dim())))
+            phase = phase.reshape(phase.shape[0], *middle, phase.shape[1])
+        return state * phase
 
-    def __call__(self, state, cos, sin):
+    def __call__(self, state, angles):
         k = self.columns[0]
-        return self._apply(state, cos[k], sin[k])
+        return self._apply(state, angles.cos[k], angles.sin[k])
 
-    def inverse(self, state, cos, sin):
+    def inverse(self, state, angles):
         k = self.columns[0]
-        return self._apply(state, cos[k], -sin[k])
+        return self._apply(state, angles.cos[k], -angles.sin[k])
 
-    def derivatives(self, psi, cos, sin):  # d/dh exp(-i h ZZ) = -i ZZ exp(-i h ZZ)
+    def derivatives(self, psi, angles):  # d/dh exp(-i h ZZ) = -i ZZ exp(-i h ZZ)
         return [(self.columns[0], -1j * self.zz.unsqueeze(-1) * psi)]
 
 
@@ -495,7 +520,7 @@ class _Sign(_Gate):
     def __init__(self, sign: np.ndarray, dtype):
         self.sign = torch.tensor(sign, dtype=dtype)
 
-    def __call__(self, state, cos, sin):
+    def __call__(self, state, angles):
         return state * self.sign.reshape(-1, *([1] * (state.dim() - 1)))
 
     inverse = __call__
@@ -510,15 +535,15 @@ class _Controlled(_Gate):
     def _mask(self, state):
         return self.mask.reshape(-1, *([1] * (state.dim() - 1)))
 
-    def __call__(self, state, cos, sin):
-        return torch.where(self._mask(state), self.target(state, cos, sin), state)
+    def __call__(self, state, angles):
+        return torch.where(self._mask(state), self.target(state, angles), state)
 
-    def inverse(self, state, cos, sin):
-        return torch.where(self._mask(state), self.target.inverse(state, cos, sin), state)
+    def inverse(self, state, angles):
+        return torch.where(self._mask(state), self.target.inverse(state, angles), state)
 
-    def derivatives(self, psi, cos, sin):
+    def derivatives(self, psi, angles):
         return [(k, torch.where(self._mask(v), v, torch.zeros((), dtype=v.dtype)))
-                for k, v in self.target.derivatives(psi, cos, sin)]
+                for k, v in self.target.derivatives(psi, angles)]
 
 
 class StatevectorProgram:
@@ -603,10 +628,35 @@ class StatevectorProgram:
         self._shared_columns = [False] * len(order)
         for a in order:
             self._shared_columns[column[id(a)]] = not a.batched
-        for gate in self._ops:
+        # the leading one-qubit gates as gates too (the adjoint pass may sweep back through them)
+        self._prefix_gates: list[_Gate] = []
+        for moment in range(max(len(p) for p in self._prefix)):
+            for q, gates in enumerate(self._prefix):
+                if moment < len(gates):
+                    name, slot = gates[moment]
+                    self._prefix_gates.append(_Rotation(name, n, q, slot) if name in _ROTATIONS
+                                              else _Fixed(_FIXED[name], n, q, self.dtype))
+        groups: dict[str, list[int]] = {}
+        for gate in self._ops + self._prefix_gates:
             gate.columns = tuple(self._columns[slot] for slot in gate.slots)
             if isinstance(gate, _Controlled):
                 gate.target.columns = gate.columns
+            rotation = gate.target if isinstance(gate, _Controlled) else gate
+            if isinstance(rotation, _Rotation) and self._shared_columns[rotation.columns[0]]:
+                groups.setdefault(rotation.name, []).append(rotation.columns[0])
+        # shared rotation angles: their 2 x 2 matrices are built together, once per call
+        self._matrix_groups = {name: (torch.tensor(cols, dtype=torch.long), cols) for name, cols in groups.items()}
+        # d(half-angle table)/d[x, w] of plain, affine and constant columns (expressions: autograd)
+        jacobian = torch.zeros(len(order), self.n_inputs + self.n_weights, dtype=torch.float64)
+        for k, a in enumerate(order):
+            if a.kind == "x":
+                jacobian[k, a.index] = 0.5
+            elif a.kind == "w":
+                jacobian[k, self.n_inputs + a.index] = 0.5
+            elif a.kind == "affine":
+                jacobian[k] = 0.5 * torch.cat([a.x_coef, a.w_coef])
+        self._half_jacobian = jacobian
+        self._expr_columns = torch.tensor([column[id(a)] for a in self._exprs], dtype=torch.long)
         self._fixed_entries = {name: [[complex(v).real if self.real else complex(v) for v in row] for row in m]
                                for name, m in _FIXED.items()}
         self._plan = self._prefix_plan()
@@ -734,25 +784,32 @@ class StatevectorProgram:
             raise ValueError(f"weights must have {self.n_weights} entries, got shape {tuple(w.shape)}")
         return x, w
 
-    def _gate_angles(self, cos: Tensor, sin: Tensor, shared_weights: bool) -> tuple[list, list]:
-        """Per-column cosines and sines for the gates: 0-dim for angles shared by the batch."""
-        cos_rows, sin_rows = cos.unbind(0), sin.unbind(0)
-        if not shared_weights or cos.shape[1] == 0:
-            return list(cos_rows), list(sin_rows)
-        shared = self._shared_columns
-        return ([r[0] if shared[k] else r for k, r in enumerate(cos_rows)],
-                [r[0] if shared[k] else r for k, r in enumerate(sin_rows)])
+    def _angle_set(self, cos: Tensor, sin: Tensor, shared_weights: bool) -> _Angles:
+        """The gates' view of the half-angle table (columns, B): 0-dim values for angles shared by
+        the batch (when the weights are), and the 2 x 2 matrices of shared rotations."""
+        columns = cos.shape[0]
+        cos_rows, sin_rows = list(cos.unbind(0)), list(sin.unbind(0))
+        matrix, adjoint = [None] * columns, [None] * columns
+        if shared_weights and columns and cos.shape[1]:
+            shared = self._shared_columns
+            cos_rows = [r[0] if shared[k] else r for k, r in enumerate(cos_rows)]
+            sin_rows = [r[0] if shared[k] else r for k, r in enumerate(sin_rows)]
+            for name, (index, cols) in self._matrix_groups.items():
+                matrices = _rotation_matrices(name, cos[index, 0], sin[index, 0])
+                for k, m, a in zip(cols, matrices.unbind(0), _adjoint(matrices).unbind(0)):
+                    matrix[k], adjoint[k] = m, a
+        return _Angles(cos_rows, sin_rows, matrix, adjoint)
 
-    def _sweep(self, psi: Tensor, cos: list, sin: list) -> Tensor:
+    def _sweep(self, psi: Tensor, angles: _Angles) -> Tensor:
         for gate in self._ops:
-            psi = gate(psi, cos, sin)
+            psi = gate(psi, angles)
         return psi
 
     def _final(self, x: Tensor, w: Tensor) -> Tensor:
         """Final states amplitude-major, (2**n, B)."""
         cos, sin = self._half_angle_table(x, w)
         psi = self._product_state(x.shape[0], cos, sin)
-        return self._sweep(psi, *self._gate_angles(cos, sin, w.dim() == 1))
+        return self._sweep(psi, self._angle_set(cos, sin, w.dim() == 1))
 
     def state(self, x: Tensor, w: Tensor) -> Tensor:
         """Final states, shape (B, 2**n); ``x`` is (B, n_inputs), ``w`` is (n_weights,) or (B, n_weights)."""
@@ -777,6 +834,10 @@ class StatevectorProgram:
             psi = self._final(x, w)
             return self._expectation_of(psi), psi
 
+    #: up to this many amplitudes the adjoint pass also sweeps back through the leading one-qubit
+    #: gates (fewer, larger ops); beyond, autograd differentiates their Kronecker product
+    PREFIX_SWEEP_MAX = 2**7
+
     def jacobians(self, x, w, input_gradients: bool = True, final_state: Tensor | None = None
                   ) -> tuple[Tensor, Tensor | None, Tensor]:
         """Outputs (B, K) and per-sample Jacobians d<O_k>/dx (B, K, n_inputs) (None without input
@@ -785,54 +846,59 @@ class StatevectorProgram:
         ``final_state`` (optional): the final states :meth:`run` returned for the same ``x`` and
         ``w`` (saves the forward sweep). With f_k = <psi|O_k|psi> and lambda_k = O_k psi swept back
         through U^dagger of every gate together with psi, df_k/dh = 2 Re <lambda_k| dU/dh psi_before>
-        for each gate half-angle h; the leading product state and the angle table (small) are
-        differentiated by autograd.
+        for each gate half-angle h; then the chain rule through the angle table (a constant matrix
+        for parameters and affine expressions, autograd for other expressions).
         """
         x, w = self._check(x, w)
         batch, k_out = x.shape[0], self.n_outputs
-        x = x.detach().requires_grad_(input_gradients)
-        w_rows = w.detach().expand(batch, -1).clone().requires_grad_(True)  # per-sample rows of dw
-        with torch.enable_grad():
-            half = self._half_angles(x, w_rows)
+        sweep_prefix = self.dim <= self.PREFIX_SWEEP_MAX
+        use_autograd = len(self._expr_columns) > 0 or not sweep_prefix
+        w_in = w
+        if use_autograd:
+            x = x.detach().requires_grad_(input_gradients)
+            w_in = w.detach().expand(batch, -1).clone().requires_grad_(True)  # per-sample rows of dw
+        with torch.set_grad_enabled(use_autograd):
+            half = self._half_angles(x, w_in)
             cos, sin = torch.cos(half), torch.sin(half)
-            psi0 = self._product_state(batch, cos, sin)
+            psi0 = None if sweep_prefix and final_state is not None else self._product_state(batch, cos, sin)
         with torch.no_grad():
-            cos_g, sin_g = self._gate_angles(cos.detach(), sin.detach(), w.dim() == 1)
-            psi = self._sweep(psi0.detach(), cos_g, sin_g) if final_state is None else final_state
+            angles = self._angle_set(cos.detach(), sin.detach(), w.dim() == 1)
+            psi = self._sweep(psi0.detach(), angles) if final_state is None else final_state
             outputs = self._expectation_of(psi)
-            # the state and its cotangents O_k psi side by side: (2**n, B, 1 + K)
-            both = torch.cat([psi.unsqueeze(-1), psi.unsqueeze(-1) * self._eigen.unsqueeze(1).to(psi.dtype)], -1)
-            grad_half = torch.zeros(half.shape[0], batch, k_out, dtype=torch.float64)
-            for gate in reversed(self._ops):
-                for column, v in gate.derivatives(both[..., 0], cos_g, sin_g):
-                    grad_half[column] += self._overlaps(both, v)[:, 1:]
-                both = gate.inverse(both, cos_g, sin_g)
-            lam = both[..., 1:]
-        leaves = [leaf for leaf in ([x, w_rows] if input_gradients else [w_rows]) if leaf.shape[-1] > 0]
-        grads = {}
-        if leaves:
-            with torch.enable_grad():
-                # d/d(x, w) of sum_b [2 Re <lambda_k|psi0> + sum_h grad_half[h, b, k] h]: per-sample rows
-                if self.real:
-                    surrogate = 2 * torch.einsum("jbk,jb->k", lam, psi0)
-                else:
-                    surrogate = 2 * torch.einsum("jbkc,jbc->k", torch.view_as_real(lam.contiguous()),
-                                                 torch.view_as_real(psi0))
-                surrogate = surrogate + torch.einsum("hbk,hb->k", grad_half, half)
-                found = torch.autograd.grad(surrogate, leaves, torch.eye(k_out, dtype=torch.float64),
+            # the states and their cotangents O_k psi side by side: (2**n, 1 + K, B)
+            both = torch.cat([psi.unsqueeze(1), psi.unsqueeze(1) * self._eigen.unsqueeze(2).to(psi.dtype)], 1)
+            # every gate angle has its own column: row h = Re <state_m| dU/dh psi_before> (m = 0 is psi)
+            overlaps = torch.zeros(half.shape[0], 1 + k_out, batch, dtype=torch.float64)
+            gates = self._ops[::-1] + (self._prefix_gates[::-1] if sweep_prefix else [])
+            for i, gate in enumerate(gates):
+                for column, v in gate.derivatives(both[:, 0], angles):
+                    self._overlaps(both, v, out=overlaps[column])
+                if i + 1 < len(gates) or not sweep_prefix:
+                    both = gate.inverse(both, angles)
+            grad_half = 2 * overlaps[:, 1:].transpose(1, 2)  # (columns, B, K)
+            d = (grad_half.reshape(half.shape[0], -1).T @ self._half_jacobian).reshape(batch, k_out, -1)
+        dx, dw = d[..., :self.n_inputs], d[..., self.n_inputs:]
+        if use_autograd:
+            pairs = [(half[self._expr_columns], grad_half[self._expr_columns].permute(2, 0, 1))]
+            if not sweep_prefix:
+                pairs.append((psi0, 2 * both[:, 1:].transpose(0, 1)))
+            pairs = [(out, cot) for out, cot in pairs if out.requires_grad]
+            leaves = [leaf for leaf in ([x, w_in] if input_gradients else [w_in]) if leaf.shape[-1] > 0]
+            if pairs and leaves:
+                found = torch.autograd.grad([p[0] for p in pairs], leaves, [p[1] for p in pairs],
                                             is_grads_batched=True, allow_unused=True)
-            grads = {id(leaf): (torch.zeros(k_out, *leaf.shape, dtype=torch.float64) if g is None else g)
-                     for leaf, g in zip(leaves, found)}
-        empty = torch.zeros(k_out, batch, 0, dtype=torch.float64)
-        dx = grads.get(id(x), empty).permute(1, 0, 2) if input_gradients else None
-        dw = grads.get(id(w_rows), empty).permute(1, 0, 2)
-        return outputs, dx, dw
+                for leaf, g in zip(leaves, found):
+                    if g is not None and leaf is x:
+                        dx = dx + g.permute(1, 0, 2)
+                    elif g is not None:
+                        dw = dw + g.permute(1, 0, 2)
+        return outputs, (dx if input_gradients else None), dw
 
     @staticmethod
-    def _overlaps(states: Tensor, v: Tensor) -> Tensor:
-        """2 Re <states_m|v> per sample: (2**n, B, M) x (2**n, B) -> (B, M)."""
+    def _overlaps(states: Tensor, v: Tensor, out: Tensor) -> Tensor:
+        """Re <states_m|v> per sample into ``out``: (2**n, M, B) x (2**n, B) -> (M, B)."""
         if states.is_complex() or v.is_complex():
             states = torch.view_as_real(states if states.is_complex() else states.to(torch.complex128))
             v = torch.view_as_real(v if v.is_complex() else v.to(torch.complex128))
-            return 2 * (states * v.unsqueeze(-2)).sum((0, -1))
-        return 2 * (states * v.unsqueeze(-1)).sum(0)
+            return torch.sum(states * v.unsqueeze(1), (0, -1), out=out)
+        return torch.sum(states * v.unsqueeze(1), 0, out=out)
