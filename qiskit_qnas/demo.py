@@ -1,66 +1,54 @@
-"""Demo: train a 4-qubit, 2-layer HQNN on Iris and report its test accuracy.
+"""``make demo``: a QNAS search on Iris (embedded in scikit-learn), end to end on one machine.
 
-    python -m qiskit_qnas.demo [--seed 0] [--epochs 30]
+    python -m qiskit_qnas.demo [--seed 0] [--qubit-budget 2] [--out DIR] [--quiet]
 
-The architecture is the paper's Iris size with its sparse entanglers,
-``Architecture(4, 2, embedding="angle_y", entangler=("odd", "even"))``: a classical pre-layer, the
-quantum layer simulated exactly by the statevector engine behind qiskit-machine-learning's
-``TorchConnector``, and a Linear head. Iris is split with a stratified 30 % hold-out.
+Stratified 70/30 split; ``QNASEstimator(search_space=SearchSpace(qubits=(2, 4), layers=(1, 2)),
+qubit_budget=2)`` with default settings; prints the Pareto front, the chosen architecture, its test
+accuracy and circuit, and the wall time of each phase.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-import numpy as np
-import torch
+from sklearn.datasets import load_iris
+from sklearn.model_selection import train_test_split
+
+from .estimator import QNASEstimator
+from .space import SearchSpace
 
 
-def load_iris_split(seed: int = 0):
-    """Standardised Iris features, split with a stratified 30 % hold-out: X_train, X_test, y_train, y_test."""
-    from sklearn.datasets import load_iris
-    from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
+def main(argv=None) -> float:
+    parser = argparse.ArgumentParser(prog="python -m qiskit_qnas.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the search (default 0)")
+    parser.add_argument("--qubit-budget", type=int, default=2, help="qubit budget of the cutting objective")
+    parser.add_argument("--out", default=None, help="also write a run directory (result, plot, model, circuit)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
 
     X, y = load_iris(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=seed)
-    scaler = StandardScaler().fit(X_train)
-    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m qiskit_qnas.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and training")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: fastest for a model this small)")
-    args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error(f"invalid --epochs={args.epochs}; allowed: an integer >= 1")
-    if args.threads < 1:
-        parser.error(f"invalid --threads={args.threads}; allowed: an integer >= 1")
-    torch.set_num_threads(args.threads)
-
-    from .model import predict_logits, train_model
-    from .space import Architecture
-
-    arch = Architecture(4, 2, embedding="angle_y", entangler=("odd", "even"))
-    X_train, X_test, y_train, y_test = load_iris_split(args.seed)
-    print(f"Iris: {len(X_train)} training and {len(X_test)} test samples (stratified 30 % hold-out, "
-          f"seed {args.seed})")
-    print(f"architecture: {arch.key} ({arch.n_qubits} qubits, {arch.n_layers} layers, "
-          f"{arch.n_weights} circuit weights)")
-    start = time.perf_counter()
-    model = arch.model(n_features=X_train.shape[1], n_classes=3, seed=args.seed)
-    losses = train_model(model, X_train, y_train, epochs=args.epochs, seed=args.seed)
-    seconds = time.perf_counter() - start
-    accuracy = float(np.mean(predict_logits(model, X_test).argmax(1) == y_test))
-    print(f"trained {args.epochs} epochs in {seconds:.1f} s (final loss {losses[-1]:.3f})")
-    print(f"test accuracy: {accuracy:.3f}")
-    return 0
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=args.seed)
+    print(f"Iris: {len(X_train)} training / {len(X_test)} test samples; searching qubits 2-4, layers 1-2, "
+          f"every embedding, rotation and entangler; qubit budget {args.qubit_budget}")
+    started = time.perf_counter()
+    est = QNASEstimator(search_space=SearchSpace(qubits=(2, 4), layers=(1, 2)), qubit_budget=args.qubit_budget,
+                        random_state=args.seed, verbose=0 if args.quiet else 1, checkpoint_dir=args.out)
+    est.fit(X_train, y_train)
+    seconds = time.perf_counter() - started
+    accuracy = est.score(X_test, y_test)
+    print(f"\nPareto front ({len(est.pareto_front_)} of {len(est.result_)} evaluated candidates; * = chosen):")
+    print(est.result_.format_table())
+    best = est.best_candidate_
+    print(f"\nchosen: {best.architecture}  validation error {best.val_error:.3f}, runtime proxy "
+          f"{best.runtime_proxy:.3g} s, {best.n_subcircuits} subcircuit(s) at budget {args.qubit_budget}")
+    print(est.best_circuit().draw(output="text", fold=-1))
+    timings = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in est.timings_.items())
+    print(f"\ntest accuracy: {accuracy:.4f}   total {seconds:.1f} s ({timings})")
+    if args.out:
+        print(f"run directory: {args.out}")
+    return accuracy
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
