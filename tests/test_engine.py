@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from qiskit import QuantumCircuit
-from qiskit.circuit import Parameter, ParameterVector
+from qiskit.circuit import Parameter, ParameterExpression, ParameterVector
 from qiskit.primitives import StatevectorEstimator
 from qiskit.quantum_info import SparsePauliOp, Statevector
 from qiskit_machine_learning.connectors import TorchConnector
@@ -190,16 +190,22 @@ def test_backward_without_a_preceding_forward_and_on_other_data():
         assert np.allclose(a, b, atol=1e-6)
 
 
-def test_large_batches_are_computed_without_the_kept_graph():
+def test_backward_without_the_kept_final_state(monkeypatch):
+    """Batches too large to keep their final state between forward and backward recompute it."""
     arch = Architecture(4, 1, "angle_y", "ry", "chain")
     qnn = arch.qnn(input_gradients=True)
-    batch = qnn.TRACE_FORWARD_BELOW // 2**4 + 3
-    x, w = sample(arch, batch, seed=10)
+    monkeypatch.setattr(qnn, "TRACE_FORWARD_BELOW", 2**4 * 3)
+    x, w = sample(arch, 5, seed=10)
     out = qnn.forward(x, w)
-    assert np.allclose(out[-4:], qiskit_expectations(arch, x[-4:], w), atol=1e-10)
-    dx, dw = qnn.backward(x[-2:], w)
-    ref_dx, ref_dw = arch.qnn(engine="estimator", input_gradients=True).backward(x[-2:], w)
+    assert qnn._last is None
+    assert np.allclose(out, qiskit_expectations(arch, x, w), atol=1e-10)
+    dx, dw = qnn.backward(x, w)
+    ref_dx, ref_dw = arch.qnn(engine="estimator", input_gradients=True).backward(x, w)
     assert np.allclose(dx, ref_dx, atol=1e-6) and np.allclose(dw, ref_dw, atol=1e-6)
+    qnn.forward(x[:2], w)  # small enough: kept, and used by the next backward on the same data
+    assert qnn._last is not None
+    dx2, dw2 = qnn.backward(x[:2], w)
+    assert np.allclose(dx2, ref_dx[:2], atol=1e-6) and np.allclose(dw2, ref_dw[:2], atol=1e-6)
 
 
 def test_torch_connector_round_trip():
@@ -256,12 +262,16 @@ def test_affine_angles_are_read_exactly():
     """Gate angles that are affine in the parameters are recognised (and computed) as such."""
     x, w = ParameterVector("x", 3), ParameterVector("w", 2)
     qc = QuantumCircuit(1)
+    names = {p.name: p for p in list(x) + list(w)}
     angles = [0.5 * (x[0] + 1) - 3 * x[1] / 2, 2 - x[0], (x[0] - x[1]) * (-0.5), x[2] / 3 + w[1] * 1e-5,
-              -(x[0] - 2 * w[1]) / 4, x[0] * 1e-8 - 7, 2 / x[0], x[0] * x[1], x[2] ** 2, (x[1] + w[0]).sin()]
+              -(x[0] - 2 * w[1]) / 4, x[0] * 1e-8 - 7,
+              ParameterExpression(names, "-x[2]+w[0]-x[1]+x[2]") * 0.125,  # flat: (terms)*c
+              (x[0] + 2) * 0.5,
+              2 / x[0], x[0] * x[1], x[2] ** 2, (x[1] + w[0]).sin()]
     for angle in angles:
         qc.ry(angle, 0)
     program = StatevectorProgram(qc, list(x), list(w))
-    assert [a.kind for a in program._angles] == ["affine"] * 6 + ["expr"] * 4
+    assert [a.kind for a in program._angles] == ["affine"] * 8 + ["expr"] * 4
     xs, ws = np.array([[0.3, -1.2, 0.7]]), np.array([0.4, -0.9])
     values = dict(zip(x, xs[0])) | dict(zip(w, ws))
     for angle, compiled in zip(angles, program._angles):

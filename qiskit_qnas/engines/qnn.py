@@ -15,8 +15,9 @@ from .statevector import StatevectorProgram, torch_threads_for
 class StatevectorQNN(NeuralNetwork):
     """Exact expectation values ``<O_k>`` of a circuit, simulated by :class:`StatevectorProgram`.
 
-    A drop-in for ``EstimatorQNN`` over ``StatevectorEstimator`` (same values, exact gradients by
-    automatic differentiation instead of parameter shifts), orders of magnitude faster.
+    A drop-in for ``EstimatorQNN`` over ``StatevectorEstimator`` (same values, exact gradients by the
+    adjoint method instead of parameter shifts), orders of magnitude faster: see
+    ``benchmarks/results/engine_throughput.md``.
     """
 
     #: batches of at most this many amplitudes keep their final state for the next backward

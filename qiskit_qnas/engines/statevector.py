@@ -1,15 +1,22 @@
 """An exact, batched, differentiable statevector simulator in torch, compiled from a ``QuantumCircuit``.
 
 The compiler walks the circuit instruction by instruction, so what is simulated is exactly the
-circuit that would be transpiled and run on hardware. Speed comes from three facts:
+circuit that would be transpiled and run on hardware. Speed comes from these facts:
 
-* weights do not depend on the sample, so a weight gate's 2x2 matrix is built once per call and
-  applied to the whole batch with one ``matmul``; only embedding gates carry per-sample matrices;
-* runs of parameter-free permutation gates (CX, X, SWAP, CCX) are fused into one index gather,
-  and diagonal gates (RZ, RZZ, P, CZ, ...) are elementwise phase products;
-* circuits made only of real gates (RY, CX, H, ...) are simulated in float64, not complex128.
+* until a qubit meets a multi-qubit gate its state is a 2-vector: the leading one-qubit gates (the
+  embedding and the first rotation block) build a product state, all qubits at once;
+* states are amplitude-major, (2**n, B): runs of parameter-free permutation gates (CX, X, SWAP,
+  CCX) are fused into one row gather, and a gate whose angle is shared by the batch (weights,
+  constants) is one 2 x 2 matmul; only input-dependent angles are per-sample elementwise ops;
+* diagonal gates (RZZ, CZ) are elementwise phase products;
+* circuits made only of real gates (RY, CX, H, ...) are simulated in float64, not complex128;
+* per-sample Jacobians of all observables (what ``TorchConnector`` asks a ``NeuralNetwork`` for)
+  come from the adjoint method: one backward sweep un-computes the state gate by gate while it
+  carries the K cotangent states O_k psi, so nothing is stored per gate; the angle table's
+  derivatives are a constant matrix (parameters, affine expressions) or autograd (other
+  expressions).
 
-Expectation values of diagonal (I/Z) observables are one matmul of the probabilities.
+Expectation values of diagonal (I/Z) observables are one reduction of the probabilities.
 """
 
 from __future__ import annotations
@@ -124,17 +131,25 @@ class _AffineReader:
     def read(self, value: ParameterExpression) -> tuple[float, np.ndarray] | None:
         if not self.columns:
             return None
+        text = str(value)
         try:
-            terms = self._parse(str(value))
+            try:
+                flat = self._flat(text)
+            except (_NotAffine, LookupError, ValueError):
+                flat = None
+            if flat is not None:
+                const, (index, values) = 0.0, flat
+            else:
+                terms = self._parse(text)
+                if not isinstance(terms, list):
+                    return None  # a constant: the general path handles it
+                const, found = terms
+                index = np.fromiter(found.keys(), dtype=np.int64, count=len(found))
+                values = np.fromiter(found.values(), dtype=np.float64, count=len(found))
         except (_NotAffine, LookupError, ValueError, OverflowError):
             return None
-        if not isinstance(terms, list):
-            return None  # a constant: the general path handles it
-        const, found = terms
         coef = np.zeros(self.size)
-        if found:
-            np.add.at(coef, np.fromiter(found.keys(), dtype=np.int64, count=len(found)),
-                      np.fromiter(found.values(), dtype=np.float64, count=len(found)))
+        np.add.at(coef, index, values)
         try:  # every parameter must be bound here, or this expression has one we did not read
             expected = complex(value.bind(self.point, allow_unknown_parameters=True).numeric())
         except (TypeError, ValueError):
@@ -145,18 +160,34 @@ class _AffineReader:
             return None
         return const, coef
 
+    _FLAT = re.compile(r"^\(([^()*/]*)\)\*(\(-[0-9.eE+-]+\)|[0-9.eE+-]+)$")
+    _SIGNS = re.compile(r"\s*([+-])\s*")
+
+    def _flat(self, text: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fast path for ``(+-a +- b ...)*c`` (the amplitude embedding's angles): (columns, coefficients)."""
+        match = self._FLAT.match(text)
+        if match is None:
+            return None
+        inner, factor = match.groups()
+        factor = float(factor.strip("()"))
+        parts = self._SIGNS.split(inner.strip())
+        if parts[0] == "":
+            parts = parts[1:]
+        else:
+            parts.insert(0, "+")
+        if len(parts) % 2:
+            raise _NotAffine
+        columns = self.columns
+        index = np.array([columns[name] for name in parts[1::2]], dtype=np.int64)  # KeyError: unknown
+        values = np.where(np.array(parts[0::2]) == "-", -factor, factor)
+        return index, values
+
     def _parse(self, text: str):
         """``[const, {column: coefficient}]`` of an affine text, or a number for a constant."""
-        tokens = []
-        position = 0
-        for match in _TOKEN.finditer(text):
-            if match.start() != position:
-                raise _NotAffine
-            position = match.end()
-            kind = match.lastgroup
-            tokens.append((kind, match.group(kind)))
-        if text[position:].strip():
-            raise _NotAffine
+        found = _TOKEN.findall(text)  # (number, operator, name) per token
+        tokens = [("num", t[0]) if t[0] else ("op", t[1]) if t[1] else ("name", t[2]) for t in found]
+        if "".join(t[1] for t in tokens) != "".join(text.split()):
+            raise _NotAffine  # characters that are not tokens
         tokens.append(("end", ""))
         columns = self.columns
         index = 0
