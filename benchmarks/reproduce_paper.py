@@ -536,6 +536,7 @@ def markdown(dataset, args, settings, description, search, final, swaps, quantum
                 lines.append(f"| {kind} = {value}: `{row['architecture']}` | {row['val_error']:.4f} | "
                              f"{row['runtime_proxy_s']:.4g} | {row['n_subcircuits']} |")
         lines.append("")
+    lines += findings(dataset, comp, swaps)
     lines += ["## Wall time by phase", "", "| phase | wall | CPU | attempts | mean load |", "|---|---|---|---|---|"]
     for name, t in times.items():
         load = f"{np.mean(t['load']):.2f}" if t["load"] else ""
@@ -543,6 +544,37 @@ def markdown(dataset, args, settings, description, search, final, swaps, quantum
     timings = search["timings"]
     lines += ["", "Inside the search: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".", ""]
     return "\n".join(lines)
+
+
+def findings(dataset: str, comp: dict, swaps: dict | None) -> list[str]:
+    """The paper's claims (angle_y + sparse entanglers best on images, amplitude on Iris) against the data."""
+    claimed = PAPER[dataset]["embedding"]
+    lines = ["## The paper's findings against this run", ""]
+    sampled = {k: v for k, v in comp["embeddings"].items() if v["evaluated"] >= 3}
+    if sampled:
+        ranked = sorted(sampled, key=lambda k: sampled[k]["mean_val_error"])
+        lines.append("- Search-wide, embeddings by mean validation error (those evaluated at least 3 times): "
+                     + ", ".join(f"{k} {sampled[k]['mean_val_error']:.3f} (n={sampled[k]['evaluated']})"
+                                 for k in ranked) + ".")
+    if swaps:
+        emb = sorted(swaps["embedding"], key=lambda k: swaps["embedding"][k]["val_error"])
+        ent = sorted(swaps["entangler"], key=lambda k: swaps["entangler"][k]["val_error"])
+        e = swaps["embedding"]
+        lines.append("- Controlled swap, embeddings from best to worst: "
+                     + ", ".join(f"{k} {e[k]['val_error']:.3f}" for k in emb)
+                     + f". The paper's choice for {dataset} ({claimed}) ranks {emb.index(claimed) + 1} of {len(emb)}.")
+        y_wins = e["angle_y"]["val_error"] < e["angle_z"]["val_error"]
+        lines.append(f"- angle_y vs angle_z (H then RZ(x)) in the controlled swap: {e['angle_y']['val_error']:.3f} vs "
+                     f"{e['angle_z']['val_error']:.3f}: "
+                     f"{'angle_y still wins' if y_wins else 'angle_z is as good or better'}.")
+        t = swaps["entangler"]
+        lines.append("- Controlled swap, entanglers (every layer) from best to worst: "
+                     + ", ".join(f"{k} {t[k]['val_error']:.3f}" for k in ent)
+                     + f"; best sparse (odd/even) {min(t['odd']['val_error'], t['even']['val_error']):.3f} vs best "
+                       f"dense (all/chain/full) {min(t[k]['val_error'] for k in ('all', 'chain', 'full')):.3f}.")
+    lines += ["", "Validation errors come from candidates fine-tuned briefly from the SuperCircuit, on a validation "
+              "split of the size given above: differences of a point or two are within the noise.", ""]
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------
