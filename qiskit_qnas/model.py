@@ -142,13 +142,20 @@ class HQNN(nn.Module):
         return self.head(self.quantum(self.circuit_inputs(x)).to(x.dtype))
 
 
+def _cross_entropy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(model(X), y)
+
+
 def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, lr: float = 0.02,
-                seed: int | None = 0, weight_decay: float = 0.0, progress=None, cosine: bool = True) -> list[float]:
+                seed: int | None = 0, weight_decay: float = 0.0, progress=None, cosine: bool = True,
+                loss=_cross_entropy) -> list[float]:
     """Mini-batch Adam on cross-entropy; returns the mean loss of every epoch.
 
     ``cosine``: the step size decays from ``lr`` to 0 along a cosine over the run (steadier final
     weights than a constant step). ``progress`` (optional) is called with (epoch, loss) after every
-    epoch. Deterministic for a given ``seed`` (batch order and dropout masks).
+    epoch. ``loss(model, X_batch, y_batch)`` replaces the plain cross-entropy of ``model(X_batch)``
+    (the SuperCircuit averages several members). Deterministic for a given ``seed`` (batch order
+    and dropout masks).
     """
     X = torch.as_tensor(np.asarray(X, dtype=np.float32))
     y = torch.as_tensor(np.asarray(y, dtype=np.int64))
@@ -170,11 +177,11 @@ def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, 
             for start in range(0, len(X), batch_size):
                 index = order[start:start + batch_size]
                 optimizer.zero_grad()
-                loss = nn.functional.cross_entropy(model(X[index]), y[index])
-                loss.backward()
+                batch_loss = loss(model, X[index], y[index])
+                batch_loss.backward()
                 optimizer.step()
                 schedule.step()
-                total += float(loss.detach()) * len(index)
+                total += float(batch_loss.detach()) * len(index)
             losses.append(total / len(X))
             if progress is not None:
                 progress(epoch, losses[-1])

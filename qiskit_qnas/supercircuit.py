@@ -185,42 +185,24 @@ def train_supercircuit(supercircuit: SuperCircuit, X, y, epochs: int = 30, batch
     cross-entropy losses averaged into one step of Adam (step size on a cosine decay to 0).
     ``progress(epoch, loss)`` is called after every epoch. Deterministic for a given ``seed``.
     """
-    X = torch.as_tensor(np.asarray(X, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
     seed = 0 if seed is None else int(seed)
     rng = np.random.default_rng(seed)
-    order_generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(supercircuit.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = max(1, int(epochs) * math.ceil(len(X) / batch_size))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)))
     space = supercircuit.space
-    losses = []
-    supercircuit.train()
+
+    def sandwich_loss(model: SuperCircuit, X_batch: torch.Tensor, y_batch: torch.Tensor) -> torch.Tensor:
+        members = sandwich(space, rng, n_random)
+        return sum(nn.functional.cross_entropy(model(X_batch, arch), y_batch) for arch in members) / len(members)
+
+    def check_and_report(epoch: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"SuperCircuit training diverged at epoch {epoch} (loss {loss})")
+        if progress is not None:
+            progress(epoch, loss)
+
     # small states: torch's thread pool costs more than it saves (see engines.statevector)
-    with torch.random.fork_rng(), torch_threads_for(batch_size * 2**space.max_qubits):
-        torch.manual_seed(seed)  # dropout masks
-        for epoch in range(int(epochs)):
-            order = torch.randperm(len(X), generator=order_generator)
-            total = 0.0
-            for start in range(0, len(X), batch_size):
-                index = order[start:start + batch_size]
-                members = sandwich(space, rng, n_random)
-                optimizer.zero_grad()
-                loss = sum(nn.functional.cross_entropy(supercircuit(X[index], arch), y[index])
-                           for arch in members) / len(members)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * len(index)
-            losses.append(total / len(X))
-            if not math.isfinite(losses[-1]):
-                raise FloatingPointError(f"SuperCircuit training diverged at epoch {epoch} (loss {losses[-1]})")
-            if progress is not None:
-                progress(epoch, losses[-1])
-    supercircuit.eval()
-    return losses
+    with torch_threads_for(batch_size * 2**space.max_qubits):
+        return train_model(supercircuit, X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                           weight_decay=weight_decay, progress=check_and_report, loss=sandwich_loss)
 
 
 class _Member(nn.Module):
