@@ -52,7 +52,7 @@ from torch import nn
 
 from qiskit_qnas import Architecture, QNASEstimator, SearchSpace
 from qiskit_qnas.model import check_hidden, classical_pre_layer, predict_logits, train_model
-from qiskit_qnas.result import SearchResult
+from qiskit_qnas.result import SearchResult, json_default
 from qiskit_qnas.space import EMBEDDINGS, ENTANGLERS
 from qiskit_qnas.supercircuit import SuperCircuit, finetune
 
@@ -203,21 +203,9 @@ class Phases:
             entry["attempts"] += 1
             entry["load"] += monitor.samples[n0:]
             self.times_path.write_text(json.dumps(self.times, indent=1))
-        (self.out / f"{name}.json").write_text(json.dumps(result, indent=1, default=_json_default))
+        (self.out / f"{name}.json").write_text(json.dumps(result, indent=1, default=json_default))
         print(f"[{name}] done in {self.times[name]['wall_s']:.0f} s", flush=True)
         return result
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Architecture):
-        return value.key
-    raise TypeError(type(value).__name__)
 
 
 # ------------------------------------------------------------------------------------------------

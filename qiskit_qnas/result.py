@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -246,7 +245,7 @@ class SearchResult:
         """Write ``result.json`` (and ``candidates.csv``) into the directory ``path``, atomically."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        atomic_write(path / "result.json", json.dumps(self.to_dict(), indent=1, default=_json_default))
+        atomic_write(path / "result.json", json.dumps(self.to_dict(), indent=1, default=json_default))
         rows = self.table(front_only=False)
         if rows:
             import csv
@@ -321,7 +320,8 @@ class SearchResult:
         return f"SearchResult({len(self.candidates)} candidates, {int(self.pareto_mask.sum())} on the front)"
 
 
-def _json_default(value: Any):
+def json_default(value: Any):
+    """``json.dumps(default=...)`` for numpy values, search spaces and architectures (by key)."""
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
@@ -330,6 +330,6 @@ def _json_default(value: Any):
         return value.tolist()
     if isinstance(value, SearchSpace):
         return value.to_dict()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+    if isinstance(value, Architecture):
+        return value.key
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
