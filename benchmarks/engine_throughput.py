@@ -1,14 +1,17 @@
 """Training throughput of the torch statevector engine against EstimatorQNN, and peak memory.
 
 For (qubits, layers) in (4, 2), (8, 2), (10, 3), the HQNN ``arch.model(n, 10, hidden=0)`` (a Linear
-pre-layer, the quantum layer through ``TorchConnector`` with input gradients, ``<Z_i>`` into
+pre-layer, the quantum layer through ``TorchConnector`` (``StatevectorConnector``, the subclass that
+trains our engine by vector-Jacobian products) with input gradients, ``<Z_i>`` into
 ``Linear(n, 10)``) of ``Architecture(n, layers, "angle_y", "ry", "chain")`` is trained with Adam on
 random batches of 32 (forward + backward + step). The same model is built twice, with
 ``engine="statevector"`` (our ``StatevectorQNN``) and ``engine="estimator"`` (qiskit-machine-learning's
 ``EstimatorQNN`` over ``StatevectorEstimator`` with ``default_precision=0``, parameter-shift
 gradients), and timed in one run: ours for many steps, the baseline for a few (it takes seconds to
-minutes per step). PennyLane rows (``default.qubit``, backprop, through ``qml.qnn.TorchLayer``) are
-added only when ``pennylane`` is importable. Then the peak resident-memory increase of one forward
+minutes per step). A plain gate-by-gate torch statevector of the same circuit (autograd) is the floor;
+PennyLane rows (``lightning.qubit`` with adjoint and ``default.qubit`` with backprop, through
+``qml.qnn.TorchLayer``) are added when the ``bench`` extra installed PennyLane. Then the peak
+resident-memory increase of one forward
 and backward pass at batch 256, 10 qubits, measured in a fresh subprocess.
 
     python benchmarks/engine_throughput.py [--quick] [--threads 1] [--out benchmarks/results/engine_throughput.md]
@@ -76,15 +79,76 @@ def time_training(model: torch.nn.Module, n_features: int, batch: int, min_steps
             "steps": steps, "batch": batch, "seconds": elapsed, "cpu_seconds": cpu}
 
 
-def pennylane_model(n_qubits: int, n_layers: int):
-    """The same HQNN with the quantum layer in PennyLane (``default.qubit``, backprop), or None."""
+class PlainTorchStatevector(torch.nn.Module):
+    """The issue's floor: a plain gate-by-gate torch statevector of the same circuit, trained by
+    autograd. States are real float64 tensors (B, 2, ..., 2), one axis per qubit (the circuit has only
+    RY and CX, so real arithmetic is exact and already the fastest plain choice); RY mixes the two
+    slices of its axis, CX flips the target axis of the control's 1-slice."""
+
+    def __init__(self, n_qubits: int, n_layers: int):
+        super().__init__()
+        self.n_qubits, self.n_layers = n_qubits, n_layers
+        self.weights = torch.nn.Parameter(torch.rand(n_layers, n_qubits, dtype=torch.float64) * 2 * torch.pi)
+
+    @staticmethod
+    def _ry(psi, theta, q):
+        c, s = torch.cos(theta / 2), torch.sin(theta / 2)
+        if c.dim():  # one angle per sample
+            c, s = (t.reshape(-1, *[1] * (psi.dim() - 2)) for t in (c, s))
+        a0, a1 = psi.select(q + 1, 0), psi.select(q + 1, 1)
+        return torch.stack((c * a0 - s * a1, s * a0 + c * a1), q + 1)
+
+    @staticmethod
+    def _cx(psi, control, target):
+        a0, a1 = psi.select(control + 1, 0), psi.select(control + 1, 1)
+        axis = target + 1 if target < control else target  # the target's axis once the control's is gone
+        return torch.stack((a0, a1.flip(axis)), control + 1)
+
+    def forward(self, angles):
+        n, batch = self.n_qubits, angles.shape[0]
+        psi = torch.zeros(batch, 2**n, dtype=torch.float64)
+        psi[:, 0] = 1.0
+        psi = psi.reshape(batch, *[2] * n)
+        angles = angles.to(torch.float64)
+        for q in range(n):
+            psi = self._ry(psi, angles[:, q], q)
+        for layer in range(self.n_layers):
+            for q in range(n):
+                psi = self._ry(psi, self.weights[layer, q], q)
+            for q in range(n - 1):
+                psi = self._cx(psi, q, q + 1)
+        probs = psi * psi
+        return torch.stack([probs.select(q + 1, 0).reshape(batch, -1).sum(1)
+                            - probs.select(q + 1, 1).reshape(batch, -1).sum(1) for q in range(n)], 1)
+
+
+class WrappedLayer(torch.nn.Module):
+    """The benchmark's HQNN around any quantum layer: Linear pre-layer, pi * tanh angles, Linear head."""
+
+    def __init__(self, n_qubits: int, quantum: torch.nn.Module):
+        super().__init__()
+        self.pre = torch.nn.Linear(n_qubits, n_qubits)
+        self.quantum = quantum
+        self.head = torch.nn.Linear(n_qubits, N_CLASSES)
+
+    def forward(self, x):
+        return self.head(self.quantum(torch.pi * torch.tanh(self.pre(x))).float())
+
+
+#: PennyLane devices compared (device, differentiation method), as in the issue's table
+PENNYLANE = (("lightning.qubit", "adjoint"), ("default.qubit", "backprop"))
+
+
+def pennylane_model(n_qubits: int, n_layers: int, device_name: str, diff_method: str):
+    """The same HQNN with the quantum layer in PennyLane on ``device_name``, or None."""
     try:
         import pennylane as qml
-    except ImportError:
-        return None
-    device = qml.device("default.qubit", wires=n_qubits)
 
-    @qml.qnode(device, interface="torch", diff_method="backprop")
+        device = qml.device(device_name, wires=n_qubits)
+    except Exception:  # noqa: BLE001 - PennyLane or this device not installed
+        return None
+
+    @qml.qnode(device, interface="torch", diff_method=diff_method)
     def circuit(inputs, weights):
         for i in range(n_qubits):
             qml.RY(inputs[..., i], wires=i)
@@ -95,17 +159,7 @@ def pennylane_model(n_qubits: int, n_layers: int):
                 qml.CNOT(wires=[i, i + 1])
         return [qml.expval(qml.PauliZ(i)) for i in range(n_qubits)]
 
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.pre = torch.nn.Linear(n_qubits, n_qubits)
-            self.quantum = qml.qnn.TorchLayer(circuit, {"weights": (n_layers, n_qubits)})
-            self.head = torch.nn.Linear(n_qubits, N_CLASSES)
-
-        def forward(self, x):
-            return self.head(self.quantum(torch.pi * torch.tanh(self.pre(x))).float())
-
-    return Model()
+    return WrappedLayer(n_qubits, qml.qnn.TorchLayer(circuit, {"weights": (n_layers, n_qubits)}))
 
 
 def table_row(n: int, layers: int, name: str, result: dict, base: dict) -> list:
@@ -174,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
 
     header = ["qubits", "layers", "engine", "samples/s (wall)", "samples per CPU-s", "ms/step (batch)", "steps",
               "vs EstimatorQNN (wall)", "vs EstimatorQNN (CPU)"]
-    rows = []
+    rows, others, versus_fastest = [], {}, []
     print(" | ".join(header), flush=True)
 
     def emit(row):
@@ -188,13 +242,23 @@ def main(argv: list[str] | None = None) -> int:
         base = time_training(build(arch, "estimator"), n, batch, steps, 0.0, warmup=1, warmup_batch=1)
         emit(table_row(n, layers, "StatevectorQNN (ours)", ours, base))
         emit(table_row(n, layers, "EstimatorQNN + StatevectorEstimator", base, base))
-        model = pennylane_model(n, layers)
-        if model is not None:
-            pl = time_training(model, n, BATCH, *ours_budget, warmup=2)
-            emit(table_row(n, layers, "PennyLane default.qubit (backprop)", pl, base))
+        plain = time_training(WrappedLayer(n, PlainTorchStatevector(n, layers)), n, BATCH, *ours_budget, warmup=2)
+        emit(table_row(n, layers, "plain torch statevector (gate by gate, autograd)", plain, base))
+        others[(n, layers)] = {"plain torch statevector": plain}
+        for device_name, diff_method in PENNYLANE:
+            model = pennylane_model(n, layers, device_name, diff_method)
+            if model is not None:
+                pl = time_training(model, n, BATCH, *ours_budget, warmup=2)
+                emit(table_row(n, layers, f"PennyLane {device_name} ({diff_method})", pl, base))
+                others[(n, layers)][f"PennyLane {device_name}"] = pl
+        fastest = max(others[(n, layers)].items(), key=lambda item: item[1]["samples_per_cpu_s"])
+        versus_fastest.append(f"{n}x{layers}: {ours['samples_per_cpu_s'] / fastest[1]['samples_per_cpu_s']:.2f}x "
+                              f"the fastest other ({fastest[0]})")
     try:
-        import pennylane  # noqa: F401
-        pennylane_note = "PennyLane rows: `default.qubit` with backprop through `qml.qnn.TorchLayer`."
+        import pennylane
+
+        pennylane_note = (f"PennyLane {pennylane.__version__} rows: " + ", ".join(
+            f"`{d}` with {m}" for d, m in PENNYLANE) + ", through `qml.qnn.TorchLayer` (same pre-layer and head).")
     except ImportError:
         pennylane_note = "PennyLane is not installed: no PennyLane rows (`pip install pennylane` to add them)."
 
@@ -205,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"{memory['seconds']:.2f} s.")
     print(memory_line)
     print(pennylane_note)
+    fastest_line = ("Ours per CPU-second against the fastest other tool at each size, same run: "
+                    + "; ".join(versus_fastest) + " (target: above 1 at every size).")
+    print(fastest_line)
 
     if out_path:
         ratios = [f"{r[0]}x{r[1]}: {r[-1]} ({r[-2]} wall-clock)" for r in rows if r[2].startswith("StatevectorQNN")]
@@ -219,10 +286,13 @@ def main(argv: list[str] | None = None) -> int:
             + f" qiskit-machine-learning {version('qiskit-machine-learning')}.",
             "",
             "HQNN `arch.model(n, 10, hidden=0)` of `Architecture(n, layers, 'angle_y', 'ry', 'chain')`: Linear"
-            " pre-layer, quantum layer through `TorchConnector` (input gradients on), `<Z_i>` into"
-            " `Linear(n, 10)`; Adam on random batches, forward + backward + step. EstimatorQNN runs over"
-            " `StatevectorEstimator` with `default_precision=0` (parameter-shift gradients), timed for a few"
-            " steps only; ours for many.",
+            " pre-layer, quantum layer through `TorchConnector` (`StatevectorConnector`: vector-Jacobian"
+            " products from the adjoint sweep; input gradients on), `<Z_i>` into `Linear(n, 10)`; Adam on"
+            " random batches, forward + backward + step. EstimatorQNN runs over `StatevectorEstimator` with"
+            " `default_precision=0` (parameter-shift gradients), timed for a few steps only; ours for many."
+            " The other rows wrap their quantum layer in the same Linear pre-layer, `pi * tanh` angles and"
+            " head; the plain torch statevector is `PlainTorchStatevector` in this file (real float64"
+            " states, one tensor axis per qubit, autograd).",
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header),
@@ -230,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"Speed-up of the statevector engine over EstimatorQNN per CPU-second: {'; '.join(ratios)}"
             f" (target: at least 1000x at every size).",
+            "",
+            fastest_line,
             "",
             "Samples per CPU-second (process time, one torch and one BLAS thread) are the robust"
             " comparison on a shared machine: wall-clock rates of the two engines are measured minutes"

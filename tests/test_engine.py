@@ -13,7 +13,7 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN
 
 from qiskit_qnas import EMBEDDINGS, ENTANGLERS, ROTATIONS, Architecture
 from qiskit_qnas.circuits import amplitude_angles, build_circuit, z_observables
-from qiskit_qnas.engines import StatevectorProgram, StatevectorQNN, make_qnn
+from qiskit_qnas.engines import StatevectorConnector, StatevectorProgram, StatevectorQNN, make_qnn
 
 #: a systematic subset: every embedding, rotation and entangler, every n in 1..6 and L in 1..3,
 #: ranges > 1 where n allows, and mixed per-layer entanglers
@@ -209,7 +209,9 @@ def test_backward_without_the_kept_final_state(monkeypatch):
 
 
 def test_torch_connector_round_trip():
-    arch = Architecture(3, 2, "angle_y", "rxry", ("odd", "full"))
+    """Plain ``TorchConnector`` over our QNN: its backward runs inside torch's backward pass (grad mode
+    off), where the zz embedding's angle expressions must still be differentiated."""
+    arch = Architecture(3, 2, "zz", "rxry", ("odd", "full"))
     x, w = sample(arch, 4, seed=11)
     layers = {}
     for engine in ("statevector", "estimator"):
@@ -302,6 +304,49 @@ def test_both_ways_of_differentiating_the_leading_gates(monkeypatch, arch, sweep
     assert np.allclose(dw.numpy(), reference.backward(x, w)[1], atol=1e-6)
     _, dx_none, _ = program.jacobians(torch.tensor(x), torch.tensor(w), input_gradients=False)
     assert dx_none is None
+
+
+@pytest.mark.parametrize("sweep_prefix", [True, False], ids=["adjoint-prefix", "autograd-prefix"])
+@pytest.mark.parametrize("arch", [
+    Architecture(3, 2, "angle_z", "rxryrz", ("all", "odd")),
+    Architecture(3, 2, "amplitude", "rxry", "full"),
+    Architecture(4, 2, "zz", "ry", ("chain", "even")),
+    Architecture(1, 1, "angle_y", "ry", "none"),
+], ids=lambda a: a.key)
+def test_statevector_connector_trains_like_torch_connector_over_estimator_qnn(monkeypatch, arch, sweep_prefix):
+    """The vector-Jacobian backward of ``StatevectorConnector`` gives EstimatorQNN's values and
+    gradients through the plain ``TorchConnector`` (batched and single-sample inputs)."""
+    monkeypatch.setattr(StatevectorProgram, "PREFIX_SWEEP_MAX", 2**20 if sweep_prefix else 1)
+    x, w = sample(arch, 3, seed=17)
+    ours = StatevectorConnector(arch.qnn(input_gradients=True), initial_weights=w)
+    reference = TorchConnector(arch.qnn(engine="estimator", input_gradients=True), initial_weights=w)
+    assert isinstance(ours, TorchConnector)
+    g = torch.tensor(np.random.default_rng(3).normal(size=(3, arch.n_qubits)), dtype=torch.float)
+    for rows in (slice(None), 1):  # a batch, and one sample as a 1-D input
+        results = []
+        for layer in (ours, reference):
+            layer.zero_grad()
+            inputs = torch.tensor(x[rows], requires_grad=True)
+            out = layer(inputs)
+            (out * g[rows]).sum().backward()
+            results.append((out.detach().numpy(), inputs.grad.numpy(), layer.weight.grad.numpy()))
+        for a, b in zip(*results):
+            assert a.shape == b.shape and np.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_vjp_equals_contracted_jacobians():
+    arch = Architecture(4, 2, "angle_x", "rxryrz", ("full", "odd"))
+    x, w = (torch.tensor(a) for a in sample(arch, 5, seed=18))
+    program = arch.qnn().program
+    g = torch.tensor(np.random.default_rng(4).normal(size=(5, 4)))
+    out, dx, dw = program.jacobians(x, w)
+    out_v, dx_v, dw_v = program.vjp(x, w, g)
+    assert torch.allclose(out, out_v, atol=1e-14)
+    assert torch.allclose(torch.einsum("bk,bki->bi", g, dx), dx_v, atol=1e-12)
+    assert torch.allclose(torch.einsum("bk,bki->bi", g, dw), dw_v, atol=1e-12)
+    assert program.vjp(x, w, g, input_gradients=False)[1] is None
+    with pytest.raises(ValueError, match="grad_outputs must have shape"):
+        program.vjp(x, w, g[:, :2])
 
 
 def test_state_and_expectation_stay_differentiable_by_autograd():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .qnn import StatevectorQNN, estimator_qnn
+from .qnn import StatevectorConnector, StatevectorQNN, estimator_qnn
 from .statevector import StatevectorProgram
 
 ENGINES = ("statevector", "estimator")
@@ -25,4 +25,4 @@ def make_qnn(arch, engine: str = "statevector", estimator=None, input_gradients:
     raise ValueError(f"invalid engine={engine!r}; allowed: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "StatevectorProgram", "StatevectorQNN", "estimator_qnn", "make_qnn"]
+__all__ = ["ENGINES", "StatevectorConnector", "StatevectorProgram", "StatevectorQNN", "estimator_qnn", "make_qnn"]

@@ -881,7 +881,30 @@ class StatevectorProgram:
         for parameters and affine expressions, autograd for other expressions).
         """
         x, w = self._check(x, w)
-        batch, k_out = x.shape[0], self.n_outputs
+        return self._adjoint(x, w, self._eigen.unsqueeze(2), input_gradients, final_state)
+
+    def vjp(self, x, w, grad_outputs, input_gradients: bool = True, final_state: Tensor | None = None
+            ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Outputs (B, K) and the vector-Jacobian products of ``grad_outputs`` g (B, K): per sample
+        sum_k g_bk d<O_k>/dx (B, n_inputs) (None without input gradients) and sum_k g_bk d<O_k>/dw
+        (B, n_weights).
+
+        What a training step needs: the adjoint sweep carries one cotangent state per sample,
+        (sum_k g_bk O_k) psi_b, instead of K, so it costs about 2 / (1 + K) of :meth:`jacobians`.
+        """
+        x, w = self._check(x, w)
+        g = torch.as_tensor(grad_outputs, dtype=torch.float64)
+        if g.shape != (x.shape[0], self.n_outputs):
+            raise ValueError(f"grad_outputs must have shape ({x.shape[0]}, {self.n_outputs}), got {tuple(g.shape)}")
+        outputs, dx, dw = self._adjoint(x, w, (self._eigen @ g.T).unsqueeze(1), input_gradients, final_state)
+        return outputs, (None if dx is None else dx[:, 0]), dw[:, 0]
+
+    def _adjoint(self, x: Tensor, w: Tensor, cotangent_diagonals: Tensor, input_gradients: bool,
+                 final_state: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The adjoint sweep for cotangent states D_m psi with diagonal D_m given as
+        ``cotangent_diagonals`` (2**n, M, 1) (shared by the batch) or (2**n, M, B): outputs (B, K) and
+        d Re<psi|D_m|psi>/d[x, w] as (B, M, n_inputs) and (B, M, n_weights)."""
+        batch, k_out = x.shape[0], cotangent_diagonals.shape[1]
         sweep_prefix = self.dim <= self.PREFIX_SWEEP_MAX
         use_autograd = len(self._expr_columns) > 0 or not sweep_prefix
         w_in = w
@@ -891,13 +914,15 @@ class StatevectorProgram:
         with torch.set_grad_enabled(use_autograd):
             half = self._half_angles(x, w_in)
             cos, sin = torch.cos(half), torch.sin(half)
+            # taken here, under grad mode: a backward pass (TorchConnector's) runs with grad disabled
+            expr_half = half[self._expr_columns]
             psi0 = None if sweep_prefix and final_state is not None else self._product_state(batch, cos, sin)
         with torch.no_grad():
             angles = self._angle_set(cos.detach(), sin.detach(), w.dim() == 1)
             psi = self._sweep(psi0.detach(), angles) if final_state is None else final_state
             outputs = self._expectation_of(psi)
             # the states and their cotangents O_k psi side by side: (2**n, 1 + K, B)
-            both = torch.cat([psi.unsqueeze(1), psi.unsqueeze(1) * self._eigen.unsqueeze(2).to(psi.dtype)], 1)
+            both = torch.cat([psi.unsqueeze(1), psi.unsqueeze(1) * cotangent_diagonals.to(psi.dtype)], 1)
             # every gate angle has its own column: row h = Re <state_m| dU/dh psi_before> (m = 0 is psi)
             overlaps = torch.zeros(half.shape[0], 1 + k_out, batch, dtype=torch.float64)
             gates = self._ops[::-1] + (self._prefix_gates[::-1] if sweep_prefix else [])
@@ -910,7 +935,7 @@ class StatevectorProgram:
             d = (grad_half.reshape(half.shape[0], -1).T @ self._half_jacobian).reshape(batch, k_out, -1)
         dx, dw = d[..., :self.n_inputs], d[..., self.n_inputs:]
         if use_autograd:
-            pairs = [(half[self._expr_columns], grad_half[self._expr_columns].permute(2, 0, 1))]
+            pairs = [(expr_half, grad_half[self._expr_columns].permute(2, 0, 1))]
             if not sweep_prefix:
                 pairs.append((psi0, 2 * both[:, 1:].transpose(0, 1)))
             pairs = [(out, cot) for out, cot in pairs if out.requires_grad]
