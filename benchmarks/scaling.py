@@ -322,7 +322,7 @@ def main(argv=None) -> None:
         "# Scaling out: a generation on 1 and 2 Dask workers",
         "",
         f"`{' '.join(['python benchmarks/scaling.py', *(sys.argv[1:] if argv is None else argv)])}`",
-        f"on {platform.platform()}, {os.cpu_count()} CPUs (shared with other jobs), Python "
+        f"on {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, torch {torch.__version__}. Load average (1, 5, 15 min) before: "
         f"{load_before}; after the timed rounds: {load_after}. With a load above the core count the 2-worker "
         "speed-up is bounded by the cores actually free, not by the code.",

@@ -49,7 +49,8 @@ PARAM_FLAGS = {
     "qubit_budget": "--qubit-budget", "population_size": "--population", "n_generations": "--generations",
     "supercircuit_epochs": "--supercircuit-epochs", "finetune_epochs": "--finetune-epochs",
     "final_epochs": "--final-epochs", "batch_size": "--batch-size", "learning_rate": "--learning-rate",
-    "shots": "--shots", "cut_time_limit": "--cut-time-limit", "cutting_objective": "--cutting-objective",
+    "shots": "--shots", "max_concurrent_jobs": "--max-concurrent-jobs", "cut_time_limit": "--cut-time-limit",
+    "cutting_objective": "--cutting-objective",
     "runtime_objective": "--runtime-objective", "selection": "--selection", "qubits": "--qubits",
     "layers": "--layers", "embeddings": "--embeddings", "embedding": "--embeddings", "rotations": "--rotations",
     "rotation": "--rotations", "entanglers": "--entanglers", "entangler": "--entanglers", "ranges": "--ranges",
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     objectives.add_argument("--target", type=_target_spec, default="statevector", metavar="TARGET",
                             help=f"where candidates are evaluated: {TARGET_SYNTAX} (default statevector)")
     objectives.add_argument("--shots", type=_int_at_least(1), metavar="N", help="shots per circuit on aer/runtime")
+    objectives.add_argument("--max-concurrent-jobs", type=_int_at_least(1), default=1, metavar="N",
+                            help="runtime/ibm targets: candidates' jobs in flight at once in the one Batch (default 1)")
     objectives.add_argument("--cut-time-limit", type=_positive_float, default=5.0, metavar="SECONDS",
                             help="cap on every cut-finding call (default 5)")
     objectives.add_argument("--cutting-objective", type=_choice(("subcircuits", "subexperiments", "overhead")),
@@ -523,7 +526,7 @@ def _settings_from_args(args) -> dict[str, Any]:
         "finetune_epochs": args.finetune_epochs, "final_epochs": args.final_epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "cut_time_limit": args.cut_time_limit,
         "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
-        "selection": args.selection, "random_state": args.seed,
+        "selection": args.selection, "random_state": args.seed, "max_concurrent_jobs": args.max_concurrent_jobs,
     }
     return {"dataset": _dataset_settings(args), "search_space": space.to_dict(), "target": args.target,
             "estimator": estimator}
@@ -560,7 +563,8 @@ def prepare(config: dict[str, Any]):
                          "allowed: omit it, or a sampling target (aer, aer:<fake>, runtime:<fake>, ibm:<name>)")
     try:
         target = resolve_target(estimator.backend, mode=estimator.target_mode, shots=estimator.shots,
-                                seed=estimator.random_state, optimization_level=estimator.optimization_level)
+                                seed=estimator.random_state, optimization_level=estimator.optimization_level,
+                                max_concurrent_jobs=estimator.max_concurrent_jobs)
     except ValueError as exc:
         message = _library_error(exc, "--target")
         raise UsageError(message if message.startswith("--") else f"--target: {message}") from None

@@ -94,6 +94,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         executor, n_jobs: evaluate a generation's candidates concurrently through a
             ``concurrent.futures.Executor`` (e.g. ``dask.distributed.Client.get_executor()``), or a
             local process pool of ``n_jobs`` workers. Results equal the serial run's.
+        max_concurrent_jobs: on IBM Runtime (and its local testing mode), how many candidates'
+            jobs are in flight at once in the search's one ``Batch`` (default 1). Results equal the
+            one-at-a-time run's.
         checkpoint_dir: a directory for the SuperCircuit weights, a checkpoint after every
             generation and the result; an interrupted ``fit`` with the same settings resumes there.
         random_state: seed of everything random (int), or None.
@@ -110,7 +113,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  cutting_objective: str = "subcircuits", cut_time_limit: float = 5.0,
                  selection: str | Callable = "min_error", max_subcircuits: int | None = None,
                  max_runtime: float | None = None, reference_backend=None, optimization_level: int = 1,
-                 executor=None, n_jobs: int | None = None, checkpoint_dir: str | None = None,
+                 executor=None, n_jobs: int | None = None, max_concurrent_jobs: int = 1,
+                 checkpoint_dir: str | None = None,
                  random_state: int | None = None, verbose: int = 1, callback: Callable | None = None):
         self.search_space = search_space
         self.qubit_budget = qubit_budget
@@ -139,6 +143,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.optimization_level = optimization_level
         self.executor = executor
         self.n_jobs = n_jobs
+        self.max_concurrent_jobs = max_concurrent_jobs
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
@@ -166,6 +171,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         _check_int("n_random", self.n_random, 0)
         _check_int("optimization_level", self.optimization_level, 0)
         _check_int("n_jobs", self.n_jobs, 1, allow_none=True)
+        _check_int("max_concurrent_jobs", self.max_concurrent_jobs, 1)
         _check_int("shots", self.shots, 1, allow_none=True)
         _check_int("max_subcircuits", self.max_subcircuits, 1, allow_none=True)
         _check_fraction("validation_size", self.validation_size)
@@ -206,11 +212,15 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             raise ValueError(f"every class needs at least 2 samples for the stratified validation split; "
                              f"class {encoder.classes_[counts.argmin()]!r} has {counts.min()}")
         if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
+            if self.max_concurrent_jobs != 1:
+                raise ValueError(f"invalid max_concurrent_jobs={self.max_concurrent_jobs!r} with a configured target; "
+                                 f"allowed: 1 (set it on the target: RuntimeTarget(..., max_concurrent_jobs=N))")
             target = self.backend
         else:
             target = resolve_target(self.backend, mode=self.target_mode, shots=self.shots,
                                     seed=self._seed_or_zero(), optimization_level=self.optimization_level,
-                                    reference_backend=self.reference_backend)
+                                    reference_backend=self.reference_backend,
+                                    max_concurrent_jobs=self.max_concurrent_jobs)
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
         executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
         seed = self._seed()
@@ -273,9 +283,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def _fingerprint(self, space, target, X, y, seed) -> str:
         data = hashlib.sha256(np.ascontiguousarray(X).tobytes() + np.ascontiguousarray(y).tobytes()).hexdigest()
         settings = {k: v for k, v in self.get_params().items()
-                    if k not in ("executor", "n_jobs", "verbose", "callback", "checkpoint_dir", "backend",
-                                 "reference_backend", "search_space", "selection", "max_subcircuits",
-                                 "max_runtime", "final_epochs")}
+                    if k not in ("executor", "n_jobs", "max_concurrent_jobs", "verbose", "callback",
+                                 "checkpoint_dir", "backend", "reference_backend", "search_space", "selection",
+                                 "max_subcircuits", "max_runtime", "final_epochs")}
         blob = json.dumps({"space": space.to_dict(), "target": target.name, "seed": seed, "data": data,
                            "settings": settings, "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -500,8 +500,9 @@ class PrimitiveTarget(ExecutionTarget):
                 self._primitive = self._make_estimator()
             return self._primitive
 
-    def _reset_primitive(self) -> None:
-        """After a failure, build a fresh primitive (and Runtime batch) for the next attempt."""
+    def _reset_primitive(self, failed) -> None:
+        """After a failure of the primitive ``failed``, build a fresh one (and Runtime batch) for the
+        next attempt."""
 
     def _job_seconds(self, job, result) -> float | None:
         return _simulator_seconds(result[0].metadata)
@@ -516,17 +517,20 @@ class PrimitiveTarget(ExecutionTarget):
                 return job.result(timeout=self.job_timeout)
         return job.result()
 
-    def _with_retries(self, call: Callable[[], Any]) -> tuple[Any, int]:
+    def _with_retries(self, call: Callable[[Any], Any]) -> tuple[Any, int]:
+        """``call(primitive)`` until it succeeds or ``max_retries`` retries have failed."""
         attempts = 0
         while True:
             attempts += 1
+            primitive = None
             try:
-                return call(), attempts
+                primitive = self.primitive()  # creating it (a Runtime Batch) may fail too
+                return call(primitive), attempts
             except Exception as exc:  # noqa: BLE001 - any submission/result failure is retried
                 if attempts > self.max_retries:
                     raise TargetError(f"{self.name}: evaluation failed after {attempts} attempt(s): "
                                       f"{type(exc).__name__}: {exc}", attempts=attempts) from exc
-                self._reset_primitive()
+                self._reset_primitive(primitive)
                 if self.retry_backoff > 0:
                     time.sleep(self.retry_backoff * 2 ** (attempts - 1))
 
@@ -537,8 +541,8 @@ class PrimitiveTarget(ExecutionTarget):
         if len(values) == 0:
             return Evaluation(np.zeros((0, arch.n_qubits)), time.perf_counter() - started, None)
 
-        def call():
-            job = self.primitive().run([(circuit, observables, values)])
+        def call(primitive):
+            job = primitive.run([(circuit, observables, values)])
             result = self._result(job)
             evs = np.asarray(result[0].data.evs, dtype=np.float64).reshape(arch.n_qubits, len(values))
             return evs.T.copy(), job, result
@@ -685,7 +689,11 @@ class RuntimeTarget(PrimitiveTarget):
     ``shots=None`` uses :data:`DEFAULT_RUNTIME_SHOTS`. ``resilience_level`` is set explicitly
     (default 0: the service's default 1 adds measurement twirling and calibration circuits).
     ``estimator=`` takes a ready primitive (e.g. a legacy ``qiskit_ibm_runtime.EstimatorV2``)
-    which is used as configured.
+    which is used as configured. ``max_concurrent_jobs``: how many candidates' jobs a search keeps
+    in flight at once in the one ``Batch`` (submitted from a thread pool; default 1, one at a time).
+    A failed job replaces the primitive and its ``Batch`` once, however many jobs of the old one
+    were in flight: jobs still running there finish (closing a ``Batch`` only stops new
+    submissions), and their threads retry on the new one.
     """
 
     _TRANSIENT = (*PrimitiveTarget._TRANSIENT, "_mode")
@@ -693,7 +701,9 @@ class RuntimeTarget(PrimitiveTarget):
     def __init__(self, backend, *, shots: int | None = None, seed: int | None = None, optimization_level: int = 1,
                  reference_backend=None, estimator=None, resilience_level: int = 0, session: bool = False,
                  max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
-                 per_circuit_overhead: float = 0.0):
+                 per_circuit_overhead: float = 0.0, max_concurrent_jobs: int = 1):
+        _check_concurrent_jobs(max_concurrent_jobs)
+        self.max_concurrent_jobs = int(max_concurrent_jobs)
         self.local = _is_fake_backend(backend) or _is_aer(backend)
         self.resilience_level = int(resilience_level)
         self.session = bool(session)
@@ -722,13 +732,20 @@ class RuntimeTarget(PrimitiveTarget):
             estimator.options.simulator.seed_simulator = simulator_seed(self.seed)
         return estimator
 
-    def _reset_primitive(self) -> None:
-        if self.estimator is None:
-            self.close()
+    def _reset_primitive(self, failed) -> None:
+        with self._lock:
+            if self.estimator is not None or self._primitive is not failed:
+                return  # a primitive given by the user, or already replaced by another thread
+            mode, self._mode, self._primitive = self._mode, None, None
+        self._close(mode)
 
     def close(self) -> None:
         with self._lock:
             mode, self._mode, self._primitive = self._mode, None, None
+        self._close(mode)
+
+    @staticmethod
+    def _close(mode) -> None:
         if mode is not None:
             try:
                 mode.close()
@@ -749,34 +766,41 @@ class RuntimeTarget(PrimitiveTarget):
 # ------------------------------------------------------------------------------------------------
 # resolve_target
 # ------------------------------------------------------------------------------------------------
-def _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout,
-                   resilience_level) -> None:
-    def integer(value) -> bool:
-        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+def _integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
+
+def _check_concurrent_jobs(max_concurrent_jobs) -> None:
+    if not _integer(max_concurrent_jobs) or max_concurrent_jobs < 1:
+        raise ValueError(f"invalid max_concurrent_jobs={max_concurrent_jobs!r}; allowed: an integer >= 1")
+
+
+def _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout,
+                   resilience_level, max_concurrent_jobs) -> None:
     if mode not in MODES:
         raise ValueError(f"invalid mode={mode!r}; allowed: {', '.join(MODES)}")
-    if shots is not None and (not integer(shots) or shots < 1):
+    if shots is not None and (not _integer(shots) or shots < 1):
         raise ValueError(f"invalid shots={shots!r}; allowed: None (exact) or an integer >= 1")
-    if seed is not None and (not integer(seed) or seed < 0):
+    if seed is not None and (not _integer(seed) or seed < 0):
         raise ValueError(f"invalid seed={seed!r}; allowed: None or an integer >= 0")
-    if not integer(optimization_level) or not 0 <= optimization_level <= 3:
+    if not _integer(optimization_level) or not 0 <= optimization_level <= 3:
         raise ValueError(f"invalid optimization_level={optimization_level!r}; allowed: 0, 1, 2, 3")
-    if not integer(max_retries) or max_retries < 0:
+    if not _integer(max_retries) or max_retries < 0:
         raise ValueError(f"invalid max_retries={max_retries!r}; allowed: an integer >= 0")
     if isinstance(retry_backoff, bool) or not isinstance(retry_backoff, (int, float)) or retry_backoff < 0:
         raise ValueError(f"invalid retry_backoff={retry_backoff!r}; allowed: a number of seconds >= 0")
     if job_timeout is not None and (isinstance(job_timeout, bool) or not isinstance(job_timeout, (int, float))
                                     or job_timeout <= 0):
         raise ValueError(f"invalid job_timeout={job_timeout!r}; allowed: None or a number of seconds > 0")
-    if not integer(resilience_level) or not 0 <= resilience_level <= 2:
+    if not _integer(resilience_level) or not 0 <= resilience_level <= 2:
         raise ValueError(f"invalid resilience_level={resilience_level!r}; allowed: 0, 1, 2")
+    _check_concurrent_jobs(max_concurrent_jobs)
 
 
 def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None, seed: int | None = None,
                    optimization_level: int = 1, reference_backend=None, max_retries: int = 3,
                    retry_backoff: float = 1.0, job_timeout: float | None = None, resilience_level: int = 0,
-                   session: bool = False, estimator=None) -> ExecutionTarget:
+                   session: bool = False, estimator=None, max_concurrent_jobs: int = 1) -> ExecutionTarget:
     """The :class:`ExecutionTarget` of ``backend``.
 
     Args:
@@ -797,13 +821,23 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
         estimator: a ready ``BaseEstimatorV2`` to call instead of the target's own (e.g. a legacy
             ``qiskit_ibm_runtime.EstimatorV2``, or a subclass for fault injection). With
             ``backend=None`` it receives the logical circuits.
+        max_concurrent_jobs: Runtime: jobs a search keeps in flight at once in the target's one
+            ``Batch`` (default 1). Other targets evaluate in this process, one candidate at a time
+            (use ``executor=``/``n_jobs=`` of :class:`~qiskit_qnas.QNASEstimator` for parallelism).
     """
-    _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout, resilience_level)
+    _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout, resilience_level,
+                   max_concurrent_jobs)
     if estimator is not None and not callable(getattr(estimator, "run", None)):
         raise ValueError(f"invalid estimator={estimator!r}; allowed: None or a Qiskit EstimatorV2 primitive")
     if backend is not None and not hasattr(backend, "target"):
         raise ValueError(f"invalid backend={backend!r}; allowed: None, a qiskit_aer.AerSimulator, a fake IBM "
                          f"backend (qiskit_ibm_runtime.fake_provider) or an IBMBackend")
+    runtime = backend is not None and (mode == "runtime" or (
+        mode == "auto" and (_is_fake_backend(backend) or _is_ibm_backend(backend))))
+    if max_concurrent_jobs > 1 and not runtime:
+        raise ValueError(f"invalid max_concurrent_jobs={max_concurrent_jobs!r} for a non-Runtime target; allowed: 1 "
+                         f"(jobs in flight are a Runtime setting: use executor= or n_jobs= to evaluate candidates "
+                         f"in parallel elsewhere)")
     faults = dict(max_retries=int(max_retries), retry_backoff=float(retry_backoff), job_timeout=job_timeout)
     common = dict(shots=None if shots is None else int(shots), seed=None if seed is None else int(seed),
                   optimization_level=int(optimization_level), reference_backend=reference_backend,
@@ -839,7 +873,8 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
     if not (is_aer or is_fake or is_ibm):
         raise ValueError(f"invalid mode='runtime' with backend={_short_name(backend)}; allowed: an IBMBackend, a "
                          f"fake IBM backend or an AerSimulator (Runtime local testing mode), or mode='aer'")
-    return RuntimeTarget(backend, resilience_level=int(resilience_level), session=session, **common)
+    return RuntimeTarget(backend, resilience_level=int(resilience_level), session=session,
+                         max_concurrent_jobs=int(max_concurrent_jobs), **common)
 
 
 __all__ = ["DEFAULT_PROXY_SHOTS", "AerTarget", "Evaluation", "ExactTarget", "ExecutionTarget", "PrimitiveTarget",

@@ -145,6 +145,8 @@ BAD = [
     (["--runtime-objective", "fast"], "--runtime-objective"),
     (["--log-level", "loud"], "--log-level"),
     (["--workers", "0"], "--workers"),
+    (["--max-concurrent-jobs", "0"], "--max-concurrent-jobs"),
+    (["--max-concurrent-jobs", "2"], "--max-concurrent-jobs: invalid value 2 for a non-Runtime target"),
     (["--target", "aer:fake_manila", "--qubits", "2:8"], "--qubits"),
 ]
 

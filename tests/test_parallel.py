@@ -177,11 +177,62 @@ def test_runtime_jobs_run_concurrently_under_the_cap(monkeypatch):
                 state["batches"].add(id(self._mode))
 
     monkeypatch.setattr(RuntimeTarget, "expectation_values", counting)
-    monkeypatch.setattr(RuntimeTarget, "max_concurrent_jobs", 2, raising=False)
-    assert search(**runtime) == one_at_a_time
+    assert search(**runtime, max_concurrent_jobs=2) == one_at_a_time
     assert state["peak"] == 2 and all(name.startswith("qnas-job") for name in state["threads"])
     assert len(state["batches"]) == 1  # one Batch for the whole search
     assert not any(c["failed"] for c in one_at_a_time[0])
+
+
+def test_a_failure_among_concurrent_jobs_replaces_the_batch_once(monkeypatch):
+    """Two jobs in flight on the same primitive both fail: the target opens one new Batch, not one per
+    failed thread (a thread that closed the other's fresh Batch would make it fail again)."""
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    from qiskit_qnas.targets import RuntimeTarget, resolve_target
+
+    target = resolve_target(FakeManilaV2(), mode="runtime", shots=64, seed=1, retry_backoff=0,
+                            max_concurrent_jobs=2)
+    assert isinstance(target, RuntimeTarget) and target.max_concurrent_jobs == 2
+    made, closed, barrier = [], [], threading.Barrier(2)
+    make = RuntimeTarget._make_estimator
+
+    def making(self):
+        estimator = make(self)
+        made.append(self._mode)
+        if len(made) == 1:  # the first primitive: both threads' jobs fail on it, together
+            def failing(pubs):
+                barrier.wait(timeout=30)
+                raise RuntimeError("job failed")
+            estimator.run = failing
+        mode = self._mode
+        mode_close = mode.close
+        mode.close = lambda: (closed.append(mode), mode_close())[1]
+        return estimator
+
+    monkeypatch.setattr(RuntimeTarget, "_make_estimator", making)
+    arch = Architecture(2, 1, "angle_y", "ry", "chain")
+    x, w = np.full((3, 2), 0.3), np.full(arch.n_weights, 0.2)
+    with ThreadPoolExecutor(2) as pool:
+        evaluations = list(pool.map(lambda _: target.expectation_values(arch, x, w), range(2)))
+    assert [e.attempts for e in evaluations] == [2, 2]
+    assert len(made) == 2 and closed == [made[0]]  # one replacement; the new Batch stays open
+    np.testing.assert_allclose(evaluations[0].values, evaluations[1].values, atol=0.5)
+    target.close()
+    assert closed == made
+
+
+def test_max_concurrent_jobs_is_checked_before_work():
+    from qiskit_qnas.targets import resolve_target
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_concurrent_jobs"):
+            resolve_target(None, max_concurrent_jobs=bad)
+    with pytest.raises(ValueError, match="non-Runtime target"):
+        resolve_target(None, max_concurrent_jobs=2)
+    with pytest.raises(ValueError, match="max_concurrent_jobs"):
+        QNASEstimator(**SMALL, max_concurrent_jobs=0).fit(X, Y)
+    with pytest.raises(ValueError, match="non-Runtime target"):
+        QNASEstimator(**SMALL, max_concurrent_jobs=2).fit(X, Y)
 
 
 # --- arguments ------------------------------------------------------------------------------------
