@@ -424,10 +424,11 @@ def markdown(dataset, args, settings, description, search, final, swaps, quantum
     total_cpu = sum(t["cpu_s"] for t in times.values())
     loads = [x for t in times.values() for x in t["load"]]
     lines = [f"# Reproducing the QNAS paper on {dataset}{' (quick run)' if args.quick else ''}", ""]
-    lines += ["Command:", "", "```", "nice -n 15 " + " ".join(shlex.quote(a) for a in [".venv/bin/python"] + sys.argv),
-              "```", ""]
+    niceness = os.nice(0)
+    lines += ["Command:", "", "```", (f"nice -n {niceness} " if niceness else "")
+              + " ".join(shlex.quote(a) for a in [".venv/bin/python"] + sys.argv), "```", ""]
     lines += [f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-              f"torch {torch.__version__}; shared with other jobs. Wall time {total_wall / 60:.1f} min "
+              f"torch {torch.__version__}. Wall time {total_wall / 60:.1f} min "
               f"(CPU {total_cpu / 60:.1f} min, i.e. {total_cpu / max(total_wall, 1e-9):.2f} cores on average); "
               f"1-minute load average over the run: mean {np.mean(loads):.2f}, max {np.max(loads):.2f} "
               f"(sampled every 15 s)." if loads else "", ""]

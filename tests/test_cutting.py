@@ -159,6 +159,29 @@ def test_dense_case_is_bounded_and_honest():
     assert rushed.n_subexperiments >= 1 and max(rushed.partition_widths) <= 4
 
 
+def test_a_search_over_dense_entanglers_keeps_every_cut_finding_call_within_its_cap():
+    """The issue's case: ``full``/``all`` entanglers at 6-8 qubits, budget 4, in a real search; every
+    count is bounded (by the backjump budget, or the clock as a safety net) and marked honestly."""
+    from sklearn.datasets import load_digits
+
+    from qiskit_qnas import QNASEstimator, SearchSpace
+
+    cutting.clear_cache()
+    X, y = load_digits(return_X_y=True)
+    space = SearchSpace(qubits=(6, 8), layers=(1, 3), embeddings=("angle_y",), entanglers=("full", "all"),
+                        ranges=(1, 3))
+    cap = 1.0
+    est = QNASEstimator(search_space=space, qubit_budget=4, population_size=6, n_generations=2,
+                        supercircuit_epochs=1, finetune_epochs=0, final_epochs=0, cut_time_limit=cap,
+                        random_state=0, verbose=0).fit(X[:200], y[:200])
+    candidates = est.result_.candidates
+    assert any("full" in c.architecture.entangler and c.architecture.n_qubits == 8 for c in candidates)
+    for c in candidates:
+        assert c.cutting["seconds"] < cap + 1.0, c.architecture.key
+        assert c.cutting["exact"] == (c.cutting["stopped_by"] is None)
+        assert max(c.cutting["partition_widths"]) <= 4 and c.n_subcircuits == c.cutting["n_partitions"] >= 2
+
+
 def test_no_solution_falls_back_to_cutting_every_two_qubit_gate(monkeypatch):
     def no_solution(*args, **kwargs):
         raise AttributeError("'NoneType' object has no attribute 'actions'")

@@ -7,8 +7,15 @@ from qiskit.quantum_info import Statevector
 from sklearn.datasets import load_iris
 
 from qiskit_qnas import Architecture, SearchSpace
-from qiskit_qnas.circuits import weight_slots, z_observables
-from qiskit_qnas.supercircuit import SuperCircuit, sandwich, train_supercircuit
+from qiskit_qnas.circuits import amplitude_angles, weight_slots, z_observables
+from qiskit_qnas.supercircuit import (
+    SuperCircuit,
+    amplitude_expectation,
+    compiled_program,
+    finetune,
+    sandwich,
+    train_supercircuit,
+)
 
 SPACE = SearchSpace(qubits=(2, 4), layers=(1, 3), ranges=(1, 2))
 MEMBERS = [
@@ -54,6 +61,46 @@ def test_quantum_layer_equals_qiskit_statevector(supercircuit, arch):
         state = Statevector(bound)
         z = np.array([state.expectation_value(o).real for o in z_observables(arch.n_qubits)])
         np.testing.assert_allclose(logits[row], head_w @ z + head_b, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", [
+    Architecture(3, 2, "amplitude", "rxryrz", ("full", "odd")),
+    Architecture(4, 1, "amplitude", "ry", "chain"),
+    Architecture(1, 2, "amplitude", "rxry", "none"),
+], ids=lambda a: a.key)
+def test_amplitude_fast_path_equals_the_compiled_circuit_with_gradients(arch):
+    """The SuperCircuit's amplitude shortcut (basis-state rows of the trainable part) gives the values
+    and autograd gradients of the compiled RY-tree circuit."""
+    rng = np.random.default_rng(5)
+    features = torch.tensor(rng.normal(size=(4, arch.n_features)), requires_grad=True)
+    weights = torch.tensor(rng.uniform(-np.pi, np.pi, arch.n_weights), requires_grad=True)
+    cotangent = torch.tensor(rng.normal(size=(4, arch.n_qubits)))
+    results = []
+    for z in (amplitude_expectation(arch, features, weights),
+              compiled_program(arch).expectation(amplitude_angles(features), weights)):
+        results.append((z.detach(), *torch.autograd.grad((z * cotangent).sum(), (features, weights))))
+    for fast, compiled in zip(*results):
+        assert torch.allclose(fast, compiled, atol=1e-10)
+
+
+@pytest.mark.parametrize("hidden", [(12, 8), "cnn-2-3-8"], ids=["dense-widths", "cnn"])
+def test_deeper_and_convolutional_trunks_are_shared_inherited_and_trained(hidden):
+    """``hidden`` as a tuple of widths or a convolutional trunk (16 features = a 4x4 image): every
+    member's extracted HQNN equals its slice, and fine-tuning trains the trunk of a private copy."""
+    sc = SuperCircuit(SPACE, n_features=16, n_classes=3, hidden=hidden, seed=2).eval()
+    x = torch.randn(6, 16)
+    for arch in MEMBERS:
+        with torch.no_grad():
+            model = sc.extract(arch)
+            assert torch.allclose(sc(x, arch), model(x), atol=1e-5)
+    assert isinstance(sc.trunk[0], torch.nn.Unflatten) == (hidden == "cnn-2-3-8")
+    before = {k: v.clone() for k, v in sc.state_dict().items()}
+    y = torch.randint(0, 3, (6,))
+    tuned = finetune(sc, MEMBERS[1], x.numpy(), y.numpy(), epochs=2, batch_size=3)
+    assert all(torch.equal(v, sc.state_dict()[k]) for k, v in before.items())  # shared weights untouched
+    trunk_changed = [not torch.equal(a, b) for a, b in zip(tuned.pre[:-1].state_dict().values(),
+                                                          sc.trunk.state_dict().values())]
+    assert trunk_changed and all(trunk_changed)
 
 
 def test_a_shared_weight_means_the_same_thing_in_every_candidate(supercircuit):
