@@ -14,7 +14,8 @@ circuit that would be transpiled and run on hardware. Speed comes from these fac
   come from the adjoint method: one backward sweep un-computes the state gate by gate while it
   carries the K cotangent states O_k psi, so nothing is stored per gate; the angle table's
   derivatives are a constant matrix (parameters, affine expressions) or autograd (other
-  expressions).
+  expressions). Training needs only the vector-Jacobian product with the incoming gradient g,
+  whose sweep carries the one cotangent state (sum_k g_k O_k) psi (:meth:`StatevectorProgram.vjp`).
 
 Expectation values of diagonal (I/Z) observables are one reduction of the probabilities.
 """
