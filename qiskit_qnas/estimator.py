@@ -84,8 +84,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             ``"overhead"`` (both log10).
         cut_time_limit: cap in seconds on every cut-finding call.
         selection: how the model is picked from the front: ``"min_error"`` (lowest validation
-            error, ties to the cheaper runtime then fewer subcircuits), ``"min_runtime"``,
-            ``"min_subcircuits"``, or a callable taking the front and returning a candidate.
+            error, ties to the cheaper runtime, then fewer subcircuits, then the lower validation
+            loss), ``"min_runtime"``, ``"min_subcircuits"``, or a callable taking the front and
+            returning a candidate.
         max_subcircuits, max_runtime: constraints applied before ``selection`` (front members that
             satisfy them; the whole front if none does).
         reference_backend, optimization_level: backend and transpiler level of the ISA circuits
@@ -372,7 +373,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             logger.warning("no front member satisfies max_subcircuits/max_runtime; selecting from the whole front")
             allowed = front
         order = {"min_error": (0, 1, 2), "min_runtime": (1, 0, 2), "min_subcircuits": (2, 0, 1)}[self.selection]
-        return min(allowed, key=lambda c: (tuple(c.objectives[i] for i in order), c.architecture))
+        # equal objectives are common on a small validation split (many candidates at 0 errors):
+        # the finer validation loss decides, then the architecture (deterministic)
+        return min(allowed, key=lambda c: (tuple(c.objectives[i] for i in order),
+                                           c.val_loss if math.isfinite(c.val_loss) else math.inf, c.architecture))
 
     def _final_model(self, supercircuit: SuperCircuit, best: Candidate, X, y, seed) -> HQNN:
         arch = best.architecture

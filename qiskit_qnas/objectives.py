@@ -106,10 +106,13 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
         return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
                          objectives=FAILED_OBJECTIVES, failed=True, error=f"{type(exc).__name__}: {exc}",
                          attempts=getattr(exc, "attempts", 1), **common)
-    accuracy = float((logits.argmax(1).numpy() == np.asarray(context.y_val)).mean())
+    y_val = np.asarray(context.y_val)
+    accuracy = float((logits.argmax(1).numpy() == y_val).mean())
+    val_loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y_val, dtype=torch.long)))
     val_error = 1.0 - accuracy
     objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost["n_partitions"], cost,
                                context.runtime_objective, context.cutting_objective)
     return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
-                     objectives=objectives, val_accuracy=accuracy, measured_seconds=evaluation.wall_seconds,
+                     objectives=objectives, val_accuracy=accuracy, val_loss=val_loss,
+                     measured_seconds=evaluation.wall_seconds,
                      job_seconds=evaluation.job_seconds, attempts=evaluation.attempts, **common)

@@ -54,6 +54,8 @@ class Candidate:
         n_subcircuits: partitions that circuit cutting needs under the qubit budget (1 if it fits).
         objectives: the three minimised values the search used, in the order of
             ``SearchResult.objective_names`` (by default ``(val_error, runtime_proxy, n_subcircuits)``).
+        val_accuracy, val_loss: accuracy and mean cross-entropy on the validation split (the loss
+            breaks ties between candidates of equal objectives when a model is selected).
         weights: the candidate's circuit weights after fine-tuning (ordered as ``arch.weight_params``).
         runtime, cutting: the ingredients (``RuntimeEstimate`` and ``CuttingCost`` as dicts).
         measured_seconds, job_seconds: wall clock of the validation evaluation, and what the
@@ -67,6 +69,7 @@ class Candidate:
     n_subcircuits: int
     objectives: tuple[float, float, float]
     val_accuracy: float = float("nan")
+    val_loss: float = float("nan")
     weights: list[float] = field(default_factory=list)
     runtime: dict[str, Any] = field(default_factory=dict)
     cutting: dict[str, Any] = field(default_factory=dict)

@@ -123,6 +123,39 @@ def test_string_labels_and_selection_rules():
     assert picked.best_candidate_ is picked.pareto_front_[-1]
 
 
+def test_equal_objectives_are_decided_by_the_validation_loss(iris_search):
+    """Many candidates reach 0 validation errors on a small split; among equal objectives the model
+    with the lower validation cross-entropy is chosen (then the architecture)."""
+    import dataclasses
+
+    assert all(math.isfinite(c.val_loss) and c.val_loss > 0 for c in iris_search.result_.candidates)
+    base = iris_search.best_candidate_
+    tied = [dataclasses.replace(base, architecture=Architecture(2, 1), val_loss=base.val_loss + 0.5),
+            dataclasses.replace(base, architecture=Architecture(4, 2), val_loss=base.val_loss + 0.1),
+            dataclasses.replace(base, architecture=Architecture(2, 2), val_loss=math.nan)]
+    assert iris_search._select(tied) is tied[1]
+    assert iris_search._select([tied[0], tied[2]]) is tied[0]  # a known loss beats an unknown one
+
+
+def test_validation_loss_is_the_cross_entropy_of_the_candidates_logits():
+    import torch
+
+    from qiskit_qnas.objectives import EvaluationContext, evaluate_candidate
+    from qiskit_qnas.supercircuit import SuperCircuit
+    from qiskit_qnas.targets import resolve_target
+
+    arch = Architecture(3, 2, "angle_y", "rxry", "chain")
+    supercircuit = SuperCircuit(SearchSpace(qubits=(2, 3), layers=(1, 2)), 4, 3, seed=0)
+    context = EvaluationContext(supercircuit=supercircuit, X_train=X_TRAIN, y_train=Y_TRAIN, X_val=X_TEST,
+                                y_val=Y_TEST, qubit_budget=2, finetune_epochs=0, target=resolve_target(None))
+    candidate = evaluate_candidate(arch, context)
+    with torch.no_grad():
+        logits = supercircuit.extract(arch)(torch.as_tensor(X_TEST, dtype=torch.float32))
+    expected = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(Y_TEST)))
+    assert candidate.val_loss == pytest.approx(expected, rel=1e-5)
+    assert candidate.val_error == pytest.approx(1 - float((logits.argmax(1).numpy() == Y_TEST).mean()))
+
+
 @pytest.mark.parametrize("X_bad, y_bad, match", [
     (np.where(np.arange(X_TRAIN.size).reshape(X_TRAIN.shape) == 5, np.nan, X_TRAIN), Y_TRAIN, "NaN"),
     (X_TRAIN, Y_TRAIN[:-1], "inconsistent numbers of samples"),
