@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def main(argv=None) -> None:
     for row in rows:
         lines.append("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    text = (f"Measured on {platform.machine()}, {os.cpu_count()} cores, load average {load:.2f}, seed {args.seed}.\n\n"
-            + "\n".join(lines) + "\n")
+    command = " ".join(["python benchmarks/search_iris.py", *(sys.argv[1:] if argv is None else argv)])
+    text = (f"# Iris search (`{command}`)\n\nMeasured on {platform.machine()}, {os.cpu_count()} cores, "
+            f"load average {load:.2f}, seed {args.seed}.\n\n" + "\n".join(lines) + "\n")
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
