@@ -225,8 +225,7 @@ def finetune(supercircuit: SuperCircuit, arch: Architecture, X, y, epochs: int, 
     ``arch``'s slice receives gradients, and the shared weights are left untouched.
     """
     if epochs > 0:
-        member = _Member(copy.deepcopy(supercircuit), arch)
-        with torch_threads_for(batch_size * 2**arch.n_qubits):
-            train_model(member, X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        member = _Member(copy.deepcopy(supercircuit), arch)  # train_model picks its threads from member.arch
+        train_model(member, X, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         supercircuit = member.supercircuit
     return supercircuit.extract(arch)

@@ -47,10 +47,8 @@ class StatevectorQNN(NeuralNetwork):
 
     def _backward(self, input_data: np.ndarray | None, weights: np.ndarray | None):
         x, w = self._arrays(input_data, weights)
-        last, self._last = self._last, None
-        final = last[2] if last is not None and last[:2] == (x.tobytes(), w.tobytes()) else None
         with torch_threads_for(len(x) * self.program.dim * self.program.n_outputs):
-            _, dx, dw = self.program.jacobians(x, w, self.input_gradients, final_state=final)
+            _, dx, dw = self.program.jacobians(x, w, self.input_gradients, final_state=self._final_state(x, w))
         return (None if dx is None else dx.numpy()), dw.numpy()
 
     def vector_jacobian(self, input_data, weights, grad_outputs) -> tuple[np.ndarray | None, np.ndarray]:
@@ -63,11 +61,14 @@ class StatevectorQNN(NeuralNetwork):
         input_, _ = self._validate_input(input_data)
         x, w = self._arrays(input_, self._validate_weights(weights))
         g = np.asarray(grad_outputs, dtype=float).reshape(len(x), self.program.n_outputs)
-        last, self._last = self._last, None
-        final = last[2] if last is not None and last[:2] == (x.tobytes(), w.tobytes()) else None
         with torch_threads_for(2 * len(x) * self.program.dim):
-            _, dx, dw = self.program.vjp(x, w, g, self.input_gradients, final_state=final)
+            _, dx, dw = self.program.vjp(x, w, g, self.input_gradients, final_state=self._final_state(x, w))
         return (None if dx is None else dx.numpy()), dw.sum(0).numpy()
+
+    def _final_state(self, x: np.ndarray, w: np.ndarray):
+        """The final states the last forward kept, if it ran on this ``x`` and ``w`` (used once)."""
+        last, self._last = self._last, None
+        return last[2] if last is not None and last[:2] == (x.tobytes(), w.tobytes()) else None
 
     def _arrays(self, input_data, weights) -> tuple[np.ndarray, np.ndarray]:
         x = np.zeros((1, 0)) if input_data is None else input_data
