@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .space import Architecture, SearchSpace
 
@@ -111,12 +112,8 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 def pareto_mask(objectives: np.ndarray) -> np.ndarray:
     """Boolean mask of the non-dominated rows of an ``(N, M)`` array (minimisation)."""
     objectives = np.asarray(objectives, dtype=float)
-    n = len(objectives)
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
-        others = np.delete(objectives, i, axis=0)
-        if len(others) and np.any(np.all(others <= objectives[i], axis=1) & np.any(others < objectives[i], axis=1)):
-            mask[i] = False
+    mask = np.zeros(len(objectives), dtype=bool)
+    mask[NonDominatedSorting().do(objectives, only_non_dominated_front=True)] = True
     return mask
 
 

@@ -1,8 +1,9 @@
 """The search vocabulary: :class:`Architecture` (one HQNN's quantum layer) and :class:`SearchSpace`.
 
 An architecture is a value: immutable, hashable, ordered, and round-trips through
-``to_dict``/``from_dict``, a short string ``key`` and an integer gene (``SearchSpace.encode`` /
-``SearchSpace.decode``) so that pymoo can search over it.
+``to_dict``/``from_dict``, a short string ``key``, an integer gene (``SearchSpace.encode`` /
+``SearchSpace.decode``) and the mixed-variable gene pymoo searches over (``SearchSpace.variables``,
+``SearchSpace.encode_vars`` / ``SearchSpace.decode_vars``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pymoo.core.variable import Choice, Integer, Real, Variable
 
 EMBEDDINGS = ("angle_x", "angle_y", "angle_z", "amplitude", "zz")
 ROTATIONS = ("ry", "rxry", "rxryrz")
@@ -245,9 +247,14 @@ class SearchSpace:
         embeddings, rotations, entanglers: the allowed values (see :class:`Architecture`).
         learning_rates: ``None`` (not searched) or a ``(low, high)`` pair searched on a log scale.
 
-    The gene is ``[n_qubits, n_layers, embedding, rotation, entangler_1..L, range_1..L(, log10 lr)]``
+    The integer gene is ``[n_qubits, n_layers, embedding, rotation, entangler_1..L, range_1..L(, log10 lr)]``
     with ``L = max layers``; categorical genes are indices into the allowed values. Genes of layers
     beyond ``n_layers`` are ignored, and a range is clipped to ``n_qubits - 1``.
+
+    The search uses the same genes as named mixed variables (:meth:`variables`): ``n_qubits``,
+    ``n_layers`` and ``range_1..L`` are integers, ``embedding``, ``rotation`` and ``entangler_1..L``
+    are categories holding the allowed names (so crossover and mutation never produce a value
+    "between" two of them), ``log10_learning_rate`` is real.
     """
 
     def __init__(self, qubits=(2, 8), layers=(1, 4), embeddings=EMBEDDINGS, rotations=ROTATIONS,
@@ -376,6 +383,67 @@ class SearchSpace:
         if self.learning_rates is not None:
             gene[-1] = math.log10(arch.learning_rate)
         return gene
+
+    # --- the mixed-variable gene (pymoo) -------------------------------------------------------
+    def variable_names(self) -> list[str]:
+        """The names of the genes, in the order of the integer gene."""
+        L = self.max_layers
+        names = ["n_qubits", "n_layers", "embedding", "rotation"]
+        names += [f"entangler_{i + 1}" for i in range(L)] + [f"range_{i + 1}" for i in range(L)]
+        return names + (["log10_learning_rate"] if self.learning_rates is not None else [])
+
+    def _choices_of(self, name: str) -> tuple[str, ...] | None:
+        """The allowed names of a categorical gene (None for a numeric one)."""
+        if name == "embedding":
+            return self.embeddings
+        if name == "rotation":
+            return self.rotations
+        return self.entanglers if name.startswith("entangler_") else None
+
+    def variables(self) -> dict[str, Variable]:
+        """The genes as pymoo variables: ``Integer`` sizes and ranges, ``Choice`` names, ``Real`` log10
+        learning rate."""
+        low, high = self.gene_bounds
+        out: dict[str, Variable] = {}
+        for name, lo, hi in zip(self.variable_names(), low, high):
+            choices = self._choices_of(name)
+            if choices is not None:
+                out[name] = Choice(options=list(choices))
+            elif name == "log10_learning_rate":
+                out[name] = Real(bounds=(float(lo), float(hi)))
+            else:
+                out[name] = Integer(bounds=(int(lo), int(hi)))
+        return out
+
+    def decode_vars(self, gene: Mapping[str, Any]) -> Architecture:
+        """The architecture of a mixed-variable gene (numbers are rounded and clipped as in :meth:`decode`)."""
+        names = self.variable_names()
+        if not isinstance(gene, Mapping) or set(gene) != set(names):
+            raise ValueError(f"invalid gene {gene!r}; allowed: a mapping with exactly the keys {', '.join(names)}")
+        values = []
+        for name in names:
+            value, choices = gene[name], self._choices_of(name)
+            if choices is not None:
+                if not isinstance(value, str) or value not in choices:
+                    raise _fail(name, value, ", ".join(choices))
+                values.append(choices.index(value))
+            elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                values.append(float(value))
+            else:
+                raise _fail(name, value, "a finite number")
+        return self.decode(values)
+
+    def encode_vars(self, arch: Architecture) -> dict[str, Any]:
+        """The mixed-variable gene of ``arch`` (plain ``int``/``str``/``float`` values, JSON-ready); genes
+        that do not change the architecture get fixed values, so equal architectures have equal genes."""
+        out: dict[str, Any] = {}
+        for name, value in zip(self.variable_names(), self.encode(arch)):
+            choices = self._choices_of(name)
+            if choices is not None:
+                out[name] = choices[int(value)]
+            else:
+                out[name] = float(value) if name == "log10_learning_rate" else int(value)
+        return out
 
     # --- members --------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Architecture:

@@ -5,7 +5,7 @@ import pytest
 
 from qiskit_qnas import SearchSpace
 from qiskit_qnas.result import Candidate, SearchResult, dominates, pareto_mask
-from qiskit_qnas.search import CHECKPOINT, load_checkpoint, run_nsga2
+from qiskit_qnas.search import CHECKPOINT, read_checkpoint, run_nsga2
 
 SPACE = SearchSpace(qubits=(2, 5), layers=(1, 3), ranges=(1, 2))
 
@@ -64,7 +64,7 @@ def test_interrupted_search_resumes_to_the_same_result(tmp_path):
     with pytest.raises(Interrupt):
         run_nsga2(SPACE, synthetic, population_size=8, n_generations=5, seed=3, checkpoint_dir=tmp_path,
                   fingerprint="f", callback=stop_after_two)
-    assert load_checkpoint(tmp_path / CHECKPOINT).generation == 2
+    assert read_checkpoint(tmp_path).generation == 2
     calls = []
     resumed = run_nsga2(SPACE, lambda a, g: synthetic(a, g, calls), population_size=8, n_generations=5, seed=3,
                         checkpoint_dir=tmp_path, fingerprint="f")
