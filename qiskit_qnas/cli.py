@@ -9,7 +9,7 @@
 
 A run directory holds ``config.json`` (written first: every setting needed to resume, including the
 dataset arguments), what :class:`~qiskit_qnas.estimator.QNASEstimator` writes with
-``checkpoint_dir=`` (``supercircuit.pt``, ``checkpoint.pkl``, ``result.json``, ``candidates.csv``,
+``checkpoint_dir=`` (``supercircuit.pt``, ``checkpoint.json``, ``result.json``, ``candidates.csv``,
 ``pareto.png``, ``model.pt``, ``best_circuit.qpy``) and, once the chosen model is scored on the test
 split, ``summary.json``.
 
@@ -670,8 +670,14 @@ def _load_config(run_dir: Path) -> dict[str, Any]:
 
 
 def cmd_resume(args) -> int:
+    from .search import read_checkpoint
+
     run_dir = args.run_dir
     config = _load_config(run_dir)
+    try:
+        read_checkpoint(run_dir)
+    except ValueError as exc:
+        raise UsageError(f"DIR: {' '.join(str(exc).split())}") from None
     if (run_dir / SUMMARY).exists() and (run_dir / "result.json").exists():
         if not args.quiet:
             print(f"{PROG}: the run is complete; nothing to resume", file=sys.stderr)

@@ -26,7 +26,7 @@ from .model import HQNN, check_hidden, predict_logits
 from .objectives import EvaluationContext, candidate_seed, check_objective_settings
 from .parallel import evaluate_generation, resolve_executor
 from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
-from .search import run_nsga2
+from .search import read_checkpoint, run_nsga2
 from .space import SearchSpace
 from .supercircuit import SuperCircuit, finetune, train_supercircuit
 
@@ -99,7 +99,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             jobs are in flight at once in the search's one ``Batch`` (default 1). Results equal the
             one-at-a-time run's.
         checkpoint_dir: a directory for the SuperCircuit weights, a checkpoint after every
-            generation and the result; an interrupted ``fit`` with the same settings resumes there.
+            generation (``checkpoint.json``, data only) and the result; an interrupted ``fit`` with
+            the same settings resumes there.
         random_state: seed of everything random (int), or None.
         verbose: 0 silent, 1 progress bars.
         callback: called with (generation, candidates of that generation) after every generation.
@@ -241,6 +242,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                              f"{len(Xs)}: {exc}") from exc
         run_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
         fingerprint = self._fingerprint(space, target, Xs, y_encoded, seed)
+        if run_dir is not None:  # a bad, older or foreign checkpoint is refused before any work
+            read_checkpoint(run_dir, fingerprint)
         timings: dict[str, float] = {}
         try:
             supercircuit = self._train_supercircuit(space, X_train, y_train, seed, run_dir, fingerprint, timings)

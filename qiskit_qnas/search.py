@@ -128,7 +128,7 @@ def make_algorithm(space: SearchSpace, population_size: int, seed: int) -> tuple
     return algorithm, problem
 
 
-def _tell_objectives(algorithm: NSGA2, population: Population, objectives: np.ndarray) -> None:
+def set_objectives(algorithm: NSGA2, population: Population, objectives: np.ndarray) -> None:
     """Set the objectives (and pymoo's derived constraint violation) of ``population``."""
     Evaluator().eval(StaticProblem(algorithm.problem, F=np.asarray(objectives, dtype=float)), population)
 
@@ -232,7 +232,7 @@ def resume_state(checkpoint: Checkpoint, space: SearchSpace, population_size: in
     algorithm, problem = make_algorithm(space, population_size, seed)
     algorithm.setup(problem, termination=("n_gen", n_generations), seed=seed, verbose=False)
     population = Population.new(X=[dict(g) for g in checkpoint.genes])
-    _tell_objectives(algorithm, population, checkpoint.objectives)
+    set_objectives(algorithm, population, checkpoint.objectives)
     population.set("rank", np.array(checkpoint.rank), "crowding", np.array(checkpoint.crowding))
     algorithm.pop = population
     algorithm.random_state.bit_generator.state = checkpoint.random_state
@@ -293,7 +293,7 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
             state.evaluated[candidate.architecture.key] = candidate
             state.order.append(candidate.architecture.key)
         candidates = [state.evaluated[a.key] for a in archs]
-        _tell_objectives(algorithm, population, np.array([c.objectives for c in candidates]))
+        set_objectives(algorithm, population, np.array([c.objectives for c in candidates]))
         algorithm.tell(infills=population)
         done = [c for c in state.evaluated.values() if not c.failed]
         entry = {"generation": generation, "n_evaluated": len(state.evaluated), "n_new": len(new),

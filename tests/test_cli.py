@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from qiskit_qnas.cli import main
 from qiskit_qnas.result import SearchResult
-from qiskit_qnas.search import load_checkpoint
+from qiskit_qnas.search import CHECKPOINT, LEGACY_CHECKPOINT, read_checkpoint
 
 TINY = ["--dataset", "iris", "--qubits", "2:3", "--layers", "1:2", "--population", "6", "--generations", "2",
         "--supercircuit-epochs", "5", "--finetune-epochs", "1", "--qubit-budget", "2", "--seed", "0"]
@@ -44,7 +45,7 @@ def front_of(run_dir):
 def test_search_writes_the_run_directory(run):
     out, stdout = run
     for name in ("config.json", "summary.json", "result.json", "candidates.csv", "pareto.png", "model.pt",
-                 "best_circuit.qpy", "supercircuit.pt", "checkpoint.pkl"):
+                 "best_circuit.qpy", "supercircuit.pt", CHECKPOINT):
         assert (out / name).exists(), name
     config = json.loads((out / "config.json").read_text())
     assert config["dataset"]["name"] == "iris" and config["target"] == "statevector"
@@ -205,6 +206,43 @@ def test_search_refuses_an_existing_run(run, capsys):
     assert "qnas resume" in capsys.readouterr().err
 
 
+def _interrupted_copy(run, tmp_path) -> Path:
+    """A copy of the finished run that looks interrupted (no summary, no checkpoint)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run[0], copy)
+    (copy / "summary.json").unlink()
+    (copy / CHECKPOINT).unlink()
+    return copy
+
+
+def test_resume_refuses_a_pickled_checkpoint_without_unpickling_it(run, tmp_path, capsys, crafted_pickle):
+    run_dir = _interrupted_copy(run, tmp_path)
+    marker = tmp_path / "pwned"
+    (run_dir / LEGACY_CHECKPOINT).write_bytes(crafted_pickle(marker))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(SystemExit) as info:
+        main(["resume", str(run_dir), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qnas: error: DIR: ") and err.count("\n") == 1
+    assert str(run_dir / LEGACY_CHECKPOINT) in err and "older qiskit-qnas" in err and "start a new run directory" in err
+    assert not marker.exists()
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_resume_refuses_a_malformed_checkpoint_and_changes_nothing(run, tmp_path, capsys):
+    run_dir = _interrupted_copy(run, tmp_path)
+    (run_dir / CHECKPOINT).write_text('{"format": "qiskit-qnas-search-checkpoint", "version": 2, "popul')
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(SystemExit) as info:
+        main(["resume", str(run_dir), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qnas: error: DIR: ") and err.count("\n") == 1
+    assert str(run_dir / CHECKPOINT) in err and "not a readable" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
 def test_python_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "qiskit_qnas", "search", "--qubit-budget", "0", "--dataset", "iris"],
                           capture_output=True, text=True, timeout=120)
@@ -251,7 +289,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path):
                                  "--out", str(killed)], stdout=stdout, stderr=stderr, env=env)
         try:
             deadline = time.monotonic() + 240
-            while not (killed / "checkpoint.pkl").exists():
+            while not (killed / CHECKPOINT).exists():
                 assert proc.poll() is None, (tmp_path / "stderr").read_text()
                 assert time.monotonic() < deadline, "no checkpoint within 240 s"
                 time.sleep(0.05)
@@ -264,7 +302,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert (killed / "config.json").exists()
     assert not (killed / "summary.json").exists() and not (killed / "result.json").exists()
-    assert 1 <= load_checkpoint(killed / "checkpoint.pkl").generation < 5  # killed in the middle of the search
+    assert 1 <= read_checkpoint(killed).generation < 5  # killed in the middle of the search
 
     assert main(["resume", str(killed), "--quiet"]) == 0
     reference = tmp_path / "reference"

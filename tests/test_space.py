@@ -264,6 +264,52 @@ def test_encode_rejects_non_members_and_decode_bad_genes():
 
 
 @pytest.mark.parametrize("space", SPACES, ids=repr)
+def test_mixed_variable_gene_round_trip(space):
+    variables = space.variables()
+    assert list(variables) == space.variable_names() and len(variables) == space.n_genes
+    assert variables["embedding"].options == list(space.embeddings)
+    assert variables["rotation"].options == list(space.rotations)
+    assert all(variables[f"entangler_{i + 1}"].options == list(space.entanglers) for i in range(space.max_layers))
+    assert (variables["n_qubits"].lb, variables["n_qubits"].ub) == space.qubits
+    assert all((variables[f"range_{i + 1}"].lb, variables[f"range_{i + 1}"].ub) == space.ranges
+               for i in range(space.max_layers))
+    assert ("log10_learning_rate" in variables) == (space.learning_rates is not None)
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        arch = space.sample(rng)
+        gene = space.encode_vars(arch)
+        assert json.loads(json.dumps(gene)) == gene  # plain values
+        decoded = space.decode_vars(gene)
+        assert dataclasses.replace(decoded, learning_rate=arch.learning_rate) == arch
+        assert space.encode(decoded) == pytest.approx(space.encode(arch))
+        assert space.encode_vars(space.decode_vars(space.encode_vars(decoded))) == space.encode_vars(decoded)
+
+
+def test_mixed_variable_genes_that_an_architecture_ignores_are_canonicalised():
+    space = SearchSpace(qubits=(3, 3), layers=(1, 3), entanglers=("odd", "chain", "all"), ranges=(1, 2))
+    base = space.encode_vars(Architecture(3, 1, space.embeddings[0], space.rotations[0], "chain", 1))
+    variants = [dict(base, entangler_2="odd", range_3=2), dict(base, range_1=2), dict(base, entangler_3="all")]
+    for variant in variants:  # unused layers, and the range of a range-free entangler
+        assert variant != base
+        assert space.encode_vars(space.decode_vars(variant)) == base
+
+
+def test_decode_vars_rejects_names_outside_the_space_and_wrong_keys():
+    space = SPACES[1]
+    gene = space.encode_vars(space.sample(np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="invalid embedding='angle_y'; allowed: amplitude, zz"):
+        space.decode_vars({**gene, "embedding": "angle_y"})
+    with pytest.raises(ValueError, match="invalid entangler_1=1; allowed: odd, chain"):
+        space.decode_vars({**gene, "entangler_1": 1})  # an index is not a category
+    with pytest.raises(ValueError, match="invalid n_qubits='3'"):
+        space.decode_vars({**gene, "n_qubits": "3"})
+    with pytest.raises(ValueError, match="exactly the keys"):
+        space.decode_vars({k: v for k, v in gene.items() if k != "rotation"})
+    with pytest.raises(ValueError, match="exactly the keys"):
+        space.decode_vars([1, 2])
+
+
+@pytest.mark.parametrize("space", SPACES, ids=repr)
 def test_largest_and_smallest(space):
     widest = max(len(ROTATION_GATES[r]) for r in space.rotations)
     narrowest = min(len(ROTATION_GATES[r]) for r in space.rotations)
