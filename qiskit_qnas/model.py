@@ -16,14 +16,34 @@ from .space import Architecture
 
 
 def feature_transform(arch: Architecture, features: torch.Tensor) -> torch.Tensor:
-    """Turn the pre-layer's outputs into the circuit's inputs.
+    """Turn the (normalised, see :func:`embedding_norm`) pre-layer outputs into the circuit's inputs.
 
-    Angle and zz embeddings take ``pi * tanh(f)`` (a rotation angle in (-pi, pi)); the amplitude
-    embedding takes the RY-tree angles that prepare ``f / ||f||``.
+    * ``angle_x`` / ``angle_y`` / ``angle_z``: ``pi * tanh(f)``, a rotation angle in (-pi, pi);
+    * ``zz``: ``pi - (pi / 2) * sigmoid(2 f)``, in (pi/2, pi). The pair angle of the zz map,
+      ``2 (pi - x_i)(pi - x_j)``, is quadratic in the inputs: over (-pi, pi) it would span 79 rad
+      with input derivatives up to 8 pi, a landscape no optimiser follows (MNIST 8 qubits, 2
+      layers: 0.75 test accuracy, against 0.91 on this interval, where it spans (0, pi**2 / 2));
+    * ``amplitude``: the RY-tree angles that prepare ``f / ||f||``.
     """
     if arch.embedding == "amplitude":
         return amplitude_angles(features)
+    if arch.embedding == "zz":
+        return math.pi - 0.5 * math.pi * torch.sigmoid(2 * features)
     return math.pi * torch.tanh(features)
+
+
+def embedding_norm(embedding: str, n_inputs: int) -> nn.Module:
+    """What normalises the pre-layer's outputs before the angle map of :func:`feature_transform`.
+
+    Angle and zz embeddings: ``BatchNorm1d`` (one mean and scale per circuit input). Without it the
+    projection of a trained trunk drifts far outside the range where ``tanh`` has a slope (standardised
+    image features reach z-scores in the hundreds): every angle saturates at +-pi and the quantum
+    layer stops learning (MNIST 8 qubits, 2 layers, Adam at 0.02: 0.12 test accuracy without, 0.91 with).
+    Amplitude embedding: nothing, since ``f / ||f||`` is scale-free already.
+    """
+    if embedding == "amplitude":
+        return nn.Identity()
+    return nn.BatchNorm1d(n_inputs)
 
 
 #: the default convolutional pre-layer of ``hidden="cnn"``: 5x5 conv channels, then a dense width
@@ -131,6 +151,7 @@ class HQNN(nn.Module):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
             self.pre = classical_pre_layer(self.n_features, arch.n_features, hidden, dropout)
             self.head = nn.Linear(arch.n_qubits, self.n_classes)
+            self.norm = embedding_norm(arch.embedding, arch.n_features)
         if qnn is None:
             qnn = arch.qnn(engine=engine, estimator=estimator, input_gradients=True)
         qnn.input_gradients = True
@@ -139,7 +160,7 @@ class HQNN(nn.Module):
 
     def circuit_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """The quantum layer's inputs (circuit parameters ``x``) for a batch of raw features."""
-        return feature_transform(self.arch, self.pre(x))
+        return feature_transform(self.arch, self.norm(self.pre(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.quantum(self.circuit_inputs(x)).to(x.dtype))
@@ -147,6 +168,15 @@ class HQNN(nn.Module):
 
 def _cross_entropy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(model(X), y)
+
+
+def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Consecutive mini-batches of ``order``; a last batch of one sample joins the one before it
+    (batch normalisation needs two samples to take a batch's statistics)."""
+    batches = list(torch.split(order, batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, lr: float = 0.02,
@@ -164,12 +194,12 @@ def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, 
     """
     X = torch.as_tensor(np.asarray(X, dtype=np.float32))
     y = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
+    if len(X) != len(y) or len(X) < 2:
+        raise ValueError(f"X and y must hold at least 2 samples and be of equal length, got {len(X)} and {len(y)}")
     seed = 0 if seed is None else int(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = max(1, int(epochs) * math.ceil(len(X) / batch_size))
+    steps = max(1, int(epochs) * len(_batches(torch.arange(len(X)), batch_size)))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / steps)) if cosine else 1.0)
     losses = []
@@ -182,8 +212,7 @@ def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, 
         for epoch in range(int(epochs)):
             order = torch.randperm(len(X), generator=generator)
             total = 0.0
-            for start in range(0, len(X), batch_size):
-                index = order[start:start + batch_size]
+            for index in _batches(order, batch_size):
                 optimizer.zero_grad()
                 batch_loss = loss(model, X[index], y[index])
                 batch_loss.backward()

@@ -1,22 +1,31 @@
 """The weight-sharing SuperCircuit: one set of weights for every member of a search space.
 
-The SuperCircuit holds the weights of the largest member of a :class:`SearchSpace`:
+The SuperCircuit holds the weights of the largest member of a :class:`SearchSpace`, few-shot: the
+classical trunk is shared by every candidate, and each embedding family has its own quantum part.
 
 * a classical trunk ``Linear(n_features, hidden) -> ReLU -> Dropout`` shared by every candidate
   (or the deeper / convolutional trunk that ``hidden`` describes, see
   :func:`~qiskit_qnas.model.classical_trunk`);
-* one projection ``Linear(hidden, m_max)`` per embedding, ``m_max`` being what that embedding needs
-  at the largest qubit count (``n`` angles, or ``2**n`` amplitudes); a candidate with ``n`` qubits
-  uses its first ``n`` (or ``2**n``) rows;
-* quantum weights of shape ``(max_layers, max_qubits, 3)``, one per (layer, qubit, rx/ry/rz slot);
-  a candidate's weight k is the shared weight at ``circuits.weight_slots(arch)[k]``, so an RY
-  weight on qubit 2 of layer 1 is the same number in every candidate that has it;
-* a head ``Linear(max_qubits, n_classes)``; a candidate with ``n`` qubits uses its first ``n`` columns.
+* per embedding, a projection ``Linear(hidden, m_max)`` and its normalisation
+  (:func:`~qiskit_qnas.model.embedding_norm`), ``m_max`` being what that embedding needs at the
+  largest qubit count (``n`` angles, or ``2**n`` amplitudes); a candidate with ``n`` qubits uses the
+  first ``n`` (or ``2**n``) rows and statistics;
+* per embedding, quantum weights of shape ``(max_layers, max_qubits, 3)``, one per (layer, qubit,
+  rx/ry/rz slot); a candidate's weight k is its family's weight at ``circuits.weight_slots(arch)[k]``,
+  so an RY weight on qubit 2 of layer 1 is the same number in every candidate of the family;
+* per embedding, a head ``Linear(max_qubits, n_classes)``; a candidate with ``n`` qubits uses its
+  first ``n`` columns.
 
-Training follows the sandwich rule: every step trains the largest and the smallest member and a few
-uniformly sampled ones on the same mini-batch, and their losses are averaged. It runs on the exact
-torch engine directly (autograd through :class:`~qiskit_qnas.engines.StatevectorProgram`), which is
-the same simulation ``TorchConnector`` wraps in :class:`~qiskit_qnas.model.HQNN`.
+Why few-shot: the families' circuits differ in kind (an angle map, a phase map whose ``<Z>`` is 0
+on its own, an amplitude state, entangling feature maps), so one table of rotation angles and one
+head cannot serve them all; shared across families, the family that trains fastest sets the weights
+and the others are ranked by how well they tolerate them, not by what they can learn.
+
+Training follows the sandwich rule: every step trains the largest and the smallest member of one
+family (the families take turns) and a few uniformly sampled members on the same mini-batch, and
+their losses are averaged. It runs on the exact torch engine directly (autograd through
+:class:`~qiskit_qnas.engines.StatevectorProgram`), which is the same simulation ``TorchConnector``
+wraps in :class:`~qiskit_qnas.model.HQNN`.
 """
 
 from __future__ import annotations
@@ -34,10 +43,11 @@ from torch import nn
 from .circuits import build_circuit, weight_slots
 from .engines import StatevectorProgram
 from .engines.statevector import torch_threads_for
-from .model import HQNN, check_hidden, classical_trunk, feature_transform, train_model
+from .model import HQNN, check_hidden, classical_trunk, embedding_norm, feature_transform, train_model
 from .space import Architecture, SearchSpace
 
 _SLOT = 3  # rx, ry, rz
+_RY = 1
 
 
 @functools.lru_cache(maxsize=1024)
@@ -91,6 +101,25 @@ def _embedding_width(embedding: str, n_qubits: int) -> int:
     return 2**n_qubits if embedding == "amplitude" else n_qubits
 
 
+#: embeddings that leave every ``<Z_i>`` at 0 on their own (the feature sits in a phase)
+PHASE_EMBEDDINGS = ("angle_z", "zz")
+
+
+def initial_quantum_weights(embedding: str, n_layers: int, n_qubits: int) -> torch.Tensor:
+    """Initial shared weights ``(n_layers, n_qubits, 3)`` of one embedding family.
+
+    Small angles (``0.1 * N(0, 1)``), so that every member starts close to its embedding alone; for
+    the phase embeddings (``angle_z``, ``zz``: H then Z rotations put each qubit on the equator,
+    where ``<Z> = 0``) the first layer's RY starts at pi/2 instead, which turns that phase into a
+    ``Z`` population: without it such a member starts with outputs and gradients ~0.1 of the others'.
+    Every rotation block has an RY, so the rule holds for every member of the family.
+    """
+    weights = 0.1 * torch.randn(n_layers, n_qubits, _SLOT, dtype=torch.float64)
+    if embedding in PHASE_EMBEDDINGS:
+        weights[0, :, _RY] += math.pi / 2
+    return weights
+
+
 class SuperCircuit(nn.Module):
     """Shared weights of every HQNN in ``space`` (see the module docstring for the slicing rule).
 
@@ -117,9 +146,11 @@ class SuperCircuit(nn.Module):
             self.trunk, width = classical_trunk(self.n_features, hidden, dropout)
             self.projections = nn.ModuleDict({e: nn.Linear(width, _embedding_width(e, n_max))
                                               for e in space.embeddings})
-            # small angles: every member starts close to its embedding alone, a good common start
-            self.quantum_weights = nn.Parameter(0.1 * torch.randn(layers_max, n_max, _SLOT, dtype=torch.float64))
-            self.head = nn.Linear(n_max, self.n_classes)
+            self.norms = nn.ModuleDict({e: embedding_norm(e, _embedding_width(e, n_max))
+                                        for e in space.embeddings})
+            self.quantum_weights = nn.ParameterDict({e: nn.Parameter(initial_quantum_weights(e, layers_max, n_max))
+                                                     for e in space.embeddings})
+            self.heads = nn.ModuleDict({e: nn.Linear(n_max, self.n_classes) for e in space.embeddings})
 
     # --- slicing ---------------------------------------------------------------------------------
     def _check(self, arch: Architecture) -> None:
@@ -130,14 +161,21 @@ class SuperCircuit(nn.Module):
     def circuit_weights(self, arch: Architecture) -> torch.Tensor:
         """``arch``'s circuit weights (ordered as ``arch.weight_params``), a view of the shared ones."""
         self._check(arch)
-        return self.quantum_weights.reshape(-1)[_slot_index(arch, self.space.max_qubits)]
+        return self.quantum_weights[arch.embedding].reshape(-1)[_slot_index(arch, self.space.max_qubits)]
 
     def embedding_features(self, arch: Architecture, x: torch.Tensor) -> torch.Tensor:
-        """What the pre-layer gives ``arch``'s embedding (before :func:`~qiskit_qnas.model.feature_transform`)."""
+        """What the pre-layer gives ``arch``'s embedding, normalised (before
+        :func:`~qiskit_qnas.model.feature_transform`)."""
         self._check(arch)
         m = arch.n_features
         projection = self.projections[arch.embedding]
-        return nn.functional.linear(self.trunk(x), projection.weight[:m], projection.bias[:m])
+        features = nn.functional.linear(self.trunk(x), projection.weight[:m], projection.bias[:m])
+        norm = self.norms[arch.embedding]
+        if isinstance(norm, nn.BatchNorm1d):  # the first m statistics: shared by every member of the family
+            features = nn.functional.batch_norm(
+                features, norm.running_mean[:m], norm.running_var[:m], norm.weight[:m], norm.bias[:m],
+                training=self.training, momentum=norm.momentum, eps=norm.eps)
+        return features
 
     def circuit_inputs(self, arch: Architecture, x: torch.Tensor) -> torch.Tensor:
         """The circuit inputs (parameters ``x``) of ``arch`` for a batch of features."""
@@ -151,7 +189,8 @@ class SuperCircuit(nn.Module):
         else:
             inputs = self.circuit_inputs(arch, x).to(torch.float64)
             z = compiled_program(arch).expectation(inputs, self.circuit_weights(arch))
-        return nn.functional.linear(z.to(x.dtype), self.head.weight[:, :arch.n_qubits], self.head.bias)
+        head = self.heads[arch.embedding]
+        return nn.functional.linear(z.to(x.dtype), head.weight[:, :arch.n_qubits], head.bias)
 
     def extract(self, arch: Architecture, engine: str = "statevector", estimator=None) -> HQNN:
         """A standalone :class:`HQNN` of ``arch`` that inherits the shared weights (a copy)."""
@@ -159,21 +198,29 @@ class SuperCircuit(nn.Module):
         model = HQNN(arch, self.n_features, self.n_classes, hidden=self.hidden, dropout=self.dropout,
                      engine=engine, estimator=estimator)
         m, n = arch.n_features, arch.n_qubits
-        projection = self.projections[arch.embedding]
+        projection, norm, head = (part[arch.embedding] for part in (self.projections, self.norms, self.heads))
         with torch.no_grad():
             model.pre[:-1].load_state_dict(self.trunk.state_dict())
             model.pre[-1].weight.copy_(projection.weight[:m])
             model.pre[-1].bias.copy_(projection.bias[:m])
+            if isinstance(norm, nn.BatchNorm1d):
+                for name in ("weight", "bias", "running_mean", "running_var"):
+                    getattr(model.norm, name).copy_(getattr(norm, name)[:m])
+                model.norm.num_batches_tracked.copy_(norm.num_batches_tracked)
             model.quantum.weight.copy_(self.circuit_weights(arch).to(model.quantum.weight.dtype))
-            model.head.weight.copy_(self.head.weight[:, :n])
-            model.head.bias.copy_(self.head.bias)
+            model.head.weight.copy_(head.weight[:, :n])
+            model.head.bias.copy_(head.bias)
         model.eval()
         return model
 
 
-def sandwich(space: SearchSpace, rng: np.random.Generator, n_random: int) -> list[Architecture]:
-    """The members trained in one step: the largest, the smallest and ``n_random`` uniform samples."""
-    return [space.largest(rng), space.smallest(rng)] + [space.sample(rng) for _ in range(n_random)]
+def sandwich(space: SearchSpace, rng: np.random.Generator, n_random: int, step: int = 0) -> list[Architecture]:
+    """The members trained in one step: the largest and the smallest of one embedding family, the
+    families taking turns step by step (each family's weights get the same share of the steps,
+    however unlike the families' circuits are), and ``n_random`` uniform samples of the space."""
+    family = space.embeddings[step % len(space.embeddings)]
+    extremes = [dataclasses.replace(member, embedding=family) for member in (space.largest(rng), space.smallest(rng))]
+    return extremes + [space.sample(rng) for _ in range(n_random)]
 
 
 def train_supercircuit(supercircuit: SuperCircuit, X, y, epochs: int = 30, batch_size: int = 32, lr: float = 0.02,
@@ -189,8 +236,10 @@ def train_supercircuit(supercircuit: SuperCircuit, X, y, epochs: int = 30, batch
     rng = np.random.default_rng(seed)
     space = supercircuit.space
 
+    steps = iter(range(2**62))
+
     def sandwich_loss(model: SuperCircuit, X_batch: torch.Tensor, y_batch: torch.Tensor) -> torch.Tensor:
-        members = sandwich(space, rng, n_random)
+        members = sandwich(space, rng, n_random, next(steps))
         return sum(nn.functional.cross_entropy(model(X_batch, arch), y_batch) for arch in members) / len(members)
 
     def check_and_report(epoch: int, loss: float) -> None:

@@ -32,7 +32,8 @@ def supercircuit():
     torch.manual_seed(0)
     sc = SuperCircuit(SPACE, n_features=4, n_classes=3, seed=0)
     with torch.no_grad():  # spread the quantum weights so that slicing mistakes show
-        sc.quantum_weights.uniform_(-np.pi, np.pi)
+        for weights in sc.quantum_weights.values():
+            weights.uniform_(-np.pi, np.pi)
     return sc.eval()
 
 
@@ -53,8 +54,9 @@ def test_quantum_layer_equals_qiskit_statevector(supercircuit, arch):
         inputs = supercircuit.circuit_inputs(arch, x).double().numpy()
         weights = supercircuit.circuit_weights(arch).numpy()
         logits = supercircuit(x, arch).double().numpy()
-    head_w = supercircuit.head.weight.detach().double().numpy()[:, :arch.n_qubits]
-    head_b = supercircuit.head.bias.detach().double().numpy()
+    head = supercircuit.heads[arch.embedding]
+    head_w = head.weight.detach().double().numpy()[:, :arch.n_qubits]
+    head_b = head.bias.detach().double().numpy()
     for row, sample in enumerate(inputs):
         bound = arch.circuit().assign_parameters(
             dict(zip(arch.input_params, sample)) | dict(zip(arch.weight_params, weights)))
@@ -105,9 +107,9 @@ def test_deeper_and_convolutional_trunks_are_shared_inherited_and_trained(hidden
 
 def test_a_shared_weight_means_the_same_thing_in_every_candidate(supercircuit):
     ry_only = Architecture(3, 2, "angle_y", "ry", "chain")
-    rxry = Architecture(4, 2, "zz", "rxry", "full")
-    table = supercircuit.quantum_weights.detach()
+    rxry = Architecture(4, 2, "angle_y", "rxry", "full")
     for arch in (ry_only, rxry):
+        table = supercircuit.quantum_weights[arch.embedding].detach()
         weights = supercircuit.circuit_weights(arch).detach()
         for k, (layer, qubit, slot) in enumerate(weight_slots(arch)):
             assert weights[k] == table[layer, qubit, slot]
@@ -121,14 +123,18 @@ def test_gradients_reach_only_the_used_slice():
     sc = SuperCircuit(SPACE, n_features=4, n_classes=3, seed=1)
     arch = Architecture(2, 1, "angle_y", "ry", "none")
     sc(torch.randn(5, 4), arch).sum().backward()
-    grad = sc.quantum_weights.grad
+    grad = sc.quantum_weights["angle_y"].grad
     assert grad[0, :2, 1].abs().sum() > 0
     mask = torch.ones_like(grad, dtype=torch.bool)
     mask[0, :2, 1] = False
     assert grad[mask].abs().sum() == 0
-    assert sc.head.weight.grad[:, 2:].abs().sum() == 0
+    assert sc.heads["angle_y"].weight.grad[:, 2:].abs().sum() == 0
     assert sc.projections["angle_y"].weight.grad[2:].abs().sum() == 0
-    assert sc.projections["amplitude"].weight.grad is None
+    assert sc.norms["angle_y"].weight.grad[2:].abs().sum() == 0 < sc.norms["angle_y"].weight.grad[:2].abs().sum()
+    # few-shot: the other families' circuit weights, heads and projections are their own
+    for family in ("angle_x", "angle_z", "amplitude", "zz"):
+        assert sc.quantum_weights[family].grad is None and sc.heads[family].weight.grad is None
+        assert sc.projections[family].weight.grad is None
 
 
 def test_non_members_are_refused():
@@ -139,12 +145,47 @@ def test_non_members_are_refused():
         sc.extract(Architecture(2, 1, embedding="angle_x"))
 
 
-def test_sandwich_holds_the_largest_and_the_smallest():
-    members = sandwich(SPACE, np.random.default_rng(0), n_random=3)
-    assert len(members) == 5
-    assert (members[0].n_qubits, members[0].n_layers, members[0].rotation) == (4, 3, "rxryrz")
-    assert (members[1].n_qubits, members[1].n_layers, members[1].rotation) == (2, 1, "ry")
-    assert all(m in SPACE for m in members)
+def test_sandwich_holds_the_largest_and_the_smallest_and_the_families_take_turns():
+    rng = np.random.default_rng(0)
+    steps = [sandwich(SPACE, rng, n_random=3, step=step) for step in range(2 * len(SPACE.embeddings))]
+    for step, members in enumerate(steps):
+        assert len(members) == 5
+        assert (members[0].n_qubits, members[0].n_layers, members[0].rotation) == (4, 3, "rxryrz")
+        assert (members[1].n_qubits, members[1].n_layers, members[1].rotation) == (2, 1, "ry")
+        assert members[0].embedding == members[1].embedding == SPACE.embeddings[step % len(SPACE.embeddings)]
+        assert all(m in SPACE for m in members)
+
+
+@pytest.mark.parametrize("embedding", SPACE.embeddings)
+def test_every_family_starts_with_a_signal(embedding):
+    """With the initial shared weights, every family's outputs move with the input (the phase
+    embeddings included: their first RY starts at pi/2), measured on Qiskit's Statevector."""
+    sc = SuperCircuit(SPACE, n_features=4, n_classes=3, seed=0)
+    rng = np.random.default_rng(1)
+    for arch in (Architecture(3, 1, embedding, "ry", "chain"), Architecture(2, 2, embedding, "rxryrz", "none")):
+        weights = sc.circuit_weights(arch).detach().numpy()
+        samples = rng.uniform(-np.pi, np.pi, (48, arch.n_inputs)) if embedding != "amplitude" else \
+            amplitude_angles(torch.tensor(rng.normal(size=(48, arch.n_features)))).numpy()
+        z = []
+        for sample in samples:
+            bound = arch.circuit().assign_parameters(
+                dict(zip(arch.input_params, sample)) | dict(zip(arch.weight_params, weights)))
+            state = Statevector(bound)
+            z.append([state.expectation_value(o).real for o in z_observables(arch.n_qubits)])
+        assert np.std(z, axis=0).mean() > 0.25, (arch.key, np.std(z, axis=0))
+
+
+def test_batch_normalisation_statistics_are_inherited():
+    """A member's normalisation statistics are the first rows of its family's, in the SuperCircuit and
+    in the extracted HQNN, after training has moved them."""
+    X, y = load_iris(return_X_y=True)
+    sc = SuperCircuit(SearchSpace(qubits=(2, 3), layers=(1, 1), embeddings=("angle_y",)), 4, 3, seed=0)
+    train_supercircuit(sc, X, y, epochs=1, batch_size=16, seed=0)
+    norm = sc.norms["angle_y"]
+    assert norm.running_var[:2].sub(1).abs().max() > 1e-3  # trained statistics, not the defaults
+    model = sc.extract(Architecture(2, 1, "angle_y", "ry", "none"))
+    assert torch.equal(model.norm.running_mean, norm.running_mean[:2])
+    assert torch.equal(model.norm.running_var, norm.running_var[:2])
 
 
 def test_training_lowers_the_loss_and_is_deterministic():
