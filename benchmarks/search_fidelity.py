@@ -281,8 +281,8 @@ def markdown(args, context: dict) -> str:
     lines += [f"| {a} | {b} | {v} |" for a, b, v in rows_summary]
     lines += ["", "## Candidates: search estimate vs stand-alone training", "",
               f"{len(c['rows'])} of the {c['n_evaluated']} evaluated candidates ({c['n_failed']} failed): "
-              f"{args.n_candidates} at evenly spaced ranks of validation error, plus the best of every embedding "
-              "family and the chosen one (marked *).", "",
+              f"{min(args.n_candidates, c['n_evaluated'] - c['n_failed'])} at evenly spaced ranks of validation "
+              "error, plus the best of every embedding family and the chosen one (marked *).", "",
               "| architecture | generation | search val error | stand-alone test accuracy | test error | "
               "training time |", "|---|---:|---:|---:|---:|---:|"]
     for r in c["rows"]:
