@@ -20,7 +20,7 @@ help:
 	@echo "make test      run the test suite (pass pytest options with ARGS=\"-k space\")"
 	@echo "make lint      ruff check qiskit_qnas tests benchmarks"
 	@echo "make demo      run the Iris search demo (python -m qiskit_qnas.demo)"
-	@echo "make bench     run the benchmarks/*.py (not the paper reproduction), with the bench extra"
+	@echo "make bench     run the benchmarks/*.py (not the paper reproduction or search fidelity), with the bench extra"
 	@echo "make dist      build sdist and wheel into $(DIST_DIR)/"
 	@echo "make clean     remove build artefacts and caches (keeps $(VENV))"
 
@@ -51,10 +51,12 @@ lint: install
 demo: install
 	$(VENV_PY) -m qiskit_qnas.demo $(ARGS)
 
-# Runs every benchmarks/*.py except helper modules named _*.py and the paper reproduction (40+ min
-# a data set, run on its own: python benchmarks/reproduce_paper.py DATASET), with the bench extra
-# (PennyLane, for the comparison rows of engine_throughput.py).
-BENCHES := $(filter-out benchmarks/_% benchmarks/reproduce_paper.py,$(sort $(wildcard benchmarks/*.py)))
+# Runs every benchmarks/*.py except helper modules named _*.py, the paper reproduction (40+ min
+# a data set, run on its own: python benchmarks/reproduce_paper.py DATASET) and the search fidelity
+# benchmark (also one data set a run: python benchmarks/search_fidelity.py DATASET), with the bench
+# extra (PennyLane, for the comparison rows of engine_throughput.py).
+BENCHES := $(filter-out benchmarks/_% benchmarks/reproduce_paper.py benchmarks/search_fidelity.py,$(sort \
+	$(wildcard benchmarks/*.py)))
 bench: install
 	$(VENV_PY) -m pip install -q -c $(CONSTRAINTS) -e ".[bench]"
 	@if [ -z "$(BENCHES)" ]; then echo "make bench: no benchmarks/*.py yet"; fi

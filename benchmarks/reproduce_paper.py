@@ -48,10 +48,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import ClassicalAblation, accuracy
 from torch import nn
 
 from qiskit_qnas import Architecture, QNASEstimator, SearchSpace
-from qiskit_qnas.model import check_hidden, classical_pre_layer, predict_logits, train_model
+from qiskit_qnas.model import check_hidden, train_model
 from qiskit_qnas.result import SearchResult, json_default
 from qiskit_qnas.space import EMBEDDINGS, ENTANGLERS
 from qiskit_qnas.supercircuit import SuperCircuit, finetune
@@ -211,10 +212,6 @@ class Phases:
 # ------------------------------------------------------------------------------------------------
 # the phases
 # ------------------------------------------------------------------------------------------------
-def accuracy(model: nn.Module, X, y) -> float:
-    return float((predict_logits(model, X).argmax(1) == y).mean())
-
-
 def make_estimator(settings: dict, seed: int, run_dir: Path) -> QNASEstimator:
     keys = ("hidden", "batch_size", "learning_rate", "supercircuit_epochs", "finetune_epochs", "validation_size",
             "population_size", "n_generations")
@@ -335,22 +332,6 @@ def swap_phase(settings, seed, run_dir, chosen: Architecture, X_train, y_train) 
         rows["entangler"][entangler] = candidate_row(evaluate_candidate(arch, context))
         print(f"  swap entangler {arch.key}: val error {rows['entangler'][entangler]['val_error']:.4f}", flush=True)
     return rows
-
-
-class ClassicalAblation(nn.Module):
-    """The HQNN with its quantum layer replaced by ``tanh``: pre-layer -> Linear to ``n_qubits`` ->
-    tanh -> Linear head (the same classical layers and widths as the HQNN)."""
-
-    def __init__(self, n_features: int, n_qubits: int, n_classes: int, hidden, dropout: float = 0.1,
-                 seed: int = 0):
-        super().__init__()
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            self.pre = classical_pre_layer(n_features, n_qubits, hidden, dropout)
-            self.head = nn.Linear(n_qubits, n_classes)
-
-    def forward(self, x):
-        return self.head(torch.tanh(self.pre(x)))
 
 
 def scratch_quantum(settings, seed, arch, X, y, n_classes) -> nn.Module:
