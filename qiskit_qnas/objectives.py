@@ -14,8 +14,10 @@ order, in other processes or on a Dask cluster, with identical results.
   :meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`. Deterministic. The measured wall
   clock of the validation evaluation is kept beside it (``measured_seconds``) and can be the
   objective instead (``runtime_objective="measured"``).
-* ``n_subcircuits`` = number of partitions circuit cutting needs under the qubit budget
-  (:func:`qiskit_qnas.cutting.cutting_cost`); 1 when the candidate fits. ``cutting_objective``
+* ``n_subcircuits`` = the fewest devices of ``qubit_budget`` qubits that run the pieces circuit
+  cutting splits the candidate into, pieces that fit together sharing a device
+  (:func:`qiskit_qnas.cutting.cutting_cost`, ``CuttingCost.n_subcircuits``; the piece count is
+  ``n_pieces`` beside it); 1 when the candidate fits. ``cutting_objective``
   ``"subexperiments"`` or ``"overhead"`` uses log10 of the sub-experiment count or of the sampling
   overhead instead.
 """
@@ -103,16 +105,16 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
         with torch.no_grad():
             logits = model.head(torch.as_tensor(evaluation.values, dtype=torch.float32))
     except Exception as exc:  # noqa: BLE001 - any target failure is recorded with the candidate
-        return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
+        return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_subcircuits"],
                          objectives=FAILED_OBJECTIVES, failed=True, error=f"{type(exc).__name__}: {exc}",
                          attempts=getattr(exc, "attempts", 1), **common)
     y_val = np.asarray(context.y_val)
     accuracy = float((logits.argmax(1).numpy() == y_val).mean())
     val_loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y_val, dtype=torch.long)))
     val_error = 1.0 - accuracy
-    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost["n_partitions"], cost,
+    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost["n_subcircuits"], cost,
                                context.runtime_objective, context.cutting_objective)
-    return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
+    return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_subcircuits"],
                      objectives=objectives, val_accuracy=accuracy, val_loss=val_loss,
                      measured_seconds=evaluation.wall_seconds,
                      job_seconds=evaluation.job_seconds, attempts=evaluation.attempts, **common)
