@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._version import __version__
 from .cutting import _check_budget
 from .model import HQNN, check_hidden, predict_logits
-from .objectives import EvaluationContext, candidate_seed, check_objective_settings
+from .objectives import EvaluationContext, candidate_seed, check_objective_settings, target_logits
 from .parallel import evaluate_generation, resolve_executor
 from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
 from .search import run_nsga2
@@ -402,9 +402,17 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def _scale(self, X: np.ndarray) -> np.ndarray:
         return ((X - self._mean) / self._std).astype(np.float32)
 
-    def _logits(self, X, cut: bool, **cut_options) -> np.ndarray:
+    def _logits(self, X, cut: bool, on_target: bool = False, **cut_options) -> np.ndarray:
         check_is_fitted(self, "model_")
+        if cut and on_target:
+            raise ValueError("invalid cut=True with on_target=True; allowed: one of them (cut runs the pieces "
+                             "on a sampler, on_target runs the whole circuit on the search's target)")
+        if cut_options and not cut:
+            raise ValueError(f"invalid options {sorted(cut_options)} without cut=True; allowed: cut options "
+                             f"(shots, sampler, backend, ...) only with cut=True")
         X = self._scale(validate_data(self, X, dtype=np.float64, reset=False))
+        if on_target:
+            return target_logits(self.model_, self.target_, X)
         if not cut:
             return predict_logits(self.model_, X)
         from .cutting import cut_expectation_values
@@ -417,17 +425,30 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             return self.model_.head(torch.as_tensor(np.asarray(values), dtype=torch.float32)).numpy()
 
-    def predict_proba(self, X, cut: bool = False, **cut_options) -> np.ndarray:
-        """Class probabilities (softmax of the chosen model's logits); ``cut=True`` evaluates the
-        quantum layer cut into subcircuits of at most ``qubit_budget`` qubits
+    def predict_proba(self, X, cut: bool = False, on_target: bool = False, **cut_options) -> np.ndarray:
+        """Class probabilities (softmax of the chosen model's logits).
+
+        By default the quantum layer runs on the exact engine. ``on_target=True`` evaluates it on
+        the search's execution target (``target_``: Aer with a noise model, Runtime local testing
+        mode or an IBM backend), with the target's shots, seed and retries, one broadcast PUB (one
+        job) per chunk of :data:`~qiskit_qnas.objectives.TARGET_CHUNK_SAMPLES` samples, exactly as
+        the search measured the validation error; the pre-layer and head stay in torch. ``cut=True``
+        evaluates it cut into subcircuits of at most ``qubit_budget`` qubits
         (:func:`qiskit_qnas.cutting.cut_expectation_values`, options passed through)."""
-        logits = torch.as_tensor(self._logits(X, cut, **cut_options))
+        logits = torch.as_tensor(self._logits(X, cut, on_target, **cut_options))
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict(self, X, cut: bool = False, **cut_options) -> np.ndarray:
-        """Class labels of ``X`` (see :meth:`predict_proba` for ``cut``)."""
-        logits = self._logits(X, cut, **cut_options)
+    def predict(self, X, cut: bool = False, on_target: bool = False, **cut_options) -> np.ndarray:
+        """Class labels of ``X`` (see :meth:`predict_proba` for ``cut`` and ``on_target``)."""
+        logits = self._logits(X, cut, on_target, **cut_options)
         return self.classes_[logits.argmax(1)]
+
+    def score(self, X, y, sample_weight=None, on_target: bool = False) -> float:
+        """Accuracy of :meth:`predict` on ``(X, y)``; ``on_target=True``: with the quantum layer on the
+        search's execution target (the accuracy the model has where it will run)."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(X, on_target=on_target), sample_weight=sample_weight))
 
     # --- persistence --------------------------------------------------------------------------------
     def save(self, path) -> Path:
