@@ -5,6 +5,7 @@
     qnas search --dataset iris --qubits 2:4 --layers 1:2 --out runs/iris
     qnas resume runs/iris            # after a crash / kill: continues from the last generation
     qnas report runs/iris            # front table, test accuracy, (re)writes pareto.png
+    qnas report runs/iris --on-target  # + the test accuracy with the quantum layer on the run's target
     qnas export runs/iris --candidate 0 --format qasm3
 
 A run directory holds ``config.json`` (written first: every setting needed to resume, including the
@@ -331,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print the front, the test accuracy; (re)write pareto.png")
     report.add_argument("run_dir", type=Path, metavar="DIR")
     report.add_argument("--all", action="store_true", help="list every candidate, not only the front")
+    report.add_argument("--on-target", action="store_true",
+                        help="also score the chosen model on the test split with its quantum layer on the run's "
+                        "target (its shots and seed); recorded in summary.json as test_accuracy_on_target")
 
     export = commands.add_parser("export", help="write the circuit of a front member (QPY or OpenQASM 3)",
                                  description="The circuit of front member K (the # column of `qnas report`) with "
@@ -628,6 +632,8 @@ def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool 
         print(f"chosen: {best.architecture.key}  (validation error {best.val_error:.4f})")
     if summary is not None:
         print(f"test accuracy: {summary['test_accuracy']:.4f}  ({summary.get('n_test', '?')} samples)")
+        if "test_accuracy_on_target" in summary:
+            print(f"test accuracy on {summary['on_target']}: {summary['test_accuracy_on_target']:.4f}")
     else:
         print("test accuracy: not scored yet (the run is not finished: `qnas resume DIR` completes it)")
     print(f"run directory: {run_dir}")
@@ -683,12 +689,44 @@ def cmd_resume(args) -> int:
     return _fit_and_score(estimator, data, run_dir, args, started)
 
 
+def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
+    """Test accuracy of a finished run's chosen model (``model.pt``) with its quantum layer on the
+    run's target, and the target's name: the target is resolved from ``config.json`` as the search
+    resolved it; the pre-layer and head run in torch
+    (:func:`qiskit_qnas.objectives.target_logits`)."""
+    import numpy as np
+    import torch
+
+    from .model import HQNN
+    from .objectives import target_logits
+    from .space import Architecture
+
+    _run_dir(run_dir, "model.pt")
+    estimator, data = prepare(_load_config(run_dir))
+    saved = torch.load(run_dir / "model.pt", weights_only=True)
+    mean, std, classes = np.asarray(saved["mean"]), np.asarray(saved["std"]), np.asarray(saved["classes"])
+    model = HQNN(Architecture.from_dict(saved["architecture"]), len(mean), len(classes), hidden=estimator.hidden,
+                 dropout=estimator.dropout)
+    model.load_state_dict(saved["state"])
+    X = ((np.asarray(data.X_test, dtype=np.float64) - mean) / std).astype(np.float32)
+    with estimator.resolve_target() as target:
+        logits = target_logits(model, target, X)
+        name = target.name
+    return float(np.mean(classes[logits.argmax(1)] == np.asarray(data.y_test))), name
+
+
 def cmd_report(args) -> int:
     from .result import SearchResult
 
     run_dir = _run_dir(args.run_dir, "result.json")
     result = SearchResult.load(run_dir)
     summary = _read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
+    if getattr(args, "on_target", False):
+        if summary is None:
+            raise UsageError("--on-target: the run is not finished (no summary.json: `qnas resume DIR` completes "
+                             "it); allowed: a finished run")
+        summary["test_accuracy_on_target"], summary["on_target"] = on_target_accuracy(run_dir)
+        _write_json(run_dir / SUMMARY, summary)
     result.plot_pareto(run_dir / "pareto.png")
     import matplotlib.pyplot as plt
 

@@ -199,8 +199,6 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
         Every argument and the data are checked before any work starts.
         """
-        from .targets import ExecutionTarget, resolve_target
-
         self._check_params()
         space = self._space()
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
@@ -212,16 +210,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if counts.min() < 2:
             raise ValueError(f"every class needs at least 2 samples for the stratified validation split; "
                              f"class {encoder.classes_[counts.argmin()]!r} has {counts.min()}")
-        if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
-            if self.max_concurrent_jobs != 1:
-                raise ValueError(f"invalid max_concurrent_jobs={self.max_concurrent_jobs!r} with a configured target; "
-                                 f"allowed: 1 (set it on the target: RuntimeTarget(..., max_concurrent_jobs=N))")
-            target = self.backend
-        else:
-            target = resolve_target(self.backend, mode=self.target_mode, shots=self.shots,
-                                    seed=self._seed_or_zero(), optimization_level=self.optimization_level,
-                                    reference_backend=self.reference_backend,
-                                    max_concurrent_jobs=self.max_concurrent_jobs)
+        target = self.resolve_target()
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
         executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
         seed = self._seed()
@@ -277,6 +266,21 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if run_dir is not None:
             self.save(run_dir)
         return self
+
+    def resolve_target(self):
+        """The :class:`~qiskit_qnas.targets.ExecutionTarget` ``fit`` evaluates on (and ``on_target``
+        predictions run on): ``backend`` itself when it is a configured target, else
+        :func:`~qiskit_qnas.targets.resolve_target` of this estimator's settings."""
+        from .targets import ExecutionTarget, resolve_target
+
+        if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
+            if self.max_concurrent_jobs != 1:
+                raise ValueError(f"invalid max_concurrent_jobs={self.max_concurrent_jobs!r} with a configured target; "
+                                 f"allowed: 1 (set it on the target: RuntimeTarget(..., max_concurrent_jobs=N))")
+            return self.backend
+        return resolve_target(self.backend, mode=self.target_mode, shots=self.shots, seed=self._seed_or_zero(),
+                              optimization_level=self.optimization_level, reference_backend=self.reference_backend,
+                              max_concurrent_jobs=self.max_concurrent_jobs)
 
     def _seed_or_zero(self) -> int | None:
         return None if self.random_state is None else self._seed()

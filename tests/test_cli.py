@@ -73,6 +73,30 @@ def test_report_prints_the_front_and_rewrites_the_plot(run, capsys):
     assert (out / "pareto.png").stat().st_size > 0
 
 
+def test_report_on_target_scores_the_chosen_model_on_the_runs_target(run, capsys):
+    out, _ = run
+    assert main(["report", str(out), "--on-target"]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    # the run's target is the exact one: the quantum layer there gives the plain test accuracy
+    assert summary["on_target"] == "statevector"
+    assert summary["test_accuracy_on_target"] == summary["test_accuracy"]
+    assert f"test accuracy on statevector: {summary['test_accuracy']:.4f}" in text
+
+
+def test_report_on_target_of_an_aer_run_records_the_noisy_accuracy(tmp_path, capsys):
+    out = tmp_path / "aer"
+    args = [*TINY, "--population", "2", "--generations", "1", "--target", "aer:fake_manila", "--shots", "1024"]
+    assert main(["search", *args, "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out), "--on-target"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["on_target"] == "aer:fake_manila" and 0 <= summary["test_accuracy_on_target"] <= 1
+    first = summary["test_accuracy_on_target"]
+    assert main(["report", str(out), "--on-target"]) == 0  # seeded shots: the same accuracy again
+    assert json.loads((out / "summary.json").read_text())["test_accuracy_on_target"] == first
+    capsys.readouterr()
+
+
 def test_resume_of_a_complete_run_only_reports(run, capsys):
     out, _ = run
     before = (out / "result.json").stat().st_mtime_ns
