@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                     mark = "=" if cost.exact else ("~ bj" if cost.stopped_by == "max_backjumps"
                                                    else f"~ {cost.stopped_by}")
                     row = (f"| {name} | {n} | {layers} | {budget} | {cost.n_gate_cuts} | {cost.n_wire_cuts} "
-                           f"| {cost.n_pieces} | {cost.n_subcircuits} | {big(cost.n_subexperiments, cost.log10_subexperiments)} "
+                           f"| {cost.n_pieces} | {cost.n_subcircuits} "
+                           f"| {big(cost.n_subexperiments, cost.log10_subexperiments)} "
                            f"| {big(cost.sampling_overhead, cost.log10_sampling_overhead)} | {mark} "
                            f"| {seconds:.2f} |")
                     lines.append(row)

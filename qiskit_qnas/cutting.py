@@ -81,7 +81,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from qiskit.circuit import ClassicalRegister, CircuitInstruction, Gate, ParameterExpression, QuantumCircuit
+from qiskit.circuit import CircuitInstruction, ClassicalRegister, Gate, ParameterExpression, QuantumCircuit
 from qiskit.quantum_info import Pauli, PauliList, SparsePauliOp
 from qiskit_addon_cutting import (
     DeviceConstraints,

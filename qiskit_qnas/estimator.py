@@ -98,6 +98,11 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         max_concurrent_jobs: on IBM Runtime (and its local testing mode), how many candidates'
             jobs are in flight at once in the search's one ``Batch`` (default 1). Results equal the
             one-at-a-time run's.
+        runtime_options: IBM Runtime error suppression and mitigation (Runtime targets only), e.g.
+            ``{"resilience_level": 1, "twirling": {"enable_gates": True, "num_randomizations": 8},
+            "dynamical_decoupling": {"enable": True, "sequence_type": "XY4"}}``; keys and values
+            are those of :func:`qiskit_qnas.targets.check_runtime_options`, checked before any
+            work. The runtime proxy counts the circuits and shots they add.
         checkpoint_dir: a directory for the SuperCircuit weights, a checkpoint after every
             generation and the result; an interrupted ``fit`` with the same settings resumes there.
         random_state: seed of everything random (int), or None.
@@ -115,7 +120,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  selection: str | Callable = "min_error", max_subcircuits: int | None = None,
                  max_runtime: float | None = None, reference_backend=None, optimization_level: int = 1,
                  executor=None, n_jobs: int | None = None, max_concurrent_jobs: int = 1,
-                 checkpoint_dir: str | None = None,
+                 runtime_options: dict | None = None, checkpoint_dir: str | None = None,
                  random_state: int | None = None, verbose: int = 1, callback: Callable | None = None):
         self.search_space = search_space
         self.qubit_budget = qubit_budget
@@ -145,6 +150,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.executor = executor
         self.n_jobs = n_jobs
         self.max_concurrent_jobs = max_concurrent_jobs
+        self.runtime_options = runtime_options
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
@@ -274,13 +280,15 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         from .targets import ExecutionTarget, resolve_target
 
         if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
-            if self.max_concurrent_jobs != 1:
-                raise ValueError(f"invalid max_concurrent_jobs={self.max_concurrent_jobs!r} with a configured target; "
-                                 f"allowed: 1 (set it on the target: RuntimeTarget(..., max_concurrent_jobs=N))")
+            for name, value, default in (("max_concurrent_jobs", self.max_concurrent_jobs, 1),
+                                         ("runtime_options", self.runtime_options, None)):
+                if value != default:
+                    raise ValueError(f"invalid {name}={value!r} with a configured target; allowed: {default} "
+                                     f"(set it on the target: RuntimeTarget(..., {name}=...))")
             return self.backend
         return resolve_target(self.backend, mode=self.target_mode, shots=self.shots, seed=self._seed_or_zero(),
                               optimization_level=self.optimization_level, reference_backend=self.reference_backend,
-                              max_concurrent_jobs=self.max_concurrent_jobs)
+                              max_concurrent_jobs=self.max_concurrent_jobs, runtime_options=self.runtime_options)
 
     def _seed_or_zero(self) -> int | None:
         return None if self.random_state is None else self._seed()
@@ -392,6 +400,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in self.get_params().items()
                   if isinstance(v, (int, float, str, bool, type(None))) and k != "search_space"}
         return {"search_space": space.to_dict(), "target": target.name, "seed": seed, "n_features": self.n_features_in_,
+                "runtime_options": dict(getattr(target, "runtime_options", {})),
                 "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_], "params": params,
                 "version": __version__}
 

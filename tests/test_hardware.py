@@ -179,3 +179,26 @@ def test_on_target_with_the_exact_target_equals_plain_prediction():
         est.predict(X_TEST, cut=True, on_target=True)
     with pytest.raises(ValueError, match="without cut=True"):
         est.predict(X_TEST, shots=100)
+
+
+def test_search_in_runtime_local_testing_mode_with_mitigation_and_twirling(tmp_path):
+    options = {"resilience_level": 1, "twirling": {"enable_gates": True, "enable_measure": True,
+                                                   "num_randomizations": 4}}
+    settings = dict(search_space=SearchSpace(qubits=(2, 2), layers=(1, 1)), qubit_budget=2, population_size=2,
+                    n_generations=1, supercircuit_epochs=2, finetune_epochs=0, final_epochs=0,
+                    validation_size=0.1, verbose=0, random_state=0)
+    est = QNASEstimator(backend=FakeManilaV2(), target_mode="runtime", shots=256, runtime_options=options,
+                        checkpoint_dir=str(tmp_path), **settings).fit(X_TRAIN, Y_TRAIN)
+    assert est.target_.primitive().options.resilience_level == 1
+    assert all(not c.failed for c in est.result_.candidates)
+    for c in est.result_.candidates:  # TREX calibration and 4 randomizations of 64 shots counted in the proxy
+        assert c.runtime["executions_per_circuit"] == 256 and c.runtime["calibration_executions"] == 4 * 64
+    assert est.result_.config["runtime_options"] == options
+    # other options: the checkpoint of this run is not reused
+    again = QNASEstimator(backend=FakeManilaV2(), target_mode="runtime", shots=256, runtime_options={},
+                          **settings)
+    assert again._fingerprint(est._space(), est.target_, X_TRAIN, Y_TRAIN, 0) != \
+        est._fingerprint(est._space(), est.target_, X_TRAIN, Y_TRAIN, 0)
+    with pytest.raises(ValueError, match="runtime_options=.*non-Runtime target"):
+        QNASEstimator(backend=FakeManilaV2(), target_mode="aer", runtime_options=options, **settings).fit(
+            X_TRAIN, Y_TRAIN)
