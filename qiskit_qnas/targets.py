@@ -13,7 +13,8 @@
   ``AerSimulator.from_backend(backend)`` (``mode="aer"``);
 * an ``IBMBackend`` -> :class:`RuntimeTarget`: the client-side
   ``qiskit_ibm_runtime.executor_estimator.Estimator`` inside a Runtime ``Batch`` (a ``Session`` with
-  ``session=True``), ``resilience_level`` set explicitly (default 0).
+  ``session=True``), ``resilience_level`` set explicitly (default 0), and Runtime's error
+  suppression and mitigation settings from ``runtime_options`` (:func:`check_runtime_options`).
 
 Every primitive call sends **one PUB**: the candidate's ISA circuit (``generate_preset_pass_manager``
 for the executing backend, fixed ``seed_transpiler``), the observables ``Z_i`` with the layout
@@ -36,7 +37,14 @@ the median of the target's positive one-qubit (two-qubit, measure) durations, or
 1 us) when the target has none. The ISA circuit has no measurements, so one measurement of every
 logical qubit (at its final physical position) ends the path. ``shots`` is the target's shots, or
 :data:`DEFAULT_PROXY_SHOTS` (4096) on exact targets; ``n_circuits`` is the number of parameter sets
-evaluated (one per validation sample).
+evaluated (one per validation sample). On a :class:`RuntimeTarget` the options' extra executions
+are counted (:meth:`RuntimeTarget.mitigation_plan`)::
+
+    seconds = n_circuits * critical_path_seconds * F * R * s  +  R_trex * s * measure_seconds
+
+with ``R`` randomizations of ``s`` shots each (``R = 1, s = shots`` without twirling), ``F`` ZNE
+noise factors (1 without ZNE) and ``R_trex`` randomizations of the TREX readout-calibration
+circuit (0 without measurement mitigation), one per job, lasting one measurement.
 """
 
 from __future__ import annotations
