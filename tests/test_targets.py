@@ -91,7 +91,9 @@ def test_runtime_estimate_deterministic_and_recomputed(manila):
     assert first.depth == isa.depth()
     assert first.n_two_qubit_gates == sum(inst.operation.num_qubits == 2 for inst in isa.data) > 0
     assert set(first.to_dict()) == {"seconds", "critical_path_seconds", "depth", "two_qubit_depth",
-                                    "n_two_qubit_gates", "shots", "n_circuits", "backend_name"}
+                                    "n_two_qubit_gates", "shots", "n_circuits", "backend_name",
+                                    "executions_per_circuit", "calibration_executions"}
+    assert (first.executions_per_circuit, first.calibration_executions) == (DEFAULT_PROXY_SHOTS, 0)
 
 
 def test_more_cx_means_larger_proxy():
