@@ -1,4 +1,4 @@
-"""Cutting cost of QNAS candidates under a qubit budget: cuts, partitions, sub-experiments, overhead, time.
+"""Cutting cost of QNAS candidates under a qubit budget: cuts, pieces, devices, sub-experiments, overhead, time.
 
 For entanglers {none, odd, even, all r=1, all r=2, chain, full} x qubits {4, 6, 8, 10} x layers
 {1, 2, 3} at budgets {2, 3, 4, 5} (embedding angle_y, rotation ry), runs
@@ -57,16 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         f"qiskit-addon-cutting {version('qiskit-addon-cutting')}.",
         "",
         "cuts = gate cuts + wire cuts chosen by `find_cuts` under "
-        "`DeviceConstraints(qubits_per_subcircuit=budget)`; partitions = subcircuits after "
-        "`partition_problem` (each within the budget); sub-experiments = prod over cuts of the QPD "
-        "terms (6 per gate, 8 per wire cut) x commuting observable groups summed over partitions (the "
-        "outputs Z_i: 1 group per partition); overhead = prod of kappa^2 (9 per gate, 16 per wire cut). "
+        "`DeviceConstraints(qubits_per_subcircuit=budget)`; pieces = partitions after "
+        "`partition_problem` (each within the budget); devices = the fewest devices of `budget` qubits "
+        "that hold the pieces (`n_subcircuits`); sub-experiments = prod over cuts of the QPD "
+        "terms (6 per gate, 8 per wire cut) x commuting observable groups summed over pieces (the "
+        "outputs Z_i: 1 group per piece); overhead = prod of kappa^2 (9 per gate, 16 per wire cut). "
         "exact: `=` proven minimum overhead, `~` achievable upper bound (search stopped by a bound: "
         "`bj` backjump budget, `time` the time limit).",
         "",
-        "| entangler | qubits | layers | budget | gate cuts | wire cuts | partitions | sub-experiments "
-        "| overhead | exact | time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
+        "| entangler | qubits | layers | budget | gate cuts | wire cuts | pieces | devices "
+        "| sub-experiments | overhead | exact | time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
     ]
     print("\n".join(lines), flush=True)
     worst, worst_entry, over, n_inexact, n_entries = 0.0, "", [], 0, 0
@@ -90,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                     mark = "=" if cost.exact else ("~ bj" if cost.stopped_by == "max_backjumps"
                                                    else f"~ {cost.stopped_by}")
                     row = (f"| {name} | {n} | {layers} | {budget} | {cost.n_gate_cuts} | {cost.n_wire_cuts} "
-                           f"| {cost.n_partitions} | {big(cost.n_subexperiments, cost.log10_subexperiments)} "
+                           f"| {cost.n_pieces} | {cost.n_subcircuits} "
+                           f"| {big(cost.n_subexperiments, cost.log10_subexperiments)} "
                            f"| {big(cost.sampling_overhead, cost.log10_sampling_overhead)} | {mark} "
                            f"| {seconds:.2f} |")
                     lines.append(row)

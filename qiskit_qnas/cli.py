@@ -5,6 +5,7 @@
     qnas search --dataset iris --qubits 2:4 --layers 1:2 --out runs/iris
     qnas resume runs/iris            # after a crash / kill: continues from the last generation
     qnas report runs/iris            # front table, test accuracy, (re)writes pareto.png
+    qnas report runs/iris --on-target  # + the test accuracy with the quantum layer on the run's target
     qnas export runs/iris --candidate 0 --format qasm3
 
 A run directory holds ``config.json`` (written first: every setting needed to resume, including the
@@ -43,13 +44,16 @@ CONFIG_FORMAT = 1
 DATASETS = ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TARGET_SYNTAX = "statevector, aer, aer:<fake backend>, runtime:<fake backend>, ibm:<backend name>"
+TWIRLING_CHOICES = ("none", "gates", "measure", "all")
+DD_CHOICES = ("XX", "XpXm", "XY4")
 
 #: estimator parameter -> command-line flag (for error messages raised by the library)
 PARAM_FLAGS = {
     "qubit_budget": "--qubit-budget", "population_size": "--population", "n_generations": "--generations",
     "supercircuit_epochs": "--supercircuit-epochs", "finetune_epochs": "--finetune-epochs",
     "final_epochs": "--final-epochs", "batch_size": "--batch-size", "learning_rate": "--learning-rate",
-    "shots": "--shots", "max_concurrent_jobs": "--max-concurrent-jobs", "cut_time_limit": "--cut-time-limit",
+    "shots": "--shots", "max_concurrent_jobs": "--max-concurrent-jobs",
+    "runtime_options": "--resilience-level/--twirling/--dynamical-decoupling", "cut_time_limit": "--cut-time-limit",
     "cutting_objective": "--cutting-objective",
     "runtime_objective": "--runtime-objective", "selection": "--selection", "qubits": "--qubits",
     "layers": "--layers", "embeddings": "--embeddings", "embedding": "--embeddings", "rotations": "--rotations",
@@ -291,6 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
     objectives.add_argument("--shots", type=_int_at_least(1), metavar="N", help="shots per circuit on aer/runtime")
     objectives.add_argument("--max-concurrent-jobs", type=_int_at_least(1), default=1, metavar="N",
                             help="runtime/ibm targets: candidates' jobs in flight at once in the one Batch (default 1)")
+    mitigation = search.add_argument_group(
+        "IBM Runtime error suppression and mitigation (runtime:<fake backend> and ibm:<name> targets)")
+    mitigation.add_argument("--resilience-level", type=_choice(("0", "1", "2")), metavar="{0,1,2}",
+                            help="Runtime resilience level (default 0; 1: TREX readout mitigation with measurement "
+                            "twirling, 2: also ZNE and gate twirling)")
+    mitigation.add_argument("--twirling", type=_choice(TWIRLING_CHOICES),
+                            metavar="{" + ",".join(TWIRLING_CHOICES) + "}",
+                            help="Pauli twirling of two-qubit gates, measurements, both, or none (default: the "
+                            "resilience level's)")
+    mitigation.add_argument("--twirling-randomizations", type=_int_at_least(1), metavar="N",
+                            help="twirled randomizations per circuit (default: Runtime's 'auto')")
+    mitigation.add_argument("--dynamical-decoupling", type=_choice(DD_CHOICES),
+                            metavar="{" + ",".join(DD_CHOICES) + "}",
+                            help="insert this dynamical decoupling sequence in idle periods (default: off)")
     objectives.add_argument("--cut-time-limit", type=_positive_float, default=5.0, metavar="SECONDS",
                             help="cap on every cut-finding call (default 5)")
     objectives.add_argument("--cutting-objective", type=_choice(("subcircuits", "subexperiments", "overhead")),
@@ -331,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print the front, the test accuracy; (re)write pareto.png")
     report.add_argument("run_dir", type=Path, metavar="DIR")
     report.add_argument("--all", action="store_true", help="list every candidate, not only the front")
+    report.add_argument("--on-target", action="store_true",
+                        help="also score the chosen model on the test split with its quantum layer on the run's "
+                        "target (its shots and seed); recorded in summary.json as test_accuracy_on_target")
 
     export = commands.add_parser("export", help="write the circuit of a front member (QPY or OpenQASM 3)",
                                  description="The circuit of front member K (the # column of `qnas report`) with "
@@ -528,8 +549,33 @@ def _settings_from_args(args) -> dict[str, Any]:
         "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
         "selection": args.selection, "random_state": args.seed, "max_concurrent_jobs": args.max_concurrent_jobs,
     }
+    runtime_options = _runtime_options(args)
+    if runtime_options:
+        estimator["runtime_options"] = runtime_options
     return {"dataset": _dataset_settings(args), "search_space": space.to_dict(), "target": args.target,
             "estimator": estimator}
+
+
+def _runtime_options(args) -> dict[str, Any]:
+    """``QNASEstimator(runtime_options=...)`` of the mitigation flags (only the flags given)."""
+    options: dict[str, Any] = {}
+    if args.resilience_level is not None:
+        options["resilience_level"] = int(args.resilience_level)
+    twirling: dict[str, Any] = {}
+    if args.twirling is not None:
+        twirling = {"enable_gates": args.twirling in ("gates", "all"),
+                    "enable_measure": args.twirling in ("measure", "all")}
+    if args.twirling_randomizations is not None:
+        twirling["num_randomizations"] = args.twirling_randomizations
+    if twirling:
+        options["twirling"] = twirling
+    if args.dynamical_decoupling is not None:
+        options["dynamical_decoupling"] = {"enable": True, "sequence_type": args.dynamical_decoupling}
+    if options and not args.target.startswith(("runtime:", "ibm:")):
+        raise UsageError(f"--resilience-level/--twirling/--twirling-randomizations/--dynamical-decoupling: not "
+                         f"supported with --target {args.target}; allowed: a Runtime target (runtime:<fake backend>, "
+                         f"ibm:<name>)")
+    return options
 
 
 def make_estimator(config: dict[str, Any], run_dir: Path | None, verbose: int = 1, executor=None):
@@ -545,8 +591,6 @@ def make_estimator(config: dict[str, Any], run_dir: Path | None, verbose: int = 
 
 def prepare(config: dict[str, Any]):
     """Everything a run needs, checked: ``(estimator, dataset)``; raises :class:`UsageError`."""
-    from .targets import resolve_target
-
     try:
         estimator = make_estimator(config, None, verbose=0)
     except ValueError as exc:
@@ -562,9 +606,7 @@ def prepare(config: dict[str, Any]):
         raise UsageError(f"--shots: invalid value {estimator.shots} with --target statevector (exact simulation); "
                          "allowed: omit it, or a sampling target (aer, aer:<fake>, runtime:<fake>, ibm:<name>)")
     try:
-        target = resolve_target(estimator.backend, mode=estimator.target_mode, shots=estimator.shots,
-                                seed=estimator.random_state, optimization_level=estimator.optimization_level,
-                                max_concurrent_jobs=estimator.max_concurrent_jobs)
+        target = estimator.resolve_target()
     except ValueError as exc:
         message = _library_error(exc, "--target")
         raise UsageError(message if message.startswith("--") else f"--target: {message}") from None
@@ -628,6 +670,8 @@ def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool 
         print(f"chosen: {best.architecture.key}  (validation error {best.val_error:.4f})")
     if summary is not None:
         print(f"test accuracy: {summary['test_accuracy']:.4f}  ({summary.get('n_test', '?')} samples)")
+        if "test_accuracy_on_target" in summary:
+            print(f"test accuracy on {summary['on_target']}: {summary['test_accuracy_on_target']:.4f}")
     else:
         print("test accuracy: not scored yet (the run is not finished: `qnas resume DIR` completes it)")
     print(f"run directory: {run_dir}")
@@ -689,12 +733,44 @@ def cmd_resume(args) -> int:
     return _fit_and_score(estimator, data, run_dir, args, started)
 
 
+def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
+    """Test accuracy of a finished run's chosen model (``model.pt``) with its quantum layer on the
+    run's target, and the target's name: the target is resolved from ``config.json`` as the search
+    resolved it; the pre-layer and head run in torch
+    (:func:`qiskit_qnas.objectives.target_logits`)."""
+    import numpy as np
+    import torch
+
+    from .model import HQNN
+    from .objectives import target_logits
+    from .space import Architecture
+
+    _run_dir(run_dir, "model.pt")
+    estimator, data = prepare(_load_config(run_dir))
+    saved = torch.load(run_dir / "model.pt", weights_only=True)
+    mean, std, classes = np.asarray(saved["mean"]), np.asarray(saved["std"]), np.asarray(saved["classes"])
+    model = HQNN(Architecture.from_dict(saved["architecture"]), len(mean), len(classes), hidden=estimator.hidden,
+                 dropout=estimator.dropout)
+    model.load_state_dict(saved["state"])
+    X = ((np.asarray(data.X_test, dtype=np.float64) - mean) / std).astype(np.float32)
+    with estimator.resolve_target() as target:
+        logits = target_logits(model, target, X)
+        name = target.name
+    return float(np.mean(classes[logits.argmax(1)] == np.asarray(data.y_test))), name
+
+
 def cmd_report(args) -> int:
     from .result import SearchResult
 
     run_dir = _run_dir(args.run_dir, "result.json")
     result = SearchResult.load(run_dir)
     summary = _read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
+    if getattr(args, "on_target", False):
+        if summary is None:
+            raise UsageError("--on-target: the run is not finished (no summary.json: `qnas resume DIR` completes "
+                             "it); allowed: a finished run")
+        summary["test_accuracy_on_target"], summary["on_target"] = on_target_accuracy(run_dir)
+        _write_json(run_dir / SUMMARY, summary)
     result.plot_pareto(run_dir / "pareto.png")
     import matplotlib.pyplot as plt
 

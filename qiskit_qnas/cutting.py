@@ -4,14 +4,28 @@ Two jobs, both built on qiskit-addon-cutting:
 
 * :func:`cutting_cost` — *what would it take* to run an architecture on devices of ``qubit_budget``
   qubits: the cuts ``find_cuts`` picks under ``DeviceConstraints(qubits_per_subcircuit=budget)``,
-  the number of partitions (the QNAS paper's "number of subcircuits"), the number of
+  the pieces (partitions) the cut circuit falls into, the fewest devices of ``qubit_budget`` qubits
+  that hold those pieces (the "number of subcircuits", see Devices below), the number of
   sub-experiments ``generate_cutting_experiments`` would produce, and the sampling overhead. It is
   the search's third objective, so it must be cheap (cached), bounded in time (dense entanglers make
   the cut-finder's best-first search explode) and never enumerate the 6^k QPD terms of k cuts.
 * :func:`cut_expectation_values` — actually *run* the candidate cut: the same cut locations applied
-  to the circuit with its real parameters, the sub-experiments of all samples executed as one
-  batched sampler job (Aer, or IBM Runtime on a backend with ISA-transpiled circuits; or simulated
-  exactly with ``shots=None``), and ``<Z_i>`` reconstructed with ``reconstruct_expectation_values``.
+  to the circuit with its real parameters, the sub-experiments of the pieces packed on one device
+  merged into one circuit, those of all samples executed as one batched sampler job (Aer, or IBM
+  Runtime on a backend with ISA-transpiled circuits; or simulated exactly with ``shots=None``),
+  and ``<Z_i>`` reconstructed with ``reconstruct_expectation_values``.
+
+Devices
+-------
+The pieces of a cut circuit are independent circuits, so any of them whose widths add up to at
+most ``qubit_budget`` run side by side on one device. ``n_subcircuits`` is the fewest devices
+(bins of ``qubit_budget`` qubits) that hold the pieces' widths: a bin packing, solved exactly
+(first-fit decreasing when it meets the lower bound ``ceil(sum of widths / budget)``, otherwise a
+dynamic programme over subsets of pieces, up to :data:`EXACT_PACKING_PIECES` pieces; beyond that
+first-fit decreasing, an upper bound). Hence a circuit that fits needs 1 device, a product circuit
+of n qubits (n one-qubit pieces) ``ceil(n / budget)``, and every circuit of n qubits at least
+``ceil(n / budget)`` (wire cuts only add qubits), so a circuit that needs no cut never needs more
+devices than one of the same width that does. ``n_pieces`` is the number of pieces itself.
 
 Counting formula
 ----------------
@@ -67,7 +81,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from qiskit.circuit import CircuitInstruction, Gate, ParameterExpression, QuantumCircuit
+from qiskit.circuit import CircuitInstruction, ClassicalRegister, Gate, ParameterExpression, QuantumCircuit
 from qiskit.quantum_info import Pauli, PauliList, SparsePauliOp
 from qiskit_addon_cutting import (
     DeviceConstraints,
@@ -89,6 +103,7 @@ from .space import Architecture
 __all__ = [
     "CuttingCost",
     "cutting_cost",
+    "pack_pieces",
     "cut_expectation_values",
     "worst_case_circuit",
     "apply_cuts",
@@ -114,6 +129,8 @@ _NONZERO_ATOL = 1e-14
 BACKJUMPS_PER_SECOND = 400
 #: seconds kept back from ``time_limit`` for the work after the search (partitioning, counting)
 _POST_RESERVE = 0.15
+#: up to this many pieces, the device packing is solved exactly over subsets (2^14 states)
+EXACT_PACKING_PIECES = 14
 
 
 # ------------------------------------------------------------------------------------------------
@@ -127,8 +144,11 @@ class CuttingCost:
         n_subexperiments: circuits ``generate_cutting_experiments`` would produce with exact QPD
             weights: ``n_qpd_terms * n_observable_groups`` (see the module docstring). A Python
             int, possibly astronomically large (``log10_subexperiments`` holds its log).
-        n_partitions: number of subcircuits the cut circuit separates into (the QNAS paper's
-            "number of subcircuits"), each at most ``qubit_budget`` qubits; 1 when it fits.
+        n_subcircuits: the fewest devices of ``qubit_budget`` qubits that run the cut circuit's
+            pieces, pieces that fit together sharing a device (the "number of subcircuits", see
+            Devices in the module docstring); 1 when it fits.
+        n_pieces: number of pieces (connected partitions) the cut circuit separates into, each at
+            most ``qubit_budget`` qubits; 1 when it fits.
         sampling_overhead: product of ``kappa^2`` over the cuts (9 per CX cut, 16 per wire cut);
             ``inf`` if it overflows a float (``log10_sampling_overhead`` stays finite).
         exact: True when the cut-finder proved the overhead minimal (or nothing had to be cut);
@@ -140,7 +160,9 @@ class CuttingCost:
         n_gate_cuts, n_wire_cuts: counts of the two kinds of cuts.
         seconds: wall time spent computing this cost (not the time of a cache hit).
         qubit_budget, n_qubits: the budget asked for and the circuit's width.
-        partition_widths: qubits of each partition (wire cuts add a qubit to a partition).
+        partition_widths: qubits of each piece (wire cuts add a qubit to a piece).
+        packing: the pieces on each device, as indices into ``partition_widths`` (one tuple per
+            device, ``n_subcircuits`` of them).
         n_qpd_terms: joint QPD terms, ``prod_c T(c)``.
         n_observable_groups: commuting observable groups summed over partitions.
         stopped_by: None when the search completed; ``"max_backjumps"``, ``"time_limit"`` or
@@ -149,7 +171,8 @@ class CuttingCost:
     """
 
     n_subexperiments: int
-    n_partitions: int
+    n_subcircuits: int
+    n_pieces: int
     sampling_overhead: float
     exact: bool
     cuts: tuple = ()
@@ -159,6 +182,7 @@ class CuttingCost:
     qubit_budget: int = 0
     n_qubits: int = 0
     partition_widths: tuple = ()
+    packing: tuple = ()
     n_qpd_terms: int = 1
     n_observable_groups: int = 1
     log10_subexperiments: float = 0.0
@@ -180,6 +204,7 @@ class CuttingCost:
         data = asdict(self)
         data["cuts"] = [list(c) for c in self.cuts]
         data["partition_widths"] = list(self.partition_widths)
+        data["packing"] = [list(device) for device in self.packing]
         for key in ("sampling_overhead", "search_overhead"):
             value = data[key]
             if value is not None and not math.isfinite(value):
@@ -191,6 +216,7 @@ class CuttingCost:
         data = dict(data)
         data["cuts"] = tuple(tuple(c) for c in data.get("cuts", ()))
         data["partition_widths"] = tuple(data.get("partition_widths", ()))
+        data["packing"] = tuple(tuple(device) for device in data.get("packing", ()))
         data["n_subexperiments"] = int(data["n_subexperiments"])
         if data.get("sampling_overhead") is None:
             data["sampling_overhead"] = _pow10(data.get("log10_sampling_overhead", math.inf))
@@ -375,10 +401,75 @@ def _count(cut_qc: QuantumCircuit, original: QuantumCircuit, paulis: PauliList) 
     log10_overhead = sum(math.log10(b.overhead) for b in bases)
     overhead = math.prod(float(b.overhead) for b in bases) if log10_overhead < 300 else math.inf
     return {"n_qpd_terms": terms, "n_observable_groups": groups, "n_subexperiments": terms * groups,
-            "n_partitions": len(subcircuits),
             "partition_widths": tuple(subcircuits[label].num_qubits for label in subcircuits),
             "sampling_overhead": overhead, "log10_sampling_overhead": log10_overhead,
             "log10_subexperiments": _log10(terms) + _log10(groups)}
+
+
+def _first_fit_decreasing(widths: Sequence[int], budget: int) -> list[list[int]]:
+    devices: list[list[int]] = []
+    free: list[int] = []
+    for piece in sorted(range(len(widths)), key=lambda i: (-widths[i], i)):
+        for d, room in enumerate(free):
+            if widths[piece] <= room:
+                devices[d].append(piece)
+                free[d] -= widths[piece]
+                break
+        else:
+            devices.append([piece])
+            free.append(budget - widths[piece])
+    return devices
+
+
+def _exact_packing(widths: Sequence[int], budget: int) -> list[list[int]]:
+    """Fewest bins by dynamic programming over subsets: ``best[mask]`` is the lexicographically
+    smallest (bins used, fill of the last bin) that packs the pieces of ``mask`` one at a time, the
+    last bin being the open one (exact: every packing is some order of its pieces, bin by bin)."""
+    n = len(widths)
+    best: list[tuple[int, int]] = [(0, budget)] + [(n + 1, 0)] * ((1 << n) - 1)
+    last = [-1] * (1 << n)
+    for mask in range(1, 1 << n):
+        for i in range(n):
+            bit = 1 << i
+            if not mask & bit:
+                continue
+            bins, fill = best[mask ^ bit]
+            state = (bins, fill + widths[i]) if fill + widths[i] <= budget else (bins + 1, widths[i])
+            if state < best[mask]:
+                best[mask], last[mask] = state, i
+    # walk back: a piece opened a new bin where the fill dropped to its own width
+    order, mask = [], (1 << n) - 1
+    while mask:
+        order.append(last[mask])
+        mask ^= 1 << last[mask]
+    devices: list[list[int]] = []
+    fill = budget
+    for piece in reversed(order):
+        if fill + widths[piece] > budget:
+            devices.append([])
+            fill = 0
+        devices[-1].append(piece)
+        fill += widths[piece]
+    return devices
+
+
+def pack_pieces(widths: Sequence[int], qubit_budget: int) -> tuple[tuple[int, ...], ...]:
+    """The fewest devices of ``qubit_budget`` qubits that hold pieces of the given widths.
+
+    Returns one tuple of piece indices (into ``widths``) per device, sorted, devices ordered by
+    their first piece. Exact up to :data:`EXACT_PACKING_PIECES` pieces (first-fit decreasing when it
+    meets the lower bound ``ceil(sum(widths) / qubit_budget)``, else a dynamic programme over
+    subsets); first-fit decreasing (an upper bound) beyond.
+    """
+    budget = _check_budget(qubit_budget)
+    widths = [int(w) for w in widths]
+    if any(w < 0 or w > budget for w in widths):
+        raise ValueError(f"invalid widths={widths!r}; allowed: piece widths between 0 and qubit_budget={budget}")
+    devices = _first_fit_decreasing(widths, budget)
+    lower_bound = max(1, math.ceil(sum(widths) / budget)) if widths else 0
+    if len(devices) > lower_bound and len(widths) <= EXACT_PACKING_PIECES:
+        devices = _exact_packing(widths, budget)
+    return tuple(sorted(tuple(sorted(d)) for d in devices))
 
 
 class _DeadlineBudget(int):
@@ -487,7 +578,7 @@ def cutting_cost(arch_or_circuit: Architecture | QuantumCircuit, qubit_budget: i
         seed: seed of the cut-finder's tie-breaking (results are reproducible per seed).
 
     Returns:
-        A :class:`CuttingCost`. When the circuit fits (``n_qubits <= qubit_budget``): 1 partition,
+        A :class:`CuttingCost`. When the circuit fits (``n_qubits <= qubit_budget``): 1 device,
         1 sub-experiment, overhead 1, exact, without calling ``find_cuts``. Otherwise the cuts of
         ``find_cuts`` on :func:`worst_case_circuit` and the counts of the module docstring; when a
         bound stops the search the result is an achievable upper bound with ``exact=False``.
@@ -525,9 +616,9 @@ def _compute(circuit: QuantumCircuit, budget: int, time_limit: float, observable
     deadline = time.monotonic() + max(0.05, time_limit - _POST_RESERVE)
     n = circuit.num_qubits
     if n <= budget:
-        return CuttingCost(n_subexperiments=1, n_partitions=1, sampling_overhead=1.0, exact=True,
+        return CuttingCost(n_subexperiments=1, n_subcircuits=1, n_pieces=1, sampling_overhead=1.0, exact=True,
                            seconds=time.perf_counter() - start, qubit_budget=budget, n_qubits=n,
-                           partition_widths=(n,))
+                           partition_widths=(n,), packing=((0,),))
     paulis = _as_paulis(observables, n)
     worst = worst_case_circuit(circuit)
     cut_qc, search_overhead, exact, stopped_by = _find(worst, budget, deadline, max_backjumps, max_gamma,
@@ -536,8 +627,10 @@ def _compute(circuit: QuantumCircuit, budget: int, time_limit: float, observable
     if not cuts:
         exact, stopped_by = True, None  # nothing cut: overhead 1 is the minimum
     counts = _count(cut_qc, worst, paulis)
+    packing = pack_pieces(counts["partition_widths"], budget)
     n_gate = sum(1 for c in cuts if c[0] == "gate")
-    return CuttingCost(exact=exact, cuts=cuts, n_gate_cuts=n_gate, n_wire_cuts=len(cuts) - n_gate,
+    return CuttingCost(n_subcircuits=len(packing), n_pieces=len(counts["partition_widths"]), packing=packing,
+                       exact=exact, cuts=cuts, n_gate_cuts=n_gate, n_wire_cuts=len(cuts) - n_gate,
                        seconds=time.perf_counter() - start, qubit_budget=budget, n_qubits=n,
                        stopped_by=stopped_by, search_overhead=search_overhead, **counts)
 
@@ -638,16 +731,18 @@ def _run_pubs(pubs: list, shots: int, sampler, backend, seed, max_executions: in
     return submit(_make_sampler(sampler, backend, seed))
 
 
-def _distribution(pub_result, index: int | None) -> dict[int, float]:
+def _distribution(pub_result, index: int | None, registers: tuple[str, str] = _REGISTERS) -> dict[int, float]:
     """Outcome frequencies of one (parameter set of a) cutting sub-experiment, keyed like a Sampler V1
     quasi-distribution: ``qpd_bits << n_observable_bits | observable_bits`` (what
-    ``reconstruct_expectation_values`` decodes from a ``SamplerResult``)."""
+    ``reconstruct_expectation_values`` decodes from a ``SamplerResult``). ``registers``: the names of
+    the sub-experiment's observable and QPD registers in the circuit that ran (renamed per piece when
+    several pieces ran merged on one device)."""
     data = pub_result.data
     try:
-        obs, qpd = (getattr(data, name) for name in _REGISTERS)
+        obs, qpd = (getattr(data, name) for name in registers)
     except AttributeError as error:
-        raise ValueError("the sampler's result lacks the registers 'observable_measurements' and "
-                         "'qpd_measurements' of the cutting sub-experiments") from error
+        raise ValueError(f"the sampler's result lacks the registers {registers[0]!r} and "
+                         f"{registers[1]!r} of the cutting sub-experiments") from error
     if index is not None and obs.ndim:
         obs, qpd = obs[index], qpd[index]
     qpd_bytes = qpd.array.shape[-1]
@@ -660,6 +755,49 @@ def _distribution(pub_result, index: int | None) -> dict[int, float]:
         obs_value = int.from_bytes(row[qpd_bytes:].tobytes(), "big")
         out[(qpd_value << obs.num_bits) | obs_value] = count / total
     return out
+
+
+# --- pieces packed on one device run as one circuit -----------------------------------------------
+def _packing_of(subcircuits: dict, cost: CuttingCost) -> list[list[Hashable]]:
+    """The labels of the pieces on each device: ``cost.packing`` when the pieces are those it was
+    computed for (same widths in the same order), else a packing of these pieces."""
+    labels = list(subcircuits)
+    widths = tuple(subcircuits[label].num_qubits for label in labels)
+    packing = cost.packing if widths == cost.partition_widths else pack_pieces(widths, cost.qubit_budget)
+    return [[labels[i] for i in device] for device in packing]
+
+
+def _device_circuits(experiments: dict, devices: list[list[Hashable]]) -> tuple[list[QuantumCircuit], dict]:
+    """The circuits that run the sub-experiments ``experiments`` (per piece label) on the devices:
+    circuit k of a device puts the k-th sub-experiment of each of its pieces side by side, on
+    disjoint qubits, with the pieces' registers renamed apart (a piece alone keeps its circuit).
+    Returns the circuits and, per label, ``(circuit index, (observable register, QPD register))``
+    of each of its sub-experiments in order. The pieces are independent circuits, so each one's
+    outcomes are the marginal of its own registers."""
+    circuits: list[QuantumCircuit] = []
+    where: dict = {label: [] for label in experiments}
+    for device in devices:
+        for k in range(max(len(experiments[label]) for label in device)):
+            present = [label for label in device if k < len(experiments[label])]
+            if len(present) == 1:
+                where[present[0]].append((len(circuits), _REGISTERS))
+                circuits.append(experiments[present[0]][k])
+                continue
+            pieces = [experiments[label][k] for label in present]
+            merged = QuantumCircuit(sum(piece.num_qubits for piece in pieces))
+            offset = 0
+            for j, (label, piece) in enumerate(zip(present, pieces)):
+                clbits = {}
+                for register in piece.cregs:
+                    renamed = ClassicalRegister(register.size, f"{register.name}_{j}")
+                    merged.add_register(renamed)
+                    clbits.update(zip(register, renamed))
+                merged.compose(piece, qubits=range(offset, offset + piece.num_qubits),
+                               clbits=[clbits[c] for c in piece.clbits], inplace=True)
+                offset += piece.num_qubits
+                where[label].append((len(circuits), tuple(f"{name}_{j}" for name in _REGISTERS)))
+            circuits.append(merged)
+    return circuits, where
 
 
 # --- exact (shot-free) simulation of sub-experiments ----------------------------------------------
@@ -791,7 +929,14 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
     estimator as its per-shot loop, only faster). Every sample binds its own input row and the
     shared ``weights``.
 
-    Batching: all sub-experiments of all samples are submitted as few sampler jobs as possible: one
+    Devices: the pieces are packed on ``CuttingCost.n_subcircuits`` devices (``CuttingCost.packing``);
+    the pieces sharing a device run merged: the k-th sub-experiments of all pieces of a device form
+    one circuit (side by side on disjoint qubits, at most ``qubit_budget`` of them), so a device of
+    pieces with ``n_terms`` sub-experiments each costs ``n_terms`` circuits, not ``n_terms`` per piece
+    (a product circuit of 4 qubits at budget 2: 2 circuits instead of 4). Each piece's outcomes are
+    the marginal of its own (renamed) registers.
+
+    Batching: all circuits of all samples are submitted as few sampler jobs as possible: one
     ``sampler.run`` with every pub, split only where a job would exceed ``max_executions_per_job``
     (circuits x parameter sets x shots; IBM's limit for Sampler jobs is 10 million); all jobs are
     submitted before any result is awaited (with a ``backend`` and several jobs, inside one Runtime
@@ -840,8 +985,9 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
         max_executions_per_job: split the pubs into jobs of at most this many executions.
         max_circuits: refuse runs needing more circuits (sub-experiments x samples when generated
             per sample).
-        info: if a dict is given, it is filled with what ran: ``n_subexperiments`` (circuits per
-            sample), ``n_pubs``, ``n_jobs``, ``num_samples``, ``exact_weights`` (every QPD term run
+        info: if a dict is given, it is filled with what ran: ``n_subexperiments`` (sub-experiments
+            per sample), ``n_circuits`` (circuits per sample after merging the pieces of each
+            device), ``n_pubs``, ``n_jobs``, ``num_samples``, ``exact_weights`` (every QPD term run
             with its exact weight: always so for ``np.inf``, and for a finite ``num_samples`` at
             least as large as the number of terms), ``cost`` (the :class:`CuttingCost`).
 
@@ -877,7 +1023,7 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
     cost = cutting_cost(arch, qubit_budget=budget, time_limit=time_limit)
     info.update(cost=cost, n_jobs=0)
     if cost.fits:
-        info.update(n_subexperiments=1, num_samples=None, exact_weights=True)
+        info.update(n_subexperiments=1, n_circuits=1, num_samples=None, exact_weights=True)
         if shots is None:
             info["n_pubs"] = 0
             return np.array([_z_from_distribution(_exact_distribution(_measured(circuit.assign_parameters(v))), n)
@@ -914,7 +1060,8 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
     info["num_samples"] = num_samples
 
     paulis = _as_paulis(None, n)
-    # problems: one (coefficients, subobservables, {label: [(pub index, parameter-set index)]}) per sample
+    # problems: one (coefficients, subobservables, {label: [(pub index, registers)]}, parameter-set
+    # index) per sample
     pubs: list = []
     problems: list[tuple] = []
     exact_dists: list[dict] = []
@@ -922,6 +1069,8 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
         subcircuits, _, subobservables = _partition(apply_cuts(circuit, cost.cuts), circuit, paulis)
         experiments, coefficients = _generate(subcircuits, subobservables, num_samples, seed)
         info["n_subexperiments"] = sum(len(v) for v in experiments.values())
+        merged, where = _device_circuits(experiments, _packing_of(subcircuits, cost))
+        info["n_circuits"] = len(merged)
         if shots is None:
             for v in values:
                 dists = {label: [_exact_distribution(qc.assign_parameters([v[p] for p in qc.parameters]))
@@ -929,33 +1078,31 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
                 exact_dists.append(dists)
             problems = [(coefficients, subobservables, None, s) for s in range(n_samples)]
         else:
-            index: dict = {}
-            for label, circuits in experiments.items():
-                index[label] = []
-                for qc in isa(circuits):
-                    table = np.array([[v[p] for p in qc.parameters] for v in values])
-                    index[label].append(len(pubs))
-                    pubs.append((qc, table) if qc.num_parameters else (qc,))
-            problems = [(coefficients, subobservables, index, s) for s in range(n_samples)]
+            for qc in isa(merged):
+                table = np.array([[v[p] for p in qc.parameters] for v in values])
+                pubs.append((qc, table) if qc.num_parameters else (qc,))
+            problems = [(coefficients, subobservables, where, s) for s in range(n_samples)]
     else:
-        counts = []
+        counts, n_merged = [], []
         for s, v in enumerate(values):
             bound = circuit.assign_parameters(v)
             subcircuits, _, subobservables = _partition(apply_cuts(bound, cost.cuts), bound, paulis)
             experiments, coefficients = _generate(subcircuits, subobservables, num_samples,
                                                   None if seed is None else seed + s)
             counts.append(sum(len(c) for c in experiments.values()))
+            merged, where = _device_circuits(experiments, _packing_of(subcircuits, cost))
+            n_merged.append(len(merged))
             if shots is None:
                 exact_dists.append({label: [_exact_distribution(qc) for qc in circuits]
                                     for label, circuits in experiments.items()})
                 problems.append((coefficients, subobservables, None, None))
                 continue
-            index = {}
-            for label, circuits in experiments.items():
-                index[label] = list(range(len(pubs), len(pubs) + len(circuits)))
-                pubs.extend((qc,) for qc in isa(circuits))
-            problems.append((coefficients, subobservables, index, None))
+            offset = len(pubs)
+            pubs.extend((qc,) for qc in isa(merged))
+            where = {label: [(offset + k, registers) for k, registers in spots] for label, spots in where.items()}
+            problems.append((coefficients, subobservables, where, None))
         info["n_subexperiments"] = max(counts)
+        info["n_circuits"] = max(n_merged)
 
     results: list = []
     if pubs:
@@ -970,15 +1117,14 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
         if index is None:
             dists = exact_dists[s]
         else:
-            dists = {label: [_distribution(results[k], column) for k in ks] for label, ks in index.items()}
+            dists = {label: [_distribution(results[k], column, registers) for k, registers in spots]
+                     for label, spots in index.items()}
         out[s] = _reconstruct(dists, coefficients, subobservables)
     return out
 
 
 def _measured(circuit: QuantumCircuit) -> QuantumCircuit:
     """``circuit`` with every qubit measured into a register laid out like ``observable_measurements``."""
-    from qiskit.circuit import ClassicalRegister
-
     out = circuit.copy()
     register = ClassicalRegister(circuit.num_qubits, "observable_measurements")
     out.add_register(register)

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._version import __version__
 from .cutting import _check_budget
 from .model import HQNN, check_hidden, predict_logits
-from .objectives import EvaluationContext, candidate_seed, check_objective_settings
+from .objectives import EvaluationContext, candidate_seed, check_objective_settings, target_logits
 from .parallel import evaluate_generation, resolve_executor
 from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
 from .search import read_checkpoint, run_nsga2
@@ -98,6 +98,11 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         max_concurrent_jobs: on IBM Runtime (and its local testing mode), how many candidates'
             jobs are in flight at once in the search's one ``Batch`` (default 1). Results equal the
             one-at-a-time run's.
+        runtime_options: IBM Runtime error suppression and mitigation (Runtime targets only), e.g.
+            ``{"resilience_level": 1, "twirling": {"enable_gates": True, "num_randomizations": 8},
+            "dynamical_decoupling": {"enable": True, "sequence_type": "XY4"}}``; keys and values
+            are those of :func:`qiskit_qnas.targets.check_runtime_options`, checked before any
+            work. The runtime proxy counts the circuits and shots they add.
         checkpoint_dir: a directory for the SuperCircuit weights, a checkpoint after every
             generation (``checkpoint.json``, data only) and the result; an interrupted ``fit`` with
             the same settings resumes there.
@@ -116,7 +121,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  selection: str | Callable = "min_error", max_subcircuits: int | None = None,
                  max_runtime: float | None = None, reference_backend=None, optimization_level: int = 1,
                  executor=None, n_jobs: int | None = None, max_concurrent_jobs: int = 1,
-                 checkpoint_dir: str | None = None,
+                 runtime_options: dict | None = None, checkpoint_dir: str | None = None,
                  random_state: int | None = None, verbose: int = 1, callback: Callable | None = None):
         self.search_space = search_space
         self.qubit_budget = qubit_budget
@@ -146,6 +151,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.executor = executor
         self.n_jobs = n_jobs
         self.max_concurrent_jobs = max_concurrent_jobs
+        self.runtime_options = runtime_options
         self.checkpoint_dir = checkpoint_dir
         self.random_state = random_state
         self.verbose = verbose
@@ -200,8 +206,6 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
         Every argument and the data are checked before any work starts.
         """
-        from .targets import ExecutionTarget, resolve_target
-
         self._check_params()
         space = self._space()
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
@@ -213,16 +217,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if counts.min() < 2:
             raise ValueError(f"every class needs at least 2 samples for the stratified validation split; "
                              f"class {encoder.classes_[counts.argmin()]!r} has {counts.min()}")
-        if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
-            if self.max_concurrent_jobs != 1:
-                raise ValueError(f"invalid max_concurrent_jobs={self.max_concurrent_jobs!r} with a configured target; "
-                                 f"allowed: 1 (set it on the target: RuntimeTarget(..., max_concurrent_jobs=N))")
-            target = self.backend
-        else:
-            target = resolve_target(self.backend, mode=self.target_mode, shots=self.shots,
-                                    seed=self._seed_or_zero(), optimization_level=self.optimization_level,
-                                    reference_backend=self.reference_backend,
-                                    max_concurrent_jobs=self.max_concurrent_jobs)
+        target = self.resolve_target()
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
         executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
         seed = self._seed()
@@ -280,6 +275,23 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if run_dir is not None:
             self.save(run_dir)
         return self
+
+    def resolve_target(self):
+        """The :class:`~qiskit_qnas.targets.ExecutionTarget` ``fit`` evaluates on (and ``on_target``
+        predictions run on): ``backend`` itself when it is a configured target, else
+        :func:`~qiskit_qnas.targets.resolve_target` of this estimator's settings."""
+        from .targets import ExecutionTarget, resolve_target
+
+        if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
+            for name, value, default in (("max_concurrent_jobs", self.max_concurrent_jobs, 1),
+                                         ("runtime_options", self.runtime_options, None)):
+                if value != default:
+                    raise ValueError(f"invalid {name}={value!r} with a configured target; allowed: {default} "
+                                     f"(set it on the target: RuntimeTarget(..., {name}=...))")
+            return self.backend
+        return resolve_target(self.backend, mode=self.target_mode, shots=self.shots, seed=self._seed_or_zero(),
+                              optimization_level=self.optimization_level, reference_backend=self.reference_backend,
+                              max_concurrent_jobs=self.max_concurrent_jobs, runtime_options=self.runtime_options)
 
     def _seed_or_zero(self) -> int | None:
         return None if self.random_state is None else self._seed()
@@ -391,6 +403,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         params = {k: v for k, v in self.get_params().items()
                   if isinstance(v, (int, float, str, bool, type(None))) and k != "search_space"}
         return {"search_space": space.to_dict(), "target": target.name, "seed": seed, "n_features": self.n_features_in_,
+                "runtime_options": dict(getattr(target, "runtime_options", {})),
                 "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_], "params": params,
                 "version": __version__}
 
@@ -405,9 +418,17 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def _scale(self, X: np.ndarray) -> np.ndarray:
         return ((X - self._mean) / self._std).astype(np.float32)
 
-    def _logits(self, X, cut: bool, **cut_options) -> np.ndarray:
+    def _logits(self, X, cut: bool, on_target: bool = False, **cut_options) -> np.ndarray:
         check_is_fitted(self, "model_")
+        if cut and on_target:
+            raise ValueError("invalid cut=True with on_target=True; allowed: one of them (cut runs the pieces "
+                             "on a sampler, on_target runs the whole circuit on the search's target)")
+        if cut_options and not cut:
+            raise ValueError(f"invalid options {sorted(cut_options)} without cut=True; allowed: cut options "
+                             f"(shots, sampler, backend, ...) only with cut=True")
         X = self._scale(validate_data(self, X, dtype=np.float64, reset=False))
+        if on_target:
+            return target_logits(self.model_, self.target_, X)
         if not cut:
             return predict_logits(self.model_, X)
         from .cutting import cut_expectation_values
@@ -420,17 +441,30 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             return self.model_.head(torch.as_tensor(np.asarray(values), dtype=torch.float32)).numpy()
 
-    def predict_proba(self, X, cut: bool = False, **cut_options) -> np.ndarray:
-        """Class probabilities (softmax of the chosen model's logits); ``cut=True`` evaluates the
-        quantum layer cut into subcircuits of at most ``qubit_budget`` qubits
+    def predict_proba(self, X, cut: bool = False, on_target: bool = False, **cut_options) -> np.ndarray:
+        """Class probabilities (softmax of the chosen model's logits).
+
+        By default the quantum layer runs on the exact engine. ``on_target=True`` evaluates it on
+        the search's execution target (``target_``: Aer with a noise model, Runtime local testing
+        mode or an IBM backend), with the target's shots, seed and retries, one broadcast PUB (one
+        job) per chunk of :data:`~qiskit_qnas.objectives.TARGET_CHUNK_SAMPLES` samples, exactly as
+        the search measured the validation error; the pre-layer and head stay in torch. ``cut=True``
+        evaluates it cut into subcircuits of at most ``qubit_budget`` qubits
         (:func:`qiskit_qnas.cutting.cut_expectation_values`, options passed through)."""
-        logits = torch.as_tensor(self._logits(X, cut, **cut_options))
+        logits = torch.as_tensor(self._logits(X, cut, on_target, **cut_options))
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict(self, X, cut: bool = False, **cut_options) -> np.ndarray:
-        """Class labels of ``X`` (see :meth:`predict_proba` for ``cut``)."""
-        logits = self._logits(X, cut, **cut_options)
+    def predict(self, X, cut: bool = False, on_target: bool = False, **cut_options) -> np.ndarray:
+        """Class labels of ``X`` (see :meth:`predict_proba` for ``cut`` and ``on_target``)."""
+        logits = self._logits(X, cut, on_target, **cut_options)
         return self.classes_[logits.argmax(1)]
+
+    def score(self, X, y, sample_weight=None, on_target: bool = False) -> float:
+        """Accuracy of :meth:`predict` on ``(X, y)``; ``on_target=True``: with the quantum layer on the
+        search's execution target (the accuracy the model has where it will run)."""
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(y, self.predict(X, on_target=on_target), sample_weight=sample_weight))
 
     # --- persistence --------------------------------------------------------------------------------
     def save(self, path) -> Path:

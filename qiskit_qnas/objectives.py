@@ -6,16 +6,20 @@ order, in other processes or on a Dask cluster, with identical results.
 
 * ``val_error`` = 1 - accuracy on the validation split. The candidate inherits its slice of the
   SuperCircuit, is fine-tuned for ``finetune_epochs`` on the exact engine, then its quantum layer is
-  evaluated **on the target** (exact, Aer with noise, or IBM Runtime): the classical pre-layer gives
-  the circuit inputs of every validation sample, the target returns ``<Z_i>`` for all of them in one
-  broadcast PUB, and the head turns them into class scores.
+  evaluated **on the target** (exact, Aer with noise, or IBM Runtime; :func:`evaluate_on_target`):
+  the classical pre-layer gives the circuit inputs of every validation sample, the target returns
+  ``<Z_i>`` for all of them in one broadcast PUB, and the head turns them into class scores. The
+  chosen model predicts on the target the same way (:func:`target_logits`, ``predict(X,
+  on_target=True)``), one PUB per chunk of samples.
 * ``runtime_proxy`` = critical-path duration of the candidate's ISA circuit on the target's
   (reference) backend x shots x circuits per evaluation (one circuit per validation sample); see
   :meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`. Deterministic. The measured wall
   clock of the validation evaluation is kept beside it (``measured_seconds``) and can be the
   objective instead (``runtime_objective="measured"``).
-* ``n_subcircuits`` = number of partitions circuit cutting needs under the qubit budget
-  (:func:`qiskit_qnas.cutting.cutting_cost`); 1 when the candidate fits. ``cutting_objective``
+* ``n_subcircuits`` = the fewest devices of ``qubit_budget`` qubits that run the pieces circuit
+  cutting splits the candidate into, pieces that fit together sharing a device
+  (:func:`qiskit_qnas.cutting.cutting_cost`, ``CuttingCost.n_subcircuits``; the piece count is
+  ``n_pieces`` beside it); 1 when the candidate fits. ``cutting_objective``
   ``"subexperiments"`` or ``"overhead"`` uses log10 of the sub-experiment count or of the sampling
   overhead instead.
 """
@@ -37,6 +41,8 @@ from .supercircuit import SuperCircuit, finetune
 
 #: objectives given to a candidate whose evaluation failed: never better than a real one
 FAILED_OBJECTIVES = (1.0, 1e12, 1e6)
+#: samples per target call (one broadcast PUB, one job) when a trained model predicts on its target
+TARGET_CHUNK_SAMPLES = 1000
 
 
 @dataclass
@@ -84,6 +90,31 @@ def check_objective_settings(runtime_objective: str, cutting_objective: str) -> 
         raise ValueError(f"invalid cutting_objective={cutting_objective!r}; allowed: {', '.join(CUTTING_OBJECTIVES)}")
 
 
+def evaluate_on_target(model, target, X) -> tuple[torch.Tensor, Any]:
+    """The logits of ``model`` (an :class:`~qiskit_qnas.model.HQNN`) with its quantum layer
+    evaluated on ``target``: the pre-layer gives the circuit inputs of every row of ``X`` (scaled
+    features), the target returns their ``<Z_i>`` in one broadcast PUB (one job, retried by the
+    target), and the head turns them into logits. Returns the logits and the target's
+    :class:`~qiskit_qnas.targets.Evaluation`."""
+    model.eval()
+    weights = model.quantum.weight.detach().to(torch.float64).numpy()
+    with torch.no_grad():
+        inputs = model.circuit_inputs(torch.as_tensor(np.asarray(X, dtype=np.float32)))
+    evaluation = target.expectation_values(model.arch, inputs.to(torch.float64).numpy(), weights)
+    with torch.no_grad():
+        logits = model.head(torch.as_tensor(evaluation.values, dtype=torch.float32))
+    return logits, evaluation
+
+
+def target_logits(model, target, X, chunk_samples: int = TARGET_CHUNK_SAMPLES) -> np.ndarray:
+    """:func:`evaluate_on_target` over ``X`` in chunks of ``chunk_samples`` rows (one job each), with
+    the target's shots, seed and retries."""
+    X = np.asarray(X, dtype=np.float32)
+    chunks = [evaluate_on_target(model, target, X[start:start + chunk_samples])[0].numpy()
+              for start in range(0, len(X), chunk_samples)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, model.n_classes), dtype=np.float32)
+
+
 def evaluate_candidate(arch: Architecture, context: EvaluationContext, generation: int = 0) -> Candidate:
     """Inherit, fine-tune and measure one candidate; a failure on the target is recorded, not raised."""
     cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit).to_dict()
@@ -97,22 +128,18 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
     common = dict(architecture=arch, runtime=runtime.to_dict(), cutting=cost, weights=weights.tolist(),
                   finetune_seconds=finetune_seconds, generation=generation)
     try:
-        with torch.no_grad():
-            inputs = model.circuit_inputs(torch.as_tensor(context.X_val, dtype=torch.float32))
-        evaluation = context.target.expectation_values(arch, inputs.to(torch.float64).numpy(), weights)
-        with torch.no_grad():
-            logits = model.head(torch.as_tensor(evaluation.values, dtype=torch.float32))
+        logits, evaluation = evaluate_on_target(model, context.target, context.X_val)
     except Exception as exc:  # noqa: BLE001 - any target failure is recorded with the candidate
-        return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
+        return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_subcircuits"],
                          objectives=FAILED_OBJECTIVES, failed=True, error=f"{type(exc).__name__}: {exc}",
                          attempts=getattr(exc, "attempts", 1), **common)
     y_val = np.asarray(context.y_val)
     accuracy = float((logits.argmax(1).numpy() == y_val).mean())
     val_loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y_val, dtype=torch.long)))
     val_error = 1.0 - accuracy
-    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost["n_partitions"], cost,
+    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost["n_subcircuits"], cost,
                                context.runtime_objective, context.cutting_objective)
-    return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_partitions"],
+    return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_subcircuits"],
                      objectives=objectives, val_accuracy=accuracy, val_loss=val_loss,
                      measured_seconds=evaluation.wall_seconds,
                      job_seconds=evaluation.job_seconds, attempts=evaluation.attempts, **common)

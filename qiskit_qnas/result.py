@@ -52,7 +52,8 @@ class Candidate:
         val_error: ``1 - accuracy`` on the validation split, measured on the search's target.
         runtime_proxy: estimated seconds to evaluate the validation split on the target's backend
             (see :func:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`).
-        n_subcircuits: partitions that circuit cutting needs under the qubit budget (1 if it fits).
+        n_subcircuits: devices of ``qubit_budget`` qubits the cut circuit's pieces need, pieces that fit
+            together sharing one (1 if it fits; ``cutting["n_pieces"]`` counts the pieces).
         objectives: the three minimised values the search used, in the order of
             ``SearchResult.objective_names`` (by default ``(val_error, runtime_proxy, n_subcircuits)``).
         val_accuracy, val_loss: accuracy and mean cross-entropy on the validation split (the loss

@@ -13,7 +13,8 @@
   ``AerSimulator.from_backend(backend)`` (``mode="aer"``);
 * an ``IBMBackend`` -> :class:`RuntimeTarget`: the client-side
   ``qiskit_ibm_runtime.executor_estimator.Estimator`` inside a Runtime ``Batch`` (a ``Session`` with
-  ``session=True``), ``resilience_level`` set explicitly (default 0).
+  ``session=True``), ``resilience_level`` set explicitly (default 0), and Runtime's error
+  suppression and mitigation settings from ``runtime_options`` (:func:`check_runtime_options`).
 
 Every primitive call sends **one PUB**: the candidate's ISA circuit (``generate_preset_pass_manager``
 for the executing backend, fixed ``seed_transpiler``), the observables ``Z_i`` with the layout
@@ -36,7 +37,14 @@ the median of the target's positive one-qubit (two-qubit, measure) durations, or
 1 us) when the target has none. The ISA circuit has no measurements, so one measurement of every
 logical qubit (at its final physical position) ends the path. ``shots`` is the target's shots, or
 :data:`DEFAULT_PROXY_SHOTS` (4096) on exact targets; ``n_circuits`` is the number of parameter sets
-evaluated (one per validation sample).
+evaluated (one per validation sample). On a :class:`RuntimeTarget` the options' extra executions
+are counted (:meth:`RuntimeTarget.mitigation_plan`)::
+
+    seconds = n_circuits * critical_path_seconds * F * R * s  +  R_trex * s * measure_seconds
+
+with ``R`` randomizations of ``s`` shots each (``R = 1, s = shots`` without twirling), ``F`` ZNE
+noise factors (1 without ZNE) and ``R_trex`` randomizations of the TREX readout-calibration
+circuit (0 without measurement mitigation), one per job, lasting one measurement.
 """
 
 from __future__ import annotations
@@ -69,6 +77,105 @@ SEED_FOR_ZERO = 2**31 - 1
 #: ``seed_transpiler`` of every ISA circuit (ISA circuits, hence the proxy, are deterministic)
 SEED_TRANSPILER = 0
 MODES = ("auto", "exact", "aer", "runtime")
+#: Runtime error suppression / mitigation settings accepted in ``runtime_options`` (nested dicts
+#: mirror ``qiskit_ibm_runtime.options_models.EstimatorOptions``)
+TWIRLING_KEYS = ("enable_gates", "enable_measure", "num_randomizations", "shots_per_randomization")
+DD_KEYS = ("enable", "sequence_type")
+DD_SEQUENCES = ("XX", "XpXm", "XY4")
+RUNTIME_OPTION_KEYS = ("resilience_level", "twirling", "dynamical_decoupling", "measure_mitigation",
+                       "zne_mitigation")
+
+
+def _count_or_auto(name: str, value) -> int | str:
+    if value == "auto":
+        return "auto"
+    if not _integer(value) or value < 1:
+        raise ValueError(f"invalid runtime_options {name}={value!r}; allowed: 'auto' or an integer >= 1")
+    return int(value)
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"invalid runtime_options {name}={value!r}; allowed: True or False")
+    return bool(value)
+
+
+def _sub_options(name: str, value, keys: tuple[str, ...]) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"invalid runtime_options {name}={value!r}; allowed: a dict with keys {', '.join(keys)}")
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise ValueError(f"invalid runtime_options {name} key(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(keys)}")
+    return value
+
+
+def check_runtime_options(options) -> dict:
+    """Validate Runtime error suppression and mitigation settings; returns a normalised copy.
+
+    Keys (all optional): ``resilience_level`` (0, 1, 2); ``twirling``: a dict of ``enable_gates``,
+    ``enable_measure`` (bools), ``num_randomizations``, ``shots_per_randomization`` (``"auto"`` or an
+    integer >= 1); ``dynamical_decoupling``: a dict of ``enable`` (bool) and ``sequence_type``
+    (``"XX"``, ``"XpXm"``, ``"XY4"``); ``measure_mitigation`` (TREX) and ``zne_mitigation``
+    (bools). Settings left out take the resilience level's defaults, as in Runtime.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError(f"invalid runtime_options={options!r}; allowed: None or a dict with keys "
+                         f"{', '.join(RUNTIME_OPTION_KEYS)}")
+    unknown = sorted(set(options) - set(RUNTIME_OPTION_KEYS))
+    if unknown:
+        raise ValueError(f"invalid runtime_options key(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(RUNTIME_OPTION_KEYS)}")
+    out: dict = {}
+    if "resilience_level" in options:
+        level = options["resilience_level"]
+        if not _integer(level) or not 0 <= level <= 2:
+            raise ValueError(f"invalid runtime_options resilience_level={level!r}; allowed: 0, 1, 2")
+        out["resilience_level"] = int(level)
+    if "twirling" in options:
+        twirling = _sub_options("twirling", options["twirling"], TWIRLING_KEYS)
+        out["twirling"] = {k: (_flag(f"twirling.{k}", v) if k.startswith("enable")
+                               else _count_or_auto(f"twirling.{k}", v)) for k, v in twirling.items()}
+    if "dynamical_decoupling" in options:
+        dd = _sub_options("dynamical_decoupling", options["dynamical_decoupling"], DD_KEYS)
+        out["dynamical_decoupling"] = {}
+        if "enable" in dd:
+            out["dynamical_decoupling"]["enable"] = _flag("dynamical_decoupling.enable", dd["enable"])
+        if "sequence_type" in dd:
+            if dd["sequence_type"] not in DD_SEQUENCES:
+                raise ValueError(f"invalid runtime_options dynamical_decoupling.sequence_type="
+                                 f"{dd['sequence_type']!r}; allowed: {', '.join(DD_SEQUENCES)}")
+            out["dynamical_decoupling"]["sequence_type"] = dd["sequence_type"]
+    for key in ("measure_mitigation", "zne_mitigation"):
+        if key in options:
+            out[key] = _flag(key, options[key])
+    return out
+
+
+@dataclass(frozen=True)
+class MitigationPlan:
+    """What Runtime runs per parameter set with the target's options (resolved by
+    ``qiskit_ibm_runtime``'s own rules: resilience-level defaults, mitigation forcing twirling,
+    twirled shots split into randomizations)."""
+
+    twirled: bool
+    num_randomizations: int
+    shots_per_randomization: int
+    noise_factors: tuple = (1.0,)
+    trex_randomizations: int = 0  # randomizations of the one TREX readout-calibration circuit per job
+    dynamical_decoupling: bool = False
+
+    @property
+    def executions_per_circuit(self) -> int:
+        """Shots run per parameter set: noise factors x randomizations x shots per randomization."""
+        return len(self.noise_factors) * self.num_randomizations * self.shots_per_randomization
+
+    @property
+    def calibration_executions(self) -> int:
+        """Shots of the readout-calibration circuit per job (0 without TREX)."""
+        return self.trex_randomizations * self.shots_per_randomization
 
 
 class TargetError(RuntimeError):
@@ -91,6 +198,8 @@ class RuntimeEstimate:
     shots: int
     n_circuits: int
     backend_name: str
+    executions_per_circuit: int = 0  # shots run per parameter set (with Runtime mitigation: more than shots)
+    calibration_executions: int = 0  # shots of readout-calibration circuits per evaluation (TREX)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -317,10 +426,27 @@ class ExecutionTarget:
             raise ValueError(f"invalid n_circuits={n_circuits!r}; allowed: an integer >= 0")
         critical, depth, two_depth, n_two = self._critical_path(arch)
         shots = self.proxy_shots
-        seconds = (critical * shots + self.per_circuit_overhead) * int(n_circuits)
+        executions, calibration = self._executions(shots)
+        seconds = (critical * executions + self.per_circuit_overhead) * int(n_circuits)
+        if calibration and n_circuits:
+            seconds += calibration * self._measure_seconds(arch)
         return RuntimeEstimate(seconds=seconds, critical_path_seconds=critical, depth=depth,
                                two_qubit_depth=two_depth, n_two_qubit_gates=n_two, shots=shots,
-                               n_circuits=int(n_circuits), backend_name=_short_name(self.backend))
+                               n_circuits=int(n_circuits), backend_name=_short_name(self.backend),
+                               executions_per_circuit=executions, calibration_executions=calibration)
+
+    def _executions(self, shots: int) -> tuple[int, int]:
+        """(shots run per parameter set, readout-calibration shots per evaluation): plain shots here."""
+        return shots, 0
+
+    def _measure_seconds(self, arch: Architecture) -> float:
+        """Duration of one measurement of every qubit ``arch`` ends on (a readout-calibration circuit)."""
+        isa, _ = self.isa(arch)
+        typical = self._typical_durations()
+        layout = isa.layout
+        measured = (layout.final_index_layout()[: arch.n_qubits] if layout is not None
+                    else list(range(arch.n_qubits)))
+        return max(self._duration("measure", (q,), typical) for q in measured)
 
     # --- evaluation --------------------------------------------------------------------------
     def _check_data(self, arch: Architecture, inputs, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -688,6 +814,10 @@ class RuntimeTarget(PrimitiveTarget):
 
     ``shots=None`` uses :data:`DEFAULT_RUNTIME_SHOTS`. ``resilience_level`` is set explicitly
     (default 0: the service's default 1 adds measurement twirling and calibration circuits).
+    ``runtime_options`` (see :func:`check_runtime_options`) set Runtime's error suppression and
+    mitigation on the executor-based Estimator, which accepts them all: ``resilience_level``,
+    twirling, dynamical decoupling, measurement mitigation (TREX) and ZNE; the runtime proxy
+    counts what they add (:meth:`mitigation_plan`).
     ``estimator=`` takes a ready primitive (e.g. a legacy ``qiskit_ibm_runtime.EstimatorV2``)
     which is used as configured. ``max_concurrent_jobs``: how many candidates' jobs a search keeps
     in flight at once in the one ``Batch`` (submitted from a thread pool; default 1, one at a time).
@@ -701,11 +831,16 @@ class RuntimeTarget(PrimitiveTarget):
     def __init__(self, backend, *, shots: int | None = None, seed: int | None = None, optimization_level: int = 1,
                  reference_backend=None, estimator=None, resilience_level: int = 0, session: bool = False,
                  max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
-                 per_circuit_overhead: float = 0.0, max_concurrent_jobs: int = 1):
+                 per_circuit_overhead: float = 0.0, max_concurrent_jobs: int = 1, runtime_options=None):
         _check_concurrent_jobs(max_concurrent_jobs)
         self.max_concurrent_jobs = int(max_concurrent_jobs)
         self.local = _is_fake_backend(backend) or _is_aer(backend)
-        self.resilience_level = int(resilience_level)
+        self.runtime_options = check_runtime_options(runtime_options)
+        level = self.runtime_options.get("resilience_level", resilience_level)
+        if level != resilience_level and resilience_level != 0:
+            raise ValueError(f"invalid resilience_level={resilience_level!r} with runtime_options resilience_level="
+                             f"{level!r}; allowed: one of them (or equal values)")
+        self.resilience_level = int(level)
         self.session = bool(session)
         prefix = "runtime-local" if self.local else "ibm"
         super().__init__(backend if reference_backend is None else reference_backend, run_backend=backend,
@@ -725,12 +860,53 @@ class RuntimeTarget(PrimitiveTarget):
 
         if self._mode is None:
             self._mode = (Session if self.session else Batch)(backend=self.run_backend)
-        estimator = Estimator(mode=self._mode)
-        estimator.options.resilience_level = self.resilience_level
-        estimator.options.default_shots = int(self.shots)
+        estimator = Estimator(mode=self._mode, options=self.estimator_options())
         if self.local and self.seed is not None:
             estimator.options.simulator.seed_simulator = simulator_seed(self.seed)
         return estimator
+
+    def estimator_options(self):
+        """The ``EstimatorOptions`` of the target's Estimator: shots, resilience level and the
+        ``runtime_options`` (settings left out keep the resilience level's defaults)."""
+        from qiskit_ibm_runtime.options_models import EstimatorOptions
+
+        options = EstimatorOptions(resilience_level=self.resilience_level, default_shots=int(self.shots))
+        for key, value in self.runtime_options.get("twirling", {}).items():
+            setattr(options.twirling, key, value)
+        for key, value in self.runtime_options.get("dynamical_decoupling", {}).items():
+            setattr(options.dynamical_decoupling, key, value)
+        for key in ("measure_mitigation", "zne_mitigation"):
+            if key in self.runtime_options:
+                setattr(options.resilience, key, self.runtime_options[key])
+        return options
+
+    def mitigation_plan(self) -> MitigationPlan:
+        """What the options make Runtime run, by ``qiskit_ibm_runtime``'s own rules
+        (``finalize_estimator_options``, ``calculate_twirling_shots``, TREX randomizations)."""
+        from qiskit_ibm_runtime.executor.calculate_twirling_shots import calculate_twirling_shots
+        from qiskit_ibm_runtime.executor_estimator.finalize_options import finalize_estimator_options
+        from qiskit_ibm_runtime.executor_estimator.trex import resolve_trex_num_randomizations
+        from qiskit_ibm_runtime.executor_estimator.utils import resolve_noise_factors
+
+        options = finalize_estimator_options(self.estimator_options())
+        twirling, resilience = options.twirling, options.resilience
+        shots = int(self.shots)
+        twirled = bool(twirling.enable_gates or twirling.enable_measure)
+        randomizations, per_randomization = (calculate_twirling_shots(shots, twirling.num_randomizations,
+                                                                      twirling.shots_per_randomization)
+                                             if twirled else (1, shots))
+        factors = (tuple(float(f) for f in resolve_noise_factors(resilience.zne)[0])
+                   if resilience.zne_mitigation else (1.0,))
+        trex = (resolve_trex_num_randomizations(resilience.measure_noise_learning, randomizations)
+                if resilience.measure_mitigation else 0)
+        return MitigationPlan(twirled=twirled, num_randomizations=int(randomizations),
+                              shots_per_randomization=int(per_randomization), noise_factors=factors,
+                              trex_randomizations=int(trex),
+                              dynamical_decoupling=bool(options.dynamical_decoupling.enable))
+
+    def _executions(self, shots: int) -> tuple[int, int]:
+        plan = self.mitigation_plan()
+        return plan.executions_per_circuit, plan.calibration_executions
 
     def _reset_primitive(self, failed) -> None:
         with self._lock:
@@ -800,7 +976,8 @@ def _check_options(mode, shots, seed, optimization_level, max_retries, retry_bac
 def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None, seed: int | None = None,
                    optimization_level: int = 1, reference_backend=None, max_retries: int = 3,
                    retry_backoff: float = 1.0, job_timeout: float | None = None, resilience_level: int = 0,
-                   session: bool = False, estimator=None, max_concurrent_jobs: int = 1) -> ExecutionTarget:
+                   session: bool = False, estimator=None, max_concurrent_jobs: int = 1,
+                   runtime_options: dict | None = None) -> ExecutionTarget:
     """The :class:`ExecutionTarget` of ``backend``.
 
     Args:
@@ -821,12 +998,16 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
         estimator: a ready ``BaseEstimatorV2`` to call instead of the target's own (e.g. a legacy
             ``qiskit_ibm_runtime.EstimatorV2``, or a subclass for fault injection). With
             ``backend=None`` it receives the logical circuits.
+        runtime_options: Runtime error suppression and mitigation (see :func:`check_runtime_options`):
+            ``resilience_level``, ``twirling``, ``dynamical_decoupling``, ``measure_mitigation``,
+            ``zne_mitigation``. Only for Runtime targets.
         max_concurrent_jobs: Runtime: jobs a search keeps in flight at once in the target's one
             ``Batch`` (default 1). Other targets evaluate in this process, one candidate at a time
             (use ``executor=``/``n_jobs=`` of :class:`~qiskit_qnas.QNASEstimator` for parallelism).
     """
     _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout, resilience_level,
                    max_concurrent_jobs)
+    runtime_options = check_runtime_options(runtime_options)
     if estimator is not None and not callable(getattr(estimator, "run", None)):
         raise ValueError(f"invalid estimator={estimator!r}; allowed: None or a Qiskit EstimatorV2 primitive")
     if backend is not None and not hasattr(backend, "target"):
@@ -834,6 +1015,13 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
                          f"backend (qiskit_ibm_runtime.fake_provider) or an IBMBackend")
     runtime = backend is not None and (mode == "runtime" or (
         mode == "auto" and (_is_fake_backend(backend) or _is_ibm_backend(backend))))
+    if runtime_options and not runtime:
+        raise ValueError(f"invalid runtime_options={runtime_options!r} for a non-Runtime target; allowed: None "
+                         f"(error suppression and mitigation are Runtime settings: use a fake IBM backend with "
+                         f"mode 'runtime' or an IBMBackend)")
+    if runtime_options and estimator is not None:
+        raise ValueError("invalid runtime_options with estimator=; allowed: one of them (configure the options "
+                         "on the estimator you pass)")
     if max_concurrent_jobs > 1 and not runtime:
         raise ValueError(f"invalid max_concurrent_jobs={max_concurrent_jobs!r} for a non-Runtime target; allowed: 1 "
                          f"(jobs in flight are a Runtime setting: use executor= or n_jobs= to evaluate candidates "
@@ -874,9 +1062,10 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
         raise ValueError(f"invalid mode='runtime' with backend={_short_name(backend)}; allowed: an IBMBackend, a "
                          f"fake IBM backend or an AerSimulator (Runtime local testing mode), or mode='aer'")
     return RuntimeTarget(backend, resilience_level=int(resilience_level), session=session,
-                         max_concurrent_jobs=int(max_concurrent_jobs), **common)
+                         max_concurrent_jobs=int(max_concurrent_jobs), runtime_options=runtime_options, **common)
 
 
-__all__ = ["DEFAULT_PROXY_SHOTS", "AerTarget", "Evaluation", "ExactTarget", "ExecutionTarget", "PrimitiveTarget",
+__all__ = ["DEFAULT_PROXY_SHOTS", "AerTarget", "Evaluation", "ExactTarget", "ExecutionTarget", "MitigationPlan",
+           "PrimitiveTarget", "check_runtime_options",
            "RuntimeEstimate", "RuntimeTarget", "TargetError", "default_reference_backend", "parameter_values",
            "resolve_target", "simulator_seed"]

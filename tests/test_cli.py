@@ -74,6 +74,47 @@ def test_report_prints_the_front_and_rewrites_the_plot(run, capsys):
     assert (out / "pareto.png").stat().st_size > 0
 
 
+def test_report_on_target_scores_the_chosen_model_on_the_runs_target(run, capsys):
+    out, _ = run
+    assert main(["report", str(out), "--on-target"]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    # the run's target is the exact one: the quantum layer there gives the plain test accuracy
+    assert summary["on_target"] == "statevector"
+    assert summary["test_accuracy_on_target"] == summary["test_accuracy"]
+    assert f"test accuracy on statevector: {summary['test_accuracy']:.4f}" in text
+
+
+def test_report_on_target_of_an_aer_run_records_the_noisy_accuracy(tmp_path, capsys):
+    out = tmp_path / "aer"
+    args = [*TINY, "--population", "2", "--generations", "1", "--target", "aer:fake_manila", "--shots", "1024"]
+    assert main(["search", *args, "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out), "--on-target"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["on_target"] == "aer:fake_manila" and 0 <= summary["test_accuracy_on_target"] <= 1
+    first = summary["test_accuracy_on_target"]
+    assert main(["report", str(out), "--on-target"]) == 0  # seeded shots: the same accuracy again
+    assert json.loads((out / "summary.json").read_text())["test_accuracy_on_target"] == first
+    capsys.readouterr()
+
+
+def test_runtime_mitigation_flags_are_recorded_in_the_config(tmp_path, capsys):
+    out = tmp_path / "runtime"
+    args = ["--dataset", "iris", "--qubits", "2:2", "--layers", "1:1", "--population", "2", "--generations", "1",
+            "--supercircuit-epochs", "1", "--finetune-epochs", "0", "--final-epochs", "0", "--qubit-budget", "2",
+            "--target", "runtime:fake_manila", "--shots", "256", "--resilience-level", "1", "--twirling", "all",
+            "--twirling-randomizations", "4", "--dynamical-decoupling", "XY4"]
+    assert main(["search", *args, "--out", str(out), "--quiet"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["estimator"]["runtime_options"] == {
+        "resilience_level": 1, "twirling": {"enable_gates": True, "enable_measure": True, "num_randomizations": 4},
+        "dynamical_decoupling": {"enable": True, "sequence_type": "XY4"}}
+    result = json.loads((out / "result.json").read_text())
+    assert result["config"]["runtime_options"] == config["estimator"]["runtime_options"]
+    assert all(c["runtime"]["calibration_executions"] == 4 * 64 for c in result["candidates"])
+    capsys.readouterr()
+
+
 def test_resume_of_a_complete_run_only_reports(run, capsys):
     out, _ = run
     before = (out / "result.json").stat().st_mtime_ns
@@ -149,6 +190,12 @@ BAD = [
     (["--max-concurrent-jobs", "0"], "--max-concurrent-jobs"),
     (["--max-concurrent-jobs", "2"], "--max-concurrent-jobs: invalid value 2 for a non-Runtime target"),
     (["--target", "aer:fake_manila", "--qubits", "2:8"], "--qubits"),
+    (["--resilience-level", "3", "--target", "runtime:fake_manila"], "--resilience-level: invalid value '3'"),
+    (["--twirling", "some", "--target", "runtime:fake_manila"], "--twirling"),
+    (["--dynamical-decoupling", "XZ", "--target", "runtime:fake_manila"], "--dynamical-decoupling"),
+    (["--twirling-randomizations", "0", "--target", "runtime:fake_manila"], "--twirling-randomizations"),
+    (["--resilience-level", "1"], "not supported with --target statevector; allowed: a Runtime target"),
+    (["--twirling", "all", "--target", "aer:fake_manila"], "not supported with --target aer:manila"),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -31,6 +32,7 @@ from qiskit_qnas.cutting import (
     apply_cuts,
     cut_expectation_values,
     cutting_cost,
+    pack_pieces,
     worst_case_circuit,
 )
 
@@ -55,6 +57,19 @@ def direct(circuit: QuantumCircuit, budget: int, paulis: PauliList, max_backjump
     return cut_qc, meta, problem, experiments, coefficients
 
 
+def fewest_bins(widths, budget):
+    """The fewest bins of ``budget`` by brute force over every assignment of pieces to bins."""
+    n = len(widths)
+    for bins in range(1, n + 1):
+        for assignment in itertools.product(range(bins), repeat=n):
+            loads = [0] * bins
+            for width, b in zip(widths, assignment):
+                loads[b] += width
+            if max(loads) <= budget:
+                return bins
+    return n
+
+
 # --- counting -----------------------------------------------------------------------------------
 def test_fits_budget_needs_no_cutting(monkeypatch):
     def boom(*args, **kwargs):
@@ -64,7 +79,8 @@ def test_fits_budget_needs_no_cutting(monkeypatch):
     for budget in (3, 4):
         cost = arch(3).circuit()  # a circuit input: not cached
         cost = cutting_cost(cost, qubit_budget=budget)
-        assert (cost.n_subexperiments, cost.n_partitions, cost.sampling_overhead) == (1, 1, 1.0)
+        assert (cost.n_subexperiments, cost.n_subcircuits, cost.n_pieces, cost.sampling_overhead) == (1, 1, 1, 1.0)
+        assert cost.packing == ((0,),)
         assert cost.exact and cost.cuts == () and cost.n_gate_cuts == cost.n_wire_cuts == 0 and cost.fits
 
 
@@ -96,8 +112,12 @@ def test_counts_match_real_generation(candidate, budget):
                                                               z_paulis(candidate.n_qubits), backjumps)
     assert cost.n_subexperiments == sum(len(v) for v in experiments.values())
     assert cost.n_qpd_terms == len(coefficients)
-    assert cost.n_partitions == len(problem.subcircuits)
+    assert cost.n_pieces == len(problem.subcircuits)
     assert all(qc.num_qubits <= budget for qc in problem.subcircuits.values())
+    # the devices hold every piece once, within the budget, and are as few as any packing allows
+    assert sorted(i for device in cost.packing for i in device) == list(range(cost.n_pieces))
+    assert all(sum(cost.partition_widths[i] for i in device) <= budget for device in cost.packing)
+    assert cost.n_subcircuits == len(cost.packing) == fewest_bins(cost.partition_widths, budget)
     assert max(cost.partition_widths) <= budget
     assert math.isclose(cost.sampling_overhead, meta["sampling_overhead"], rel_tol=1e-9)
     assert math.isclose(cost.sampling_overhead, math.prod(b.overhead for b in problem.bases), rel_tol=1e-9)
@@ -119,7 +139,60 @@ def test_known_cut_costs():
     assert (amplitude.n_gate_cuts, amplitude.n_wire_cuts) == (3, 1)
     assert amplitude.sampling_overhead == 9.0**3 * 16.0 and amplitude.n_qpd_terms == 6**3 * 8
     apart = cutting_cost(arch(4, entangler="all", r=2), qubit_budget=2)
-    assert apart.cuts == () and apart.exact and apart.n_partitions == 2 and apart.n_subexperiments == 2
+    assert apart.cuts == () and apart.exact and apart.n_pieces == 2 and apart.n_subexperiments == 2
+    assert apart.n_subcircuits == 2  # two 2-qubit pieces: one device each at budget 2
+
+
+
+@pytest.mark.parametrize("n, budget", [(3, 2), (4, 2), (5, 2), (5, 3), (6, 4), (7, 3), (8, 3), (9, 4)])
+def test_a_product_circuit_needs_ceil_n_over_budget_devices(n, budget):
+    for embedding in ("angle_x", "angle_y"):
+        cost = cutting_cost(arch(n, embedding=embedding, entangler="none"), qubit_budget=budget)
+        assert cost.cuts == () and cost.n_pieces == n and cost.partition_widths == (1,) * n
+        assert cost.n_subcircuits == math.ceil(n / budget)
+        assert [len(device) for device in cost.packing].count(budget) == n // budget
+
+
+def test_a_circuit_that_needs_no_cut_never_needs_more_devices_than_one_that_does():
+    """Over a grid of widths, entanglers, ranges and budgets: every candidate needs at least
+    ceil(n / budget) devices, and a product circuit (nothing to cut) exactly that, so it never needs
+    more than any candidate of its width, cut or not. (A circuit whose uncut pieces are wider, e.g.
+    ``odd`` pairs (2, 2, 2) at budget 3, needs 3 devices without a cut: the cut-finder minimises the
+    sampling overhead, and its plan is what is counted.)"""
+    by_width: dict = {}
+    for n in (3, 4, 5, 6):
+        for budget in (2, 3):
+            if budget >= n:
+                continue
+            for entangler in ("none", "chain", "odd", "even", "all"):
+                for r in sorted({1, min(2, n - 1)}):
+                    cost = cutting_cost(arch(n, entangler=entangler, r=r), qubit_budget=budget, time_limit=1.0)
+                    assert cost.n_subcircuits >= math.ceil(n / budget)
+                    kind = "product" if entangler == "none" else ("cut" if cost.cuts else "uncut")
+                    by_width.setdefault((n, budget), {"product": [], "uncut": [], "cut": []})[kind].append(
+                        cost.n_subcircuits)
+    for (n, budget), found in by_width.items():
+        assert found["product"] and found["cut"], (n, budget)
+        assert max(found["product"]) == math.ceil(n / budget) <= min(found["cut"] + found["uncut"]), (n, budget)
+
+
+def test_packing_is_exact_against_brute_force():
+    rng = np.random.default_rng(0)
+    cases = [([3, 3, 2, 2, 2], 6), ([2, 2, 2, 1, 1, 1, 1], 4), ([4, 3, 3, 2, 2, 2], 8)]
+    cases += [(list(rng.integers(1, budget + 1, size=rng.integers(1, 8))), int(budget))
+              for budget in rng.integers(2, 7, size=40)]
+    dp_used = 0
+    for widths, budget in cases:
+        packing = pack_pieces(widths, budget)
+        assert sorted(i for device in packing for i in device) == list(range(len(widths)))
+        assert all(sum(widths[i] for i in device) <= budget for device in packing)
+        assert len(packing) == fewest_bins(widths, budget), (widths, budget)
+        dp_used += len(cutting._first_fit_decreasing(widths, budget)) > len(packing)
+    assert dp_used >= 1  # first-fit decreasing alone misses the optimum in some of these cases
+    with pytest.raises(ValueError, match="widths"):
+        pack_pieces([3, 1], 2)
+    with pytest.raises(ValueError, match="qubit_budget"):
+        pack_pieces([1], 0)
 
 
 def test_zz_embedding_is_priced_at_its_worst_angle():
@@ -139,7 +212,7 @@ def test_observable_groups_are_counted_like_the_package():
     cost = cutting_cost(qc, qubit_budget=2, observables=observables)
     paulis = PauliList(["ZIII", "IIIZ", "XXII", "IIXZ"])
     _, _, _, experiments, _ = direct(qc, 2, paulis, 1000)
-    assert cost.n_observable_groups > cost.n_partitions
+    assert cost.n_observable_groups > cost.n_pieces
     assert cost.n_subexperiments == sum(len(v) for v in experiments.values())
 
 
@@ -179,7 +252,8 @@ def test_a_search_over_dense_entanglers_keeps_every_cut_finding_call_within_its_
     for c in candidates:
         assert c.cutting["seconds"] < cap + 1.0, c.architecture.key
         assert c.cutting["exact"] == (c.cutting["stopped_by"] is None)
-        assert max(c.cutting["partition_widths"]) <= 4 and c.n_subcircuits == c.cutting["n_partitions"] >= 2
+        assert max(c.cutting["partition_widths"]) <= 4 and c.n_subcircuits == c.cutting["n_subcircuits"] >= 2
+        assert c.cutting["n_pieces"] >= c.n_subcircuits
 
 
 def test_no_solution_falls_back_to_cutting_every_two_qubit_gate(monkeypatch):
@@ -251,7 +325,7 @@ def shot_sigma(cost: CuttingCost, shots: int) -> float:
     independent, so sigma <= sqrt(sum_t c_t^2 * ((1 + 1/shots)^P - 1)), sum_t c_t^2 = prod_cuts sum_i c_i^2."""
     assert all(c[0] == "gate" and c[2] == "cx" for c in cost.cuts)
     per_cut = sum(c * c for c in QPDBasis.from_instruction(CXGate()).coeffs)  # 6 x 0.25 = 1.5
-    return math.sqrt(per_cut ** len(cost.cuts) * ((1 + 1 / shots) ** cost.n_partitions - 1))
+    return math.sqrt(per_cut ** len(cost.cuts) * ((1 + 1 / shots) ** cost.n_pieces - 1))
 
 
 class Recording:
@@ -274,7 +348,8 @@ EXACT_CASES = [  # all wider than the budget
     (arch(3, embedding="zz"), 2),                            # cut RZZ with input-dependent angle: per sample
     (arch(4, layers=2, embedding="angle_x", rotation="rxryrz", entangler=("odd", "even")), 2),
     (arch(5, layers=2, entangler=("even", "all"), r=(1, 2)), 3),  # a wire cut (Move: resets) + 2 CX cuts
-    (arch(4, entangler="none"), 2),                          # 4 partitions, nothing cut
+    (arch(4, entangler="none"), 2),                          # 4 partitions, nothing cut: 2 devices
+    (arch(5, entangler="even", r=2), 3),                     # one cut, pieces (3, 1, 1) on 2 devices
 ]
 
 
@@ -302,12 +377,37 @@ def test_sampled_cut_expectation_values_match_uncut(candidate, shots):
     cost = info["cost"]
     # batched: one sampler job; one pub per sub-experiment, the samples are its parameter sets
     assert len(sampler.calls) == 1 and info["n_jobs"] == 1
-    assert len(sampler.calls[0]) == info["n_pubs"] == cost.n_subexperiments
+    assert len(sampler.calls[0]) == info["n_pubs"] == info["n_circuits"] == cost.n_subexperiments
     assert all(pub[1].shape[0] == 2 for pub in sampler.calls[0])
     # stated tolerance: 4 standard-error bounds (chain4: 4 x 0.027, full3: 4 x 0.066); seeded
     tolerance = 4 * shot_sigma(cost, shots)
     np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=tolerance)
     np.testing.assert_allclose(got, cut_expectation_values(candidate, x, w, 2, shots=None), atol=tolerance)
+
+
+@pytest.mark.parametrize("candidate, budget", [(arch(4, entangler="none"), 2), (arch(5, entangler="even", r=2), 3)],
+                         ids=["product4", "even5"])
+def test_pieces_packed_on_one_device_run_as_one_circuit(candidate, budget):
+    x, w = random_point(candidate)
+    sampler = Recording(AerSampler(seed=6))
+    info = {}
+    shots = 4096
+    got = cut_expectation_values(candidate, x, w, budget, sampler, shots=shots, info=info)
+    cost = info["cost"]
+    assert cost.n_subcircuits < cost.n_pieces
+    (pubs,) = sampler.calls
+    # one circuit per device and QPD term (1 observable group per piece), not one per piece
+    assert len(pubs) == info["n_circuits"] == cost.n_qpd_terms * cost.n_subcircuits < cost.n_subexperiments
+    device_widths = sorted(sum(cost.partition_widths[i] for i in device) for device in cost.packing)
+    assert max(device_widths) <= budget
+    assert sorted(pub[0].num_qubits for pub in pubs) == sorted(device_widths * cost.n_qpd_terms)  # merged
+    assert all(pub[1].shape[0] == 2 for pub in pubs)
+    exact = exact_z(candidate, x, w)
+    if cost.cuts:
+        tolerance = 4 * shot_sigma(cost, shots)
+    else:  # nothing cut: every <Z_i> is a plain mean of shots, sigma <= 1/sqrt(shots)
+        tolerance = 4 / math.sqrt(shots)
+    np.testing.assert_allclose(got, exact, atol=tolerance)
 
 
 def test_parametrised_cuts_are_generated_per_sample_in_one_job():

@@ -53,7 +53,7 @@ def test_candidates_carry_consistent_objectives(iris_search):
         assert 0 <= c.val_error <= 1 and math.isclose(c.val_error, 1 - c.val_accuracy)
         assert c.runtime_proxy > 0
         direct = cutting_cost(c.architecture, qubit_budget=2)
-        assert c.n_subcircuits == direct.n_partitions == c.cutting["n_partitions"]
+        assert c.n_subcircuits == direct.n_subcircuits == c.cutting["n_subcircuits"] <= c.cutting["n_pieces"]
         assert (c.n_subcircuits == 1) == (c.architecture.n_qubits <= 2)
         assert len(c.weights) == c.architecture.n_weights
 

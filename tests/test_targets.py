@@ -91,7 +91,9 @@ def test_runtime_estimate_deterministic_and_recomputed(manila):
     assert first.depth == isa.depth()
     assert first.n_two_qubit_gates == sum(inst.operation.num_qubits == 2 for inst in isa.data) > 0
     assert set(first.to_dict()) == {"seconds", "critical_path_seconds", "depth", "two_qubit_depth",
-                                    "n_two_qubit_gates", "shots", "n_circuits", "backend_name"}
+                                    "n_two_qubit_gates", "shots", "n_circuits", "backend_name",
+                                    "executions_per_circuit", "calibration_executions"}
+    assert (first.executions_per_circuit, first.calibration_executions) == (DEFAULT_PROXY_SHOTS, 0)
 
 
 def test_more_cx_means_larger_proxy():
@@ -294,3 +296,71 @@ def test_targets_pickle_after_use(noisy_aer, manila):
         clone = pickle.loads(pickle.dumps(target))
         np.testing.assert_allclose(clone.expectation_values(ARCH, x, w).values, before, atol=1e-12)
         assert clone.runtime_estimate(ARCH, 4) == target.runtime_estimate(ARCH, 4)
+
+
+# --- Runtime error suppression and mitigation ----------------------------------------------------------
+@pytest.mark.parametrize("options, match", [
+    ({"resilience": 1}, r"runtime_options key\(s\) 'resilience'; allowed: resilience_level, twirling"),
+    ({"resilience_level": 3}, r"resilience_level=3; allowed: 0, 1, 2"),
+    ({"resilience_level": "1"}, r"resilience_level='1'; allowed: 0, 1, 2"),
+    ({"twirling": True}, r"twirling=True; allowed: a dict with keys enable_gates, enable_measure"),
+    ({"twirling": {"enable_gates": "yes"}}, r"twirling.enable_gates='yes'; allowed: True or False"),
+    ({"twirling": {"num_randomizations": 0}}, r"twirling.num_randomizations=0; allowed: 'auto' or an integer >= 1"),
+    ({"twirling": {"strategy": "all"}}, r"twirling key\(s\) 'strategy'; allowed: enable_gates"),
+    ({"dynamical_decoupling": {"sequence_type": "XZ"}}, r"sequence_type='XZ'; allowed: XX, XpXm, XY4"),
+    ({"dynamical_decoupling": {"enable": 1}}, r"dynamical_decoupling.enable=1; allowed: True or False"),
+    ({"measure_mitigation": None}, r"measure_mitigation=None; allowed: True or False"),
+    ("level1", r"runtime_options='level1'; allowed: None or a dict"),
+])
+def test_bad_runtime_options_are_refused_before_work(manila, options, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_target(manila, shots=64, runtime_options=options)
+
+
+def test_runtime_options_only_on_runtime_targets(manila, noisy_aer):
+    for backend, mode in ((None, "auto"), (noisy_aer, "auto"), (manila, "aer")):
+        with pytest.raises(ValueError, match="runtime_options=.*non-Runtime target"):
+            resolve_target(backend, mode=mode, runtime_options={"resilience_level": 1})
+    with pytest.raises(ValueError, match="resilience_level=2 with runtime_options resilience_level=1"):
+        resolve_target(manila, resilience_level=2, runtime_options={"resilience_level": 1})
+
+
+def test_runtime_options_reach_the_runtime_estimator(manila):
+    options = {"resilience_level": 1, "twirling": {"enable_gates": True, "num_randomizations": 6},
+               "dynamical_decoupling": {"enable": True, "sequence_type": "XY4"}, "zne_mitigation": False}
+    with resolve_target(manila, shots=128, seed=1, runtime_options=options) as target:
+        estimator = target.primitive()
+        assert isinstance(estimator, RuntimeEstimator)
+        o = estimator.options
+        assert (o.resilience_level, o.default_shots) == (1, 128)
+        assert (o.twirling.enable_gates, o.twirling.num_randomizations) == (True, 6)
+        assert o.twirling.enable_measure is None  # left to the resilience level (True at level 1)
+        assert (o.dynamical_decoupling.enable, o.dynamical_decoupling.sequence_type) == (True, "XY4")
+        assert o.resilience.zne_mitigation is False
+        assert target.runtime_options == options
+
+
+def test_runtime_proxy_grows_with_the_mitigation_as_documented(manila):
+    """seconds = n x critical x F x R x s + R_trex x s x measure (see the README's formula)."""
+    arch, n, shots = Architecture(3, 2, "angle_y", "ry", ("chain", "chain")), 20, 1024
+    plain = resolve_target(manila, shots=shots).runtime_estimate(arch, n)
+    critical = plain.critical_path_seconds
+    assert plain.executions_per_circuit == shots and plain.calibration_executions == 0
+    assert plain.seconds == pytest.approx(n * critical * shots)
+    measured = resolve_target(manila, shots=shots).isa(arch)[0].layout.final_index_layout()[:3]
+    measure = max(manila.target["measure"][(q,)].duration for q in measured)
+    # auto split of 1024 twirled shots: s = max(64, ceil(1024 / 32)) = 64 per randomization, R = 16
+    cases = [({"resilience_level": 1}, 1, 16, 64, 16),          # TREX: measurement twirling + calibration
+             ({"resilience_level": 2}, 3, 16, 64, 16),          # + ZNE at noise factors (1, 3, 5)
+             ({"twirling": {"enable_gates": True, "num_randomizations": 10, "shots_per_randomization": 200}},
+              1, 10, 200, 0),                                   # 10 x 200 = 2000 shots per parameter set
+             ({"dynamical_decoupling": {"enable": True}}, 1, 1, shots, 0)]  # fills idle time: no extra shots
+    seconds = []
+    for options, factors, randomizations, per_randomization, trex in cases:
+        estimate = resolve_target(manila, shots=shots, runtime_options=options).runtime_estimate(arch, n)
+        assert estimate.executions_per_circuit == factors * randomizations * per_randomization, options
+        assert estimate.calibration_executions == trex * per_randomization, options
+        expected = n * critical * factors * randomizations * per_randomization + trex * per_randomization * measure
+        assert estimate.seconds == pytest.approx(expected), options
+        seconds.append(estimate.seconds)
+    assert plain.seconds < seconds[0] < seconds[1] and seconds[2] > plain.seconds and seconds[3] == plain.seconds
