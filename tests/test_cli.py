@@ -148,6 +148,8 @@ BAD = [
     (["--max-concurrent-jobs", "0"], "--max-concurrent-jobs"),
     (["--max-concurrent-jobs", "2"], "--max-concurrent-jobs: invalid value 2 for a non-Runtime target"),
     (["--target", "aer:fake_manila", "--qubits", "2:8"], "--qubits"),
+    (["--noise-aware"], "--noise-aware: invalid noise_aware=True with target 'statevector'"),
+    (["--target", "aer", "--noise-aware"], "--noise-aware: invalid noise_aware=True"),
 ]
 
 
