@@ -61,7 +61,7 @@ PARAM_FLAGS = {
     "learning_rates": "--learning-rates", "n_qubits": "--qubits", "n_components": "--pca",
     "image_size": "--image-size", "subset": "--subset", "data_dir": "--data-dir", "target_column": "--target-column",
     "backend": "--target", "mode": "--target", "target_mode": "--target", "seed": "--seed",
-    "random_state": "--seed", "name": "--dataset", "path": "--csv",
+    "random_state": "--seed", "name": "--dataset", "path": "--csv", "noise_aware": "--noise-aware",
 }
 
 logger = logging.getLogger(__name__)
@@ -331,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="fine-tuning epochs per candidate (default 5)")
     training.add_argument("--final-epochs", type=_int_at_least(0), metavar="N",
                           help="fine-tuning epochs of the chosen model (default 4 x --finetune-epochs)")
+    training.add_argument("--noise-aware", action="store_true",
+                          help="train the SuperCircuit and the candidates under the target's injected gate and readout "
+                               "errors (needs a noisy target: aer:<fake>, runtime:<fake>, ibm:<name>)")
     training.add_argument("--batch-size", type=_int_at_least(1), default=16, metavar="N", help="default 16")
     training.add_argument("--learning-rate", type=_positive_float, default=0.01, metavar="LR", help="default 0.01")
     training.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
@@ -548,6 +551,7 @@ def _settings_from_args(args) -> dict[str, Any]:
         "learning_rate": args.learning_rate, "cut_time_limit": args.cut_time_limit,
         "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
         "selection": args.selection, "random_state": args.seed, "max_concurrent_jobs": args.max_concurrent_jobs,
+        "noise_aware": args.noise_aware,
     }
     runtime_options = _runtime_options(args)
     if runtime_options:
@@ -591,6 +595,8 @@ def make_estimator(config: dict[str, Any], run_dir: Path | None, verbose: int = 
 
 def prepare(config: dict[str, Any]):
     """Everything a run needs, checked: ``(estimator, dataset)``; raises :class:`UsageError`."""
+    from .noise import check_noise_aware_target
+
     try:
         estimator = make_estimator(config, None, verbose=0)
     except ValueError as exc:
@@ -610,6 +616,13 @@ def prepare(config: dict[str, Any]):
     except ValueError as exc:
         message = _library_error(exc, "--target")
         raise UsageError(message if message.startswith("--") else f"--target: {message}") from None
+    if estimator.noise_aware:
+        try:
+            check_noise_aware_target(target)
+        except ValueError as exc:
+            with contextlib.suppress(Exception):
+                target.close()
+            raise UsageError(f"--noise-aware: {' '.join(str(exc).split())} (--target {config['target']})") from None
     try:
         target.check_width(space.max_qubits, what=f"the widest candidate ({space.max_qubits} qubits)")
     except ValueError as exc:

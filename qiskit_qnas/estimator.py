@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._version import __version__
 from .cutting import _check_budget
 from .model import HQNN, check_hidden, predict_logits
+from .noise import TrainingNoise
 from .objectives import EvaluationContext, candidate_seed, check_objective_settings, target_logits
 from .parallel import evaluate_generation, resolve_executor
 from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
@@ -53,9 +54,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     """Search a space of hybrid quantum-classical networks and keep the best one as a classifier.
 
     ``fit`` trains one weight-sharing :class:`~qiskit_qnas.supercircuit.SuperCircuit` on the exact
-    engine, then runs NSGA-II (pymoo) over the space on three minimised objectives: validation error
-    (measured on ``backend``), a runtime proxy from the ISA circuit and the number of subcircuits
-    circuit cutting needs under ``qubit_budget``. The chosen candidate (see ``selection``) is then
+    engine (or under the target's injected noise, see ``noise_aware``), then runs NSGA-II (pymoo)
+    over the space on three minimised objectives: validation error (measured on ``backend``), a
+    runtime proxy from the ISA circuit and the number of subcircuits circuit cutting needs under
+    ``qubit_budget``. The chosen candidate (see ``selection``) is then
     fine-tuned on all of the ``fit`` data and used by ``predict``.
 
     Args:
@@ -67,6 +69,11 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         target_mode: for a fake backend, ``"aer"`` (Aer with its noise model) or ``"runtime"``
             (Runtime's local testing mode); ``"auto"`` picks the default.
         shots: shots per circuit on a sampling target (None: the target's default / exact).
+        noise_aware: noise-adaptive training: the SuperCircuit and every fine-tuning train under
+            the target backend's gate and readout errors, sampled into the torch engine at the
+            rates its noise model / ``Target`` reports for the ISA circuit's gates and qubits
+            (:class:`qiskit_qnas.noise.TrainingNoise`). Needs a noisy target (an ``AerSimulator``
+            with a noise model, a fake or real IBM backend); default False (exact training).
         population_size, n_generations: NSGA-II settings (the initial population is generation 1).
         supercircuit_epochs: SuperCircuit training epochs (None: about 600 optimiser steps).
         finetune_epochs: epochs each candidate is fine-tuned after inheriting weights (0 allowed).
@@ -112,7 +119,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, search_space: SearchSpace | None = None, qubit_budget: int = 4, backend=None, *,
-                 target_mode: str = "auto", shots: int | None = None, population_size: int = 12,
+                 target_mode: str = "auto", shots: int | None = None, noise_aware: bool = False,
+                 population_size: int = 12,
                  n_generations: int = 6, supercircuit_epochs: int | None = None, finetune_epochs: int = 5,
                  final_epochs: int | None = None, batch_size: int = 16, learning_rate: float = 0.01,
                  hidden: int = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
@@ -128,6 +136,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.backend = backend
         self.target_mode = target_mode
         self.shots = shots
+        self.noise_aware = noise_aware
         self.population_size = population_size
         self.n_generations = n_generations
         self.supercircuit_epochs = supercircuit_epochs
@@ -182,6 +191,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         _check_int("max_concurrent_jobs", self.max_concurrent_jobs, 1)
         _check_int("shots", self.shots, 1, allow_none=True)
         _check_int("max_subcircuits", self.max_subcircuits, 1, allow_none=True)
+        if not isinstance(self.noise_aware, (bool, np.bool_)):
+            raise ValueError(f"invalid noise_aware={self.noise_aware!r}; allowed: True or False")
         _check_fraction("validation_size", self.validation_size)
         if not 0 <= self.dropout < 1:
             raise ValueError(f"invalid dropout={self.dropout!r}; allowed: 0 <= dropout < 1")
@@ -219,6 +230,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                              f"class {encoder.classes_[counts.argmin()]!r} has {counts.min()}")
         target = self.resolve_target()
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
+        noise = TrainingNoise(target) if self.noise_aware else None
         executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
         seed = self._seed()
         self.classes_ = encoder.classes_
@@ -241,7 +253,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             read_checkpoint(run_dir, fingerprint)
         timings: dict[str, float] = {}
         try:
-            supercircuit = self._train_supercircuit(space, X_train, y_train, seed, run_dir, fingerprint, timings)
+            supercircuit = self._train_supercircuit(space, X_train, y_train, seed, run_dir, fingerprint, timings,
+                                                    noise)
             context = EvaluationContext(
                 supercircuit=supercircuit, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
                 target=target, qubit_budget=int(self.qubit_budget), finetune_epochs=int(self.finetune_epochs),
@@ -312,10 +325,12 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         batches = math.ceil(n_train / self.batch_size)
         return int(min(100, max(5, math.ceil(SUPERCIRCUIT_STEPS / batches))))
 
-    def _train_supercircuit(self, space, X_train, y_train, seed, run_dir, fingerprint, timings) -> SuperCircuit:
+    def _train_supercircuit(self, space, X_train, y_train, seed, run_dir, fingerprint, timings,
+                            noise: TrainingNoise | None = None) -> SuperCircuit:
         supercircuit = SuperCircuit(space, X_train.shape[1], len(self.classes_),
                                     hidden=check_hidden(self.hidden, allow_zero=False), dropout=float(self.dropout),
                                     seed=seed)
+        supercircuit.noise = noise  # consulted in training mode only: the fine-tuning copies inherit it
         saved = None if run_dir is None else run_dir / "supercircuit.pt"
         if saved is not None and saved.exists():
             payload = torch.load(saved, weights_only=True)

@@ -5,12 +5,13 @@
 order, in other processes or on a Dask cluster, with identical results.
 
 * ``val_error`` = 1 - accuracy on the validation split. The candidate inherits its slice of the
-  SuperCircuit, is fine-tuned for ``finetune_epochs`` on the exact engine, then its quantum layer is
-  evaluated **on the target** (exact, Aer with noise, or IBM Runtime; :func:`evaluate_on_target`):
-  the classical pre-layer gives the circuit inputs of every validation sample, the target returns
-  ``<Z_i>`` for all of them in one broadcast PUB, and the head turns them into class scores. The
-  chosen model predicts on the target the same way (:func:`target_logits`, ``predict(X,
-  on_target=True)``), one PUB per chunk of samples.
+  SuperCircuit, is fine-tuned for ``finetune_epochs`` on the exact engine (under the target's
+  injected errors when the SuperCircuit carries a :class:`~qiskit_qnas.noise.TrainingNoise`), then its
+  quantum layer is evaluated **on the target** (exact, Aer with noise, or IBM Runtime;
+  :func:`evaluate_on_target`): the classical pre-layer gives the circuit inputs of every validation
+  sample, the target returns ``<Z_i>`` for all of them in one broadcast PUB, and the head turns them
+  into class scores. The chosen model predicts on the target the same way (:func:`target_logits`,
+  ``predict(X, on_target=True)``), one PUB per chunk of samples.
 * ``runtime_proxy`` = critical-path duration of the candidate's ISA circuit on the target's
   (reference) backend x shots x circuits per evaluation (one circuit per validation sample); see
   :meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`. Deterministic. The measured wall

@@ -132,7 +132,13 @@ class SuperCircuit(nn.Module):
             :func:`~qiskit_qnas.model.classical_trunk`).
         dropout: dropout after the trunk.
         seed: seeds the initial weights.
+
+    ``noise`` (default None): a :class:`~qiskit_qnas.noise.TrainingNoise`; when set, the forward pass
+    in training mode injects its sampled device errors (noise-adaptive training, also of the
+    fine-tuning copies); evaluation mode stays exact.
     """
+
+    noise = None
 
     def __init__(self, space: SearchSpace, n_features: int, n_classes: int, hidden: int = 64,
                  dropout: float = 0.1, seed: int | None = 0):
@@ -183,8 +189,11 @@ class SuperCircuit(nn.Module):
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         """Logits of the candidate ``arch`` with the shared weights (amplitude candidates through
-        :func:`amplitude_expectation`, the others through their compiled circuit)."""
-        if arch.embedding == "amplitude":
+        :func:`amplitude_expectation`, the others through their compiled circuit; through the noisy
+        training circuit of ``noise`` in training mode when it is set)."""
+        if self.training and self.noise is not None:
+            z = self.noise.expectation(arch, self.circuit_inputs(arch, x).to(torch.float64), self.circuit_weights(arch))
+        elif arch.embedding == "amplitude":
             z = amplitude_expectation(arch, self.embedding_features(arch, x), self.circuit_weights(arch))
         else:
             inputs = self.circuit_inputs(arch, x).to(torch.float64)

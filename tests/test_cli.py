@@ -196,6 +196,8 @@ BAD = [
     (["--twirling-randomizations", "0", "--target", "runtime:fake_manila"], "--twirling-randomizations"),
     (["--resilience-level", "1"], "not supported with --target statevector; allowed: a Runtime target"),
     (["--twirling", "all", "--target", "aer:fake_manila"], "not supported with --target aer:manila"),
+    (["--noise-aware"], "--noise-aware: invalid noise_aware=True with target 'statevector'"),
+    (["--target", "aer", "--noise-aware"], "--noise-aware: invalid noise_aware=True"),
 ]
 
 

@@ -177,6 +177,8 @@ def test_bad_data_is_refused_before_work(X_bad, y_bad, match):
     ({"runtime_objective": "depth"}, "runtime_objective"),
     ({"search_space": "big"}, "search_space"),
     ({"executor": object()}, "executor"),
+    ({"noise_aware": "yes"}, "noise_aware"),
+    ({"noise_aware": True}, "noise_aware=True with target 'statevector'"),  # exact: no noise to inject
 ])
 def test_bad_settings_are_refused_before_work(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -197,3 +199,35 @@ def test_unfitted_estimator_refuses_to_predict():
 
     with pytest.raises(NotFittedError):
         QNASEstimator().predict(X_TEST)
+
+
+def test_noise_aware_search_trains_under_the_targets_noise():
+    """On FakeManilaV2's noise (Aer) the SuperCircuit and the fine-tuning train under the injected
+    errors: other weights than exact training from the same seed, a different run fingerprint, and
+    the validation still measured on the noisy target."""
+    import warnings
+
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    from qiskit_qnas.noise import TrainingNoise
+
+    space = SearchSpace(qubits=(2, 2), layers=(1, 1), embeddings=("angle_y",), rotations=("ry",),
+                        entanglers=("chain",))
+    settings = dict(search_space=space, qubit_budget=2, backend=FakeManilaV2(), target_mode="aer",
+                    population_size=2, n_generations=1, supercircuit_epochs=2, finetune_epochs=1, final_epochs=1,
+                    random_state=0, verbose=0)
+    fitted = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for aware in (False, True):
+            fitted[aware] = QNASEstimator(**settings, noise_aware=aware).fit(X_TRAIN, Y_TRAIN)
+    assert fitted[False].supercircuit_.noise is None
+    assert isinstance(fitted[True].supercircuit_.noise, TrainingNoise)
+    exact_w = fitted[False].supercircuit_.quantum_weights.detach()
+    aware_w = fitted[True].supercircuit_.quantum_weights.detach()
+    assert not np.allclose(exact_w.numpy(), aware_w.numpy())
+    assert fitted[True].result_.config["params"]["noise_aware"] is True
+    assert all(c.architecture.n_qubits == 2 and 0 <= c.val_accuracy <= 1 for c in fitted[True].result_.candidates)
+    target = fitted[True].target_
+    fingerprints = [est._fingerprint(space, target, X_TRAIN, Y_TRAIN, 0) for est in fitted.values()]
+    assert fingerprints[0] != fingerprints[1]

@@ -1,0 +1,264 @@
+"""Noise-adaptive training: a noisy target's gate and readout errors, injected into the torch engine.
+
+:class:`TrainingNoise` turns an :class:`~qiskit_qnas.targets.ExecutionTarget` that runs on a noisy
+backend (Aer with a noise model, a fake IBM backend, an IBM backend) into a noisy forward pass for
+training (QuantumNAT-style noise injection):
+
+* **where**: the candidate's ISA circuit for the executing backend (``target.run_isa``: the layout,
+  routing SWAPs and basis decomposition the target itself will run), restricted to the physical
+  qubits it uses;
+* **gate errors**: after every ISA gate with error rate ``r`` on ``k`` qubits, a depolarising
+  channel of parameter ``lambda = d r / (d - 1)`` (``d = 2**k``), which is the channel
+  ``qiskit_aer.noise.depolarizing_error(lambda, k)`` whose average gate infidelity is ``r``. That
+  channel equals "with probability ``lambda`` apply a Pauli drawn uniformly from all ``4**k``
+  (the identity included)", so it is sampled as trajectories: after the gate, every qubit gets an
+  ``RX`` and an ``RZ`` whose angles are extra per-sample inputs set to 0 or pi (X^a Z^b up to a
+  global phase), drawn afresh for every sample of every step from torch's generator. One compiled
+  program per architecture, no recompilation; the average over trajectories is the noisy circuit.
+  ``r`` is the gate's error in the simulator's noise model when the target runs on an
+  ``AerSimulator`` with one (``1 - average_gate_fidelity`` of the model's error for that gate and
+  qubits, thermal relaxation included), else ``backend.target[gate][qubits].error``;
+* **readout errors**: exactly, in expectation: a qubit read with ``P(1|0) = e0``, ``P(0|1) = e1``
+  reports ``<Z> = (e1 - e0) + (1 - e0 - e1) <Z>`` (the map :class:`~qiskit_qnas.targets.AerTarget`
+  applies when it evaluates), at the physical qubit the logical qubit is measured on.
+
+Not modelled: thermal relaxation as such (its infidelity is folded into the depolarising rate, so
+amplitude damping's pull towards ``|0>`` is not reproduced), idle errors and crosstalk (the ISA
+circuits are unscheduled, as the targets run them), and coherent errors.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from qiskit.circuit import ParameterVector, QuantumCircuit
+from qiskit.quantum_info import SparsePauliOp, average_gate_fidelity
+
+from .circuits import build_circuit
+from .engines import StatevectorProgram
+from .space import Architecture
+from .targets import AerTarget, ExecutionTarget, PrimitiveTarget
+
+_NOT_GATES = {"barrier", "delay"}
+#: gates of ISA circuits the statevector engine runs through their definition
+_DECOMPOSED = ["ecr"]
+
+
+@dataclass(frozen=True)
+class NoisyProgram:
+    """One architecture's noisy training circuit, compiled.
+
+    ``program`` takes the circuit inputs followed by ``n_pauli`` Pauli angles (0 or pi); the Pauli
+    angle column ``c`` belongs to error location ``location_of_column[c]``, whose depolarising
+    parameter is ``depolarizing[location]``. ``readout_scale`` / ``readout_offset`` map the exact
+    ``<Z_i>`` of logical qubit i to the value read out.
+    """
+
+    program: StatevectorProgram
+    n_circuit_inputs: int
+    location_of_column: torch.Tensor  # (n_pauli,) long
+    depolarizing: torch.Tensor  # (n_locations,) float64
+    readout_scale: torch.Tensor  # (n_qubits,)
+    readout_offset: torch.Tensor  # (n_qubits,)
+    physical_qubits: tuple[int, ...]  # the backend qubits of the reduced circuit, in its qubit order
+
+    @property
+    def n_pauli(self) -> int:
+        return int(self.location_of_column.numel())
+
+    def sample_pauli_angles(self, batch: int) -> torch.Tensor:
+        """Angles of one trajectory per sample, ``(batch, n_pauli)``: at every location, with
+        probability lambda, a uniform Pauli of its qubits (identity included); elsewhere 0."""
+        hit = torch.rand(batch, len(self.depolarizing), dtype=torch.float64) < self.depolarizing
+        bits = torch.randint(0, 2, (batch, self.n_pauli), dtype=torch.int64).bool()
+        return math.pi * (bits & hit[:, self.location_of_column]).to(torch.float64)
+
+    def expectation(self, inputs: torch.Tensor, weights: torch.Tensor,
+                    pauli_angles: torch.Tensor | None = None) -> torch.Tensor:
+        """Read-out ``<Z_i>`` of one trajectory per sample (``pauli_angles`` sampled when None)."""
+        inputs = torch.as_tensor(inputs, dtype=torch.float64)
+        if pauli_angles is None:
+            pauli_angles = self.sample_pauli_angles(inputs.shape[0])
+        z = self.program.expectation(torch.cat([inputs, pauli_angles.to(torch.float64)], 1), weights)
+        return self.readout_offset + self.readout_scale * z
+
+
+def depolarizing_parameter(error_rate: float, n_qubits: int) -> float:
+    """The ``depolarizing_error`` parameter whose average gate infidelity is ``error_rate``
+    (``d r / (d - 1)``, capped at the fully depolarising-plus-twirl bound ``4**k / (4**k - 1)``)."""
+    d = 2**n_qubits
+    return float(min(max(error_rate, 0.0) * d / (d - 1), 4**n_qubits / (4**n_qubits - 1)))
+
+
+class _ErrorRates:
+    """Gate error rates (average infidelities) and readout errors of a target's executing backend."""
+
+    def __init__(self, target: PrimitiveTarget):
+        backend = target.run_backend
+        self.noise_model = getattr(getattr(backend, "options", None), "noise_model", None)
+        self.backend_target = getattr(backend, "target", None)
+        self._cache: dict[tuple, float] = {}
+        if isinstance(target, AerTarget):
+            self.readout = target.readout_errors() if target.readout_error else {}
+        else:  # Runtime: the backend's calibrated measurement error, symmetric (as Aer models it)
+            self.readout = {}
+            if self.backend_target is not None and "measure" in self.backend_target.operation_names:
+                for qargs, props in self.backend_target["measure"].items():
+                    error = getattr(props, "error", None)
+                    if qargs is not None and len(qargs) == 1 and error:
+                        self.readout[int(qargs[0])] = (float(error), float(error))
+
+    def gate(self, name: str, qubits: tuple[int, ...]) -> float:
+        key = (name, qubits)
+        if key not in self._cache:
+            self._cache[key] = self._model_error(name, qubits) if self.noise_model is not None \
+                else self._target_error(name, qubits)
+        return self._cache[key]
+
+    def _model_error(self, name: str, qubits: tuple[int, ...]) -> float:
+        # Aer offers no public per-gate lookup: these are the model's own tables (local errors
+        # take precedence over all-qubit ones, as when Aer applies them)
+        error = self.noise_model._local_quantum_errors.get(name, {}).get(qubits)
+        if error is None:
+            error = self.noise_model._default_quantum_errors.get(name)
+        return 0.0 if error is None else float(1.0 - average_gate_fidelity(error))
+
+    def _target_error(self, name: str, qubits: tuple[int, ...]) -> float:
+        if self.backend_target is None or name not in self.backend_target.operation_names:
+            return 0.0
+        props = self.backend_target[name].get(qubits)
+        error = getattr(props, "error", None)
+        return float(error) if error else 0.0
+
+    def readout_pair(self, qubit: int) -> tuple[float, float]:
+        return self.readout.get(qubit, self.readout.get(-1, (0.0, 0.0)))
+
+    def any_noise(self) -> bool:
+        if self.noise_model is not None:
+            return not self.noise_model.is_ideal()
+        if self.backend_target is None:
+            return False
+        return any(getattr(props, "error", None) for name in self.backend_target.operation_names
+                   for props in (self.backend_target[name].values() if self.backend_target[name] else ())
+                   if props is not None)
+
+
+def check_noise_aware_target(target: ExecutionTarget) -> None:
+    """Raise ``ValueError`` unless ``target`` runs on a backend with errors to inject."""
+    if target.exact or not isinstance(target, PrimitiveTarget) or target.run_backend is None:
+        raise ValueError(f"invalid noise_aware=True with target {target.name!r} (no device noise to inject); "
+                         f"allowed: noise_aware=False, or a noisy backend: an AerSimulator with a noise model "
+                         f"(e.g. AerSimulator.from_backend(FakeManilaV2())), a fake IBM backend or an IBMBackend")
+    if not _ErrorRates(target).any_noise():
+        raise ValueError(f"invalid noise_aware=True with target {target.name!r}: its backend reports no gate or "
+                         f"readout errors; allowed: noise_aware=False, or a backend with a noise model")
+
+
+class TrainingNoise:
+    """The errors of ``target``'s backend, injected into the torch engine (see the module docstring).
+
+    A :class:`~qiskit_qnas.supercircuit.SuperCircuit` whose ``noise`` is set trains through
+    :meth:`expectation` (one sampled trajectory per sample and step); evaluation is unchanged.
+    Shared, not copied, by ``copy.deepcopy`` (the fine-tuning copies of a SuperCircuit); picklable
+    (the compiled programs are rebuilt).
+    """
+
+    def __init__(self, target: ExecutionTarget):
+        check_noise_aware_target(target)
+        self.target = target
+        self._init_caches()
+
+    def _init_caches(self) -> None:
+        self._lock = threading.Lock()
+        self._programs: dict[Architecture, NoisyProgram] = {}
+        self._rates = _ErrorRates(self.target)
+
+    def __getstate__(self) -> dict:
+        return {"target": self.target}
+
+    def __setstate__(self, state: dict) -> None:
+        self.target = state["target"]
+        self._init_caches()
+
+    def __deepcopy__(self, memo) -> TrainingNoise:
+        return self
+
+    def __repr__(self) -> str:
+        return f"TrainingNoise(target={self.target.name!r})"
+
+    def program(self, arch: Architecture) -> NoisyProgram:
+        """The compiled noisy training circuit of ``arch`` (cached)."""
+        with self._lock:
+            found = self._programs.get(arch)
+        if found is None:
+            found = self._compile(arch)
+            with self._lock:
+                found = self._programs.setdefault(arch, found)
+        return found
+
+    def _compile(self, arch: Architecture) -> NoisyProgram:
+        built = build_circuit(arch)
+        isa, _ = self.target.run_isa(arch)
+        layout = isa.layout
+        measured = list(layout.final_index_layout()[: arch.n_qubits]) if layout is not None \
+            else list(range(arch.n_qubits))
+        steps = [(inst.operation, tuple(isa.find_bit(q).index for q in inst.qubits)) for inst in isa.data
+                 if inst.operation.name not in _NOT_GATES]
+        physical = sorted({q for _, qubits in steps for q in qubits} | set(measured))
+        local = {q: k for k, q in enumerate(physical)}
+        locations = [(operation, qubits, depolarizing_parameter(self._rates.gate(operation.name, qubits),
+                                                                len(qubits))) for operation, qubits in steps]
+        n_pauli = 2 * sum(len(qubits) for _, qubits, lam in locations if lam > 0)
+        pauli = ParameterVector("pauli", n_pauli)
+        circuit = QuantumCircuit(len(physical))
+        column_locations, lambdas = [], []
+        for operation, qubits, lam in locations:
+            circuit.append(operation, [local[q] for q in qubits])
+            if lam <= 0:
+                continue
+            for q in qubits:
+                column = len(column_locations)
+                circuit.rx(pauli[column], local[q])
+                circuit.rz(pauli[column + 1], local[q])
+                column_locations += [len(lambdas)] * 2
+            lambdas.append(lam)
+        if any(operation.name in _DECOMPOSED for operation, _ in steps):
+            circuit = circuit.decompose(gates_to_decompose=_DECOMPOSED)
+        observables = [SparsePauliOp.from_sparse_list([("Z", [local[q]], 1.0)], len(physical)) for q in measured]
+        program = StatevectorProgram(circuit, list(built.inputs) + list(pauli), list(built.weights), observables)
+        e0, e1 = np.array([self._rates.readout_pair(q) for q in measured], dtype=np.float64).reshape(-1, 2).T
+        return NoisyProgram(program=program, n_circuit_inputs=arch.n_inputs,
+                            location_of_column=torch.tensor(column_locations, dtype=torch.long),
+                            depolarizing=torch.tensor(lambdas, dtype=torch.float64),
+                            readout_scale=torch.as_tensor(1.0 - e0 - e1), readout_offset=torch.as_tensor(e1 - e0),
+                            physical_qubits=tuple(physical))
+
+    def expectation(self, arch: Architecture, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Read-out ``<Z_i>`` of ``arch`` under one sampled error trajectory per sample, ``(B, n_qubits)``,
+        differentiable in ``inputs`` (circuit input angles) and ``weights``."""
+        return self.program(arch).expectation(inputs, weights)
+
+    @torch.no_grad()
+    def average_expectation(self, arch: Architecture, inputs, weights, n_trajectories: int = 1000,
+                            generator_seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Mean read-out ``<Z_i>`` over ``n_trajectories`` trajectories per sample and its standard
+        error, both ``(N, n_qubits)``: the injected noise's average effect."""
+        if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) \
+                or n_trajectories < 2:
+            raise ValueError(f"invalid n_trajectories={n_trajectories!r}; allowed: an integer >= 2")
+        noisy = self.program(arch)
+        inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float64))
+        weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        with torch.random.fork_rng():
+            if generator_seed is not None:
+                torch.manual_seed(int(generator_seed))
+            values = noisy.expectation(inputs.repeat_interleave(int(n_trajectories), 0), weights)
+        values = values.reshape(len(inputs), int(n_trajectories), -1).numpy()
+        return values.mean(1), values.std(1, ddof=1) / math.sqrt(n_trajectories)
+
+
+__all__ = ["NoisyProgram", "TrainingNoise", "check_noise_aware_target", "depolarizing_parameter"]

@@ -1,0 +1,166 @@
+"""Noise-adaptive training: the injected errors' average effect against Aer's density-matrix
+simulation of the same noise model, and against a real fake-backend noise model."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
+from qiskit_ibm_runtime.fake_provider import FakeManilaV2, FakeSherbrooke, FakeTorino
+
+from qiskit_qnas.noise import TrainingNoise, check_noise_aware_target, depolarizing_parameter
+from qiskit_qnas.space import Architecture, SearchSpace
+from qiskit_qnas.supercircuit import SuperCircuit, compiled_program
+from qiskit_qnas.targets import AerTarget, resolve_target
+
+ARCH = Architecture(n_qubits=3, n_layers=2, embedding="angle_y", rotation="rxry", entangler="chain")
+ONE_QUBIT = {0: 0.03, 1: 0.06, 2: 0.015}  # depolarizing parameters of rx / ry per qubit
+TWO_QUBIT = {(0, 1): 0.08, (1, 2): 0.05}
+READOUT = {0: (0.04, 0.09), 1: (0.02, 0.05), 2: (0.07, 0.03)}  # (P(1|0), P(0|1))
+
+
+def depolarizing_model() -> NoiseModel:
+    model = NoiseModel()
+    for q, lam in ONE_QUBIT.items():
+        model.add_quantum_error(depolarizing_error(lam, 1), ["rx", "ry"], [q])
+    for pair, lam in TWO_QUBIT.items():
+        model.add_quantum_error(depolarizing_error(lam, 2), ["cx"], list(pair))
+    for q, (e0, e1) in READOUT.items():
+        model.add_readout_error(ReadoutError([[1 - e0, e0], [e1, 1 - e1]]), [q])
+    return model
+
+
+def data(arch: Architecture, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    return (torch.tensor(rng.uniform(-np.pi, np.pi, (n, arch.n_inputs))),
+            torch.tensor(rng.uniform(-np.pi, np.pi, arch.n_weights)))
+
+
+def test_depolarizing_parameter_inverts_the_average_gate_infidelity():
+    from qiskit.quantum_info import average_gate_fidelity
+
+    for k, lam in ((1, 0.03), (2, 0.08), (2, 1.0)):
+        infidelity = 1 - average_gate_fidelity(depolarizing_error(lam, k))
+        assert depolarizing_parameter(infidelity, k) == pytest.approx(lam, abs=1e-12)
+    assert depolarizing_parameter(0.9, 1) == pytest.approx(4 / 3)  # capped at the uniform-Pauli channel
+
+
+def test_locations_carry_the_noise_models_rates():
+    noise = TrainingNoise(AerTarget(AerSimulator(method="density_matrix", noise_model=depolarizing_model())))
+    program = noise.program(ARCH)
+    # 3 embedding RY + 2 layers x 3 qubits x (RX, RY) = 15 one-qubit locations, 4 CX on (0,1)/(1,2)
+    lambdas = sorted(np.round(program.depolarizing.numpy(), 12).tolist())
+    expected = sorted([ONE_QUBIT[q] for q in range(3)] * 5 + list(TWO_QUBIT.values()) * 2)
+    assert lambdas == pytest.approx(expected, abs=1e-12)
+    assert program.n_pauli == 2 * (15 + 2 * 4)
+    e0, e1 = np.array([READOUT[q] for q in range(3)]).T
+    assert program.readout_scale.numpy() == pytest.approx(1 - e0 - e1)
+    assert program.readout_offset.numpy() == pytest.approx(e1 - e0)
+
+
+def test_average_of_trajectories_equals_aer_density_matrix():
+    """Mean over T trajectories vs Aer's exact density-matrix expectation values (readout applied by
+    AerTarget): within 5 standard errors of the mean (the standard error from the T samples)."""
+    target = AerTarget(AerSimulator(method="density_matrix", noise_model=depolarizing_model()))
+    noise = TrainingNoise(target)
+    x, w = data(ARCH, 5)
+    mean, stderr = noise.average_expectation(ARCH, x, w, n_trajectories=4000)
+    aer = target.expectation_values(ARCH, x.numpy(), w.numpy()).values
+    exact = compiled_program(ARCH).expectation(x, w).numpy()
+    assert np.abs(aer - exact).max() > 0.05  # the noise matters at these rates
+    assert np.all(np.abs(mean - aer) <= 5 * stderr + 1e-9), (mean - aer, stderr)
+
+
+def test_readout_map_matches_aer_measurement_sampling():
+    """The readout map in expectation against Aer's own measurement with readout errors (counts)."""
+    from qiskit import transpile
+
+    simulator = AerSimulator(method="density_matrix", noise_model=depolarizing_model(), seed_simulator=11)
+    noise = TrainingNoise(AerTarget(simulator))
+    x, w = data(ARCH, 2, seed=3)
+    mean, stderr = noise.average_expectation(ARCH, x, w, n_trajectories=4000)
+    shots = 40_000
+    for k in range(2):
+        circuit = ARCH.circuit().assign_parameters(dict(zip(ARCH.input_params, x[k].tolist()))
+                                                   | dict(zip(ARCH.weight_params, w.tolist())))
+        circuit.measure_all()
+        counts = simulator.run(transpile(circuit, simulator, optimization_level=0), shots=shots).result().get_counts()
+        for q in range(ARCH.n_qubits):
+            z = sum(c * (1 if bits[::-1][q] == "0" else -1) for bits, c in counts.items()) / shots
+            assert abs(mean[k, q] - z) <= 5 * (stderr[k, q] + 1 / np.sqrt(shots)), (k, q, mean[k, q], z)
+
+
+@pytest.mark.parametrize("backend", [FakeTorino, FakeSherbrooke], ids=["cz", "ecr"])
+def test_noise_free_program_is_the_logical_circuit(backend):
+    """The reduced ISA circuit (layout, routing, basis, ECR decomposed) with every Pauli angle 0 is
+    the logical circuit; rates come from the backend's Target on a Runtime target."""
+    arch = Architecture(n_qubits=4, n_layers=2, embedding="angle_y", rotation="rxryrz", entangler="all")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target = resolve_target(backend(), mode="runtime")
+    program = TrainingNoise(target).program(arch)
+    x, w = data(arch, 6)
+    zeros = torch.zeros(6, program.n_pauli, dtype=torch.float64)
+    silent = program.program.expectation(torch.cat([x, zeros], 1), w)
+    assert torch.allclose(silent, compiled_program(arch).expectation(x, w), atol=1e-10)
+    measure = target.backend.target["measure"]
+    readout = torch.tensor([measure[(q,)].error for q in target.run_isa(arch)[0].layout.final_index_layout()[:4]])
+    assert torch.allclose(program.readout_scale, 1 - 2 * readout.to(torch.float64))
+    assert len(program.depolarizing) > 0 and float(program.depolarizing.max()) < 0.2
+
+
+def test_fake_manila_noise_moves_expectations_like_aer():
+    """Against ``AerSimulator.from_backend(FakeManilaV2())`` (depolarising + thermal relaxation +
+    readout): the injected noise folds relaxation into depolarisation, so only direction and size
+    are compared: where Aer moves <Z_i> by more than 0.03 the injected noise moves it the same way,
+    and every value is within 0.03 + 30 % of Aer's shift of Aer's value."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target = resolve_target(FakeManilaV2(), mode="aer")
+    arch = Architecture(n_qubits=4, n_layers=2, embedding="angle_y", rotation="ry", entangler="chain")
+    noise = TrainingNoise(target)
+    x, w = data(arch, 12, seed=5)
+    mean, _ = noise.average_expectation(arch, x, w, n_trajectories=3000)
+    aer = target.expectation_values(arch, x.numpy(), w.numpy()).values
+    exact = compiled_program(arch).expectation(x, w).numpy()
+    shift_aer, shift_injected = aer - exact, mean - exact
+    moved = np.abs(shift_aer) > 0.03
+    assert moved.sum() >= 5
+    assert np.all(np.sign(shift_injected[moved]) == np.sign(shift_aer[moved]))
+    assert np.all(np.abs(mean - aer) <= 0.03 + 0.3 * np.abs(shift_aer))
+
+
+def test_exact_and_ideal_targets_are_refused():
+    for target in (resolve_target(None), AerTarget(AerSimulator())):
+        with pytest.raises(ValueError, match="noise_aware"):
+            check_noise_aware_target(target)
+        with pytest.raises(ValueError, match="noise_aware"):
+            TrainingNoise(target)
+
+
+def test_supercircuit_trains_under_noise_and_evaluates_exactly():
+    space = SearchSpace(qubits=(3, 3), layers=(2, 2), embeddings=("angle_y",), rotations=("rxry",),
+                        entanglers=("chain",))
+    model = SuperCircuit(space, n_features=5, n_classes=2, dropout=0.0)
+    noise = TrainingNoise(AerTarget(AerSimulator(method="density_matrix", noise_model=depolarizing_model())))
+    X = torch.randn(8, 5)
+    model.eval()
+    exact = model(X, ARCH)
+    model.noise = noise
+    assert torch.equal(model(X, ARCH), exact)  # evaluation ignores the noise
+    model.noise = pickle.loads(pickle.dumps(noise))  # picklable (process pools), programs rebuilt
+    model.train()
+    torch.manual_seed(0)
+    noisy = model(X, ARCH)
+    assert not torch.allclose(noisy, exact)
+    torch.manual_seed(0)
+    assert torch.equal(model(X, ARCH), noisy)  # trajectories come from torch's seeded generator
+    noisy.sum().backward()
+    assert model.quantum_weights.grad is not None and model.quantum_weights.grad.abs().sum() > 0
+    assert copy.deepcopy(model).noise is model.noise  # fine-tuning copies share the compiled programs
