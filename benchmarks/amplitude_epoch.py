@@ -4,7 +4,7 @@ Both are ``Architecture(8, 2, embedding, "ry", ("odd", "odd")).model(784, 10)`` 
 pre-layer, the quantum layer through ``TorchConnector``), trained by ``train_model`` on random
 784-feature data (``--samples``, default 6,000, ten classes) for ``--epochs`` epochs; the time of
 building the model (circuit compilation included) is reported apart. The amplitude circuit
-prepares ``f / ||f||`` with a tree of 255 uniformly controlled RY rotations (510 gates); the engine
+prepares ``f / ||f||`` with a tree of uniformly controlled RY rotations (255 RY, 494 CX); the engine
 starts its sweep from that tree's closed-form state instead of simulating it gate by gate.
 
     nice -n 10 python benchmarks/amplitude_epoch.py [--epochs 1] [--samples 6000] [--qubits 8]

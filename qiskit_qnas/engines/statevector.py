@@ -18,7 +18,8 @@ circuit that would be transpiled and run on hardware. Speed comes from these fac
   whose sweep carries the one cotangent state (sum_k g_k O_k) psi (:meth:`StatevectorProgram.vjp`);
 * a state preparation declared as data (:class:`RYTreePreparation`, the amplitude embedding's tree of
   uniformly controlled RY rotations) starts the sweep from its closed-form state instead of its
-  gates (2**(n+1) - 3 gates at n qubits), differentiated through that closed form.
+  gates (2**n - 1 per-sample RY and 2**(n+1) - 2n - 2 CX at n qubits), differentiated through that
+  closed form.
 
 Expectation values of diagonal (I/Z) observables are one reduction of the probabilities.
 """
