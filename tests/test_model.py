@@ -96,7 +96,7 @@ def test_model_shapes():
     assert model.head.in_features == 3 and model.head.out_features == 4
     assert model.quantum.weight.shape == (arch.n_weights,)
     assert model(torch.randn(6, 5)).shape == (6, 4)
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="at least 2 samples"):
         train_model(model, np.zeros((3, 5)), np.zeros(2))
 
 
