@@ -759,6 +759,8 @@ def cmd_resume(args) -> int:
     run_dir = args.run_dir
     config = _load_config(run_dir)
     if (run_dir / SUMMARY).exists() and (run_dir / RESULT).exists():
+        _load_result(run_dir)  # a damaged file is reported, even with --quiet
+        _read_json(run_dir / SUMMARY)
         if not args.quiet:
             print(f"{PROG}: the run is complete; nothing to resume", file=sys.stderr)
             return cmd_report(args)

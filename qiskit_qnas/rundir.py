@@ -107,7 +107,7 @@ def read_tensors(path: Path) -> dict[str, Any]:
 
 def check_qpy(path: Path) -> None:
     """Refuse a file that does not start with the QPY header (``qiskit.qpy.load`` is never reached
-    with anything else)."""
+    with anything else) or that ``qiskit.qpy.load`` cannot parse."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -116,6 +116,13 @@ def check_qpy(path: Path) -> None:
         raise RunDirectoryError(path, f"cannot be read ({exc})", _fix(path)) from None
     if head != QPY_MAGIC:
         raise RunDirectoryError(path, "is not a QPY file, it is damaged or not a file of a qnas run", _fix(path))
+    from qiskit import qpy  # QPY is a binary format of its own: qpy.load unpickles nothing
+
+    try:
+        with open(path, "rb") as f:
+            qpy.load(f)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is a damaged file
+        raise RunDirectoryError(path, f"is a damaged QPY file ({type(exc).__name__})", _fix(path)) from None
 
 
 def recorded_fingerprint(path: Path) -> str | None:
