@@ -65,6 +65,7 @@ DD_CHOICES = ("XX", "XpXm", "XY4")
 PARAM_FLAGS = {
     "qubit_budget": "--qubit-budget", "population_size": "--population", "n_generations": "--generations",
     "supercircuit_epochs": "--supercircuit-epochs", "finetune_epochs": "--finetune-epochs",
+    "finetune_samples": "--finetune-samples",
     "final_epochs": "--final-epochs", "batch_size": "--batch-size", "learning_rate": "--learning-rate",
     "shots": "--shots", "max_concurrent_jobs": "--max-concurrent-jobs",
     "runtime_options": "--resilience-level/--twirling/--dynamical-decoupling", "cut_time_limit": "--cut-time-limit",
@@ -354,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="SuperCircuit epochs (default: about 600 optimiser steps)")
     training.add_argument("--finetune-epochs", type=_int_at_least(0), default=5, metavar="N",
                           help="fine-tuning epochs per candidate (default 5)")
+    training.add_argument("--finetune-samples", type=_int_at_least(2), default=1024, metavar="N",
+                          help="fine-tune each candidate on at most N training samples (default 1024)")
     training.add_argument("--final-epochs", type=_int_at_least(0), metavar="N",
                           help="fine-tuning epochs of the chosen model (default 4 x --finetune-epochs)")
     training.add_argument("--noise-aware", action="store_true",
@@ -579,7 +582,8 @@ def _settings_from_args(args) -> dict[str, Any]:
     estimator = {
         "qubit_budget": args.qubit_budget, "shots": args.shots, "population_size": args.population,
         "n_generations": args.generations, "supercircuit_epochs": args.supercircuit_epochs,
-        "finetune_epochs": args.finetune_epochs, "final_epochs": args.final_epochs, "batch_size": args.batch_size,
+        "finetune_epochs": args.finetune_epochs,
+        "finetune_samples": args.finetune_samples, "final_epochs": args.final_epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "cut_time_limit": args.cut_time_limit,
         "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
         "selection": args.selection, "random_state": args.seed, "max_concurrent_jobs": args.max_concurrent_jobs,

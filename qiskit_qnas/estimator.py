@@ -27,7 +27,14 @@ from .cutting import _check_budget
 from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, check_hidden, predict_logits
 from .noise import TrainingNoise
-from .objectives import TARGET_CHUNK_SAMPLES, EvaluationContext, candidate_seed, check_objective_settings, target_logits
+from .objectives import (
+    FINETUNE_SAMPLES,
+    TARGET_CHUNK_SAMPLES,
+    EvaluationContext,
+    candidate_seed,
+    check_objective_settings,
+    target_logits,
+)
 from .parallel import evaluate_generation, resolve_executor
 from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
 from .rundir import MODEL, SUPERCIRCUIT, check_run_directory, read_seed, read_tensors, write_seed
@@ -129,6 +136,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         population_size, n_generations: NSGA-II settings (the initial population is generation 1).
         supercircuit_epochs: SuperCircuit training epochs (None: about 600 optimiser steps).
         finetune_epochs: epochs each candidate is fine-tuned after inheriting weights (0 allowed).
+        finetune_samples: fine-tuning sees at most this many training samples, one subset drawn from
+            the seed for every candidate (None: all); the SuperCircuit and the final model train on all.
         final_epochs: epochs the chosen candidate is fine-tuned on all the data (None: 4 x finetune).
         batch_size, learning_rate: mini-batch size and Adam step size (SuperCircuit and fine-tuning;
             a space with ``learning_rates`` overrides the fine-tuning rate per candidate).
@@ -180,6 +189,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  target_mode: str = "auto", shots: int | None = None, noise_aware: bool = False,
                  population_size: int = 12,
                  n_generations: int = 6, supercircuit_epochs: int | None = None, finetune_epochs: int = 5,
+                 finetune_samples: int | None = FINETUNE_SAMPLES,
                  final_epochs: int | None = None, batch_size: int = 16, learning_rate: float = 0.01,
                  hidden: int = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
                  scale_inputs: bool = True, runtime_objective: str = "proxy",
@@ -200,6 +210,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.n_generations = n_generations
         self.supercircuit_epochs = supercircuit_epochs
         self.finetune_epochs = finetune_epochs
+        self.finetune_samples = finetune_samples
         self.final_epochs = final_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -242,6 +253,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         _check_int("n_generations", self.n_generations, 1)
         _check_int("supercircuit_epochs", self.supercircuit_epochs, 1, allow_none=True)
         _check_int("finetune_epochs", self.finetune_epochs, 0)
+        _check_int("finetune_samples", self.finetune_samples, 2, allow_none=True)
         _check_int("final_epochs", self.final_epochs, 0, allow_none=True)
         _check_int("batch_size", self.batch_size, 1)
         check_hidden(self.hidden, allow_zero=False)
@@ -387,6 +399,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             context = EvaluationContext(
                 supercircuit=supercircuit, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
                 target=target, qubit_budget=int(self.qubit_budget), finetune_epochs=int(self.finetune_epochs),
+                finetune_samples=None if self.finetune_samples is None else int(self.finetune_samples),
                 batch_size=int(self.batch_size), learning_rate=float(self.learning_rate), seed=seed,
                 cut_time_limit=float(self.cut_time_limit), runtime_objective=self.runtime_objective,
                 cutting_objective=self.cutting_objective)
