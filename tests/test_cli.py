@@ -324,18 +324,30 @@ def test_workers_and_scheduler_go_through_dask_executor(tmp_path, monkeypatch):
 
 
 # --- kill -9, resume, same front -------------------------------------------------------------------
-def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    reference = tmp_path_factory.mktemp("reference") / "run"
+    assert main(["search", *KILLED, "--quiet", "--out", str(reference)]) == 0
+    return reference
+
+
+@pytest.mark.parametrize("moment", ["supercircuit training", "supercircuit.pt written", "first checkpoint"])
+def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path, uninterrupted, moment):
+    """SIGKILL while the SuperCircuit trains (only config.json written), right after its weights
+    are saved, and in the middle of the search: ``qnas resume`` ends where the uninterrupted run does."""
     killed = tmp_path / "killed"
+    marker = {"supercircuit training": "config.json", "supercircuit.pt written": "supercircuit.pt",
+              "first checkpoint": CHECKPOINT}[moment]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "qiskit_qnas.cli", "search", *KILLED, "--quiet",
                                  "--out", str(killed)], stdout=stdout, stderr=stderr, env=env)
         try:
             deadline = time.monotonic() + 240
-            while not (killed / CHECKPOINT).exists():
+            while not (killed / marker).exists():
                 assert proc.poll() is None, (tmp_path / "stderr").read_text()
-                assert time.monotonic() < deadline, "no checkpoint within 240 s"
-                time.sleep(0.05)
+                assert time.monotonic() < deadline, f"no {marker} within 240 s"
+                time.sleep(0.02)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
@@ -345,19 +357,18 @@ def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert (killed / "config.json").exists()
     assert not (killed / "summary.json").exists() and not (killed / "result.json").exists()
-    assert 1 <= read_checkpoint(killed).generation < 5  # killed in the middle of the search
+    if moment == "first checkpoint":
+        assert 1 <= read_checkpoint(killed).generation < 5  # killed in the middle of the search
 
     assert main(["resume", str(killed), "--quiet"]) == 0
-    reference = tmp_path / "reference"
-    assert main(["search", *KILLED, "--quiet", "--out", str(reference)]) == 0
-
     resumed_keys, resumed_front = front_of(killed)
-    reference_keys, reference_front = front_of(reference)
+    reference_keys, reference_front = front_of(uninterrupted)
     assert resumed_keys == reference_keys
     assert resumed_front == reference_front
-    summaries = [json.loads((d / "summary.json").read_text()) for d in (killed, reference)]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (killed, uninterrupted)]
     assert summaries[0]["chosen"] == summaries[1]["chosen"]
     assert summaries[0]["test_accuracy"] == summaries[1]["test_accuracy"]
+    assert (killed / "model.pt").read_bytes() == (uninterrupted / "model.pt").read_bytes()
 
 
 # --- run directories: checked before writing, data only, one-line errors ------------------------------
