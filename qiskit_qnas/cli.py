@@ -355,15 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="SuperCircuit epochs (default: about 600 optimiser steps)")
     training.add_argument("--finetune-epochs", type=_int_at_least(0), default=5, metavar="N",
                           help="fine-tuning epochs per candidate (default 5)")
-    training.add_argument("--finetune-samples", type=_int_at_least(2), default=1024, metavar="N",
-                          help="fine-tune each candidate on at most N training samples (default 1024)")
+    training.add_argument("--finetune-samples", type=_int_at_least(2), default=2048, metavar="N",
+                          help="fine-tune each candidate on at most N training samples (default 2048)")
     training.add_argument("--final-epochs", type=_int_at_least(0), metavar="N",
                           help="fine-tuning epochs of the chosen model (default 4 x --finetune-epochs)")
     training.add_argument("--noise-aware", action="store_true",
                           help="train the SuperCircuit and the candidates under the target's injected gate and readout "
                                "errors (needs a noisy target: aer:<fake>, runtime:<fake>, ibm:<name>)")
-    training.add_argument("--batch-size", type=_int_at_least(1), default=16, metavar="N", help="default 16")
-    training.add_argument("--learning-rate", type=_positive_float, default=0.01, metavar="LR", help="default 0.01")
+    training.add_argument("--batch-size", type=_int_at_least(1), default=32, metavar="N", help="default 32")
+    training.add_argument("--learning-rate", type=_positive_float, default=0.02, metavar="LR", help="default 0.02")
     training.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
                           help="seed of the data split and the search (default 0)")
     search.add_argument("--out", type=Path, metavar="DIR",

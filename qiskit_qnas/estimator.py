@@ -140,7 +140,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             the seed for every candidate (None: all); the SuperCircuit and the final model train on all.
         final_epochs: epochs the chosen candidate is fine-tuned on all the data (None: 4 x finetune).
         batch_size, learning_rate: mini-batch size and Adam step size (SuperCircuit and fine-tuning;
-            a space with ``learning_rates`` overrides the fine-tuning rate per candidate).
+            a space with ``learning_rates`` overrides the fine-tuning rate per candidate); the
+            defaults are :func:`~qiskit_qnas.model.train_model`'s, so that a candidate trains in the
+            search as it does stand-alone.
         hidden, dropout: width of the classical pre-layer (the paper's 64; also a tuple of widths, or
             ``"cnn"`` for a small convolutional trunk on square images, see
             :func:`qiskit_qnas.model.classical_trunk`) and its dropout.
@@ -190,7 +192,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  population_size: int = 12,
                  n_generations: int = 6, supercircuit_epochs: int | None = None, finetune_epochs: int = 5,
                  finetune_samples: int | None = FINETUNE_SAMPLES,
-                 final_epochs: int | None = None, batch_size: int = 16, learning_rate: float = 0.01,
+                 final_epochs: int | None = None, batch_size: int = 32, learning_rate: float = 0.02,
                  hidden: int = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
                  scale_inputs: bool = True, runtime_objective: str = "proxy",
                  cutting_objective: str = "subcircuits", cut_time_limit: float = 5.0,
