@@ -13,11 +13,12 @@ export PIP_NO_INPUT := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo bench dist clean
+.PHONY: help install test test-min lint demo bench dist clean
 
 help:
 	@echo "make install   create/reuse $(VENV) and install -e .[test] (with -c $(CONSTRAINTS))"
 	@echo "make test      run the test suite (pass pytest options with ARGS=\"-k space\")"
+	@echo "make test-min  the fast tests on the lowest declared dependency versions, in $(MIN_VENV)"
 	@echo "make lint      ruff check qiskit_qnas tests benchmarks"
 	@echo "make demo      run the Iris search demo (python -m qiskit_qnas.demo)"
 	@echo "make bench     run the benchmarks/*.py (not the paper reproduction or search fidelity), with the bench extra"
@@ -44,6 +45,39 @@ test: install
 	if [ -n "$${PYTEST_RC_FILE:-}" ]; then echo $$rc > "$$PYTEST_RC_FILE"; fi; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)" >&2; fi; \
 	exit $$rc
+
+# The lowest declared versions: every dependency of pyproject.toml at its '>=' floor (listed by
+# .ci/min_requirements.py from pyproject.toml itself, so the job cannot drift from it), in a venv
+# of its own. torch is the exception: it comes from constraints.txt (the CPU build), because any
+# other torch release pulls a multi-GB CUDA build here. The package goes in with --no-deps so that
+# nothing upgrades a floor.
+MIN_VENV ?= .venv-min
+MIN_PY := $(MIN_VENV)/bin/python
+MIN_STAMP := $(MIN_VENV)/.installed
+# One fast pass over what each dependency provides: the space and NSGA-II (pymoo), circuits and the
+# engine against EstimatorQNN (qiskit, qiskit-machine-learning, sympy), scikit-learn's estimator
+# checks, Aer and Runtime local testing mode (qiskit-aer, qiskit-ibm-runtime), cutting
+# (qiskit-addon-cutting) and the Pareto plot (matplotlib).
+MIN_TESTS ?= tests/test_space.py tests/test_circuits.py tests/test_search.py tests/test_sklearn_checks.py \
+	tests/test_pareto_plot.py tests/test_engine.py::test_gradients_equal_estimator_qnn \
+	tests/test_targets.py::test_aer_noise_model_applies tests/test_targets.py::test_runtime_local_own_estimator_seeded \
+	tests/test_targets.py::test_runtime_proxy_grows_with_the_mitigation_as_documented \
+	tests/test_cutting.py::test_counts_match_real_generation tests/test_cutting.py::test_exact_cut_expectation_values_equal_uncut \
+	tests/test_cutting.py::test_runtime_fake_backend_local_mode_in_a_batch \
+	tests/test_estimator.py::test_close_ends_the_runtime_batch_the_fitted_target_holds
+MIN_ARGS ?= -m "not slow"
+
+$(MIN_STAMP): pyproject.toml $(CONSTRAINTS) .ci/min_requirements.py
+	rm -rf $(MIN_VENV)
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(PYTHON) .ci/min_requirements.py --except torch pyproject.toml > $(MIN_VENV)/requirements-min.txt
+	$(MIN_PY) -m pip install -c $(CONSTRAINTS) -r $(MIN_VENV)/requirements-min.txt torch pytest pytest-timeout
+	$(MIN_PY) -m pip install --no-deps -e .
+	@touch $@
+
+test-min: $(MIN_STAMP)
+	$(MIN_PY) -m pip list --format=freeze | grep -iE "^($$(cut -d= -f1 $(MIN_VENV)/requirements-min.txt | paste -sd'|')|torch)=="
+	$(MIN_PY) -m pytest -q $(MIN_ARGS) $(MIN_TESTS) $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check qiskit_qnas tests benchmarks

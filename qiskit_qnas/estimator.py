@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._version import __version__
 from .cutting import _check_budget
 from .memory import check_memory, exact_engine_bytes, parse_memory
-from .model import HQNN, check_hidden, predict_logits
+from .model import HQNN, Hidden, check_hidden, predict_logits
 from .noise import TrainingNoise
 from .objectives import (
     FINETUNE_SAMPLES,
@@ -185,6 +185,34 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         random_state: seed of everything random (an integer >= 0, a ``numpy.random.RandomState``), or None.
         verbose: 0 silent, 1 progress bars.
         callback: called with (generation, candidates of that generation) after every generation.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels seen by ``fit``, in the order of ``predict_proba``'s columns.
+    n_features_in_ : int
+        Number of features seen by ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen by ``fit``; only when ``X`` has string column names (a DataFrame).
+    model_ : HQNN
+        The chosen candidate, fine-tuned on all of the ``fit`` data; ``predict`` runs it.
+    supercircuit_ : SuperCircuit
+        The trained weight-sharing SuperCircuit every candidate inherited its weights from.
+    target_ : ExecutionTarget
+        The target the candidates were evaluated on, reused by ``on_target=True`` predictions. A
+        Runtime target holds a ``Batch`` (or ``Session``) open: :meth:`close` (or ``with``) ends it.
+    result_ : SearchResult
+        Every candidate evaluated, the objective names, the search history and the run's settings
+        (``result_.config``, with the timings); ``result_.chosen`` indexes the chosen candidate.
+    pareto_front_ : list of Candidate
+        The non-dominated candidates (``result_.pareto_front``).
+    best_candidate_ : Candidate
+        The front member ``selection`` chose.
+    best_architecture_ : Architecture
+        Its architecture (``best_candidate_.architecture``).
+    timings_ : dict of str to float
+        Wall-clock seconds of the phases of ``fit``: ``supercircuit_training``, ``search`` (of which
+        ``candidate_evaluation`` and ``cut_finding``) and ``final_training``.
     """
 
     def __init__(self, search_space: SearchSpace | None = None, qubit_budget: int = 4, backend=None, *,
@@ -193,7 +221,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  n_generations: int = 6, supercircuit_epochs: int | None = None, finetune_epochs: int = 5,
                  finetune_samples: int | None = FINETUNE_SAMPLES,
                  final_epochs: int | None = None, batch_size: int = 32, learning_rate: float = 0.02,
-                 hidden: int = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
+                 hidden: Hidden = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
                  scale_inputs: bool = True, runtime_objective: str = "proxy",
                  cutting_objective: str = "subcircuits", cut_time_limit: float = 5.0,
                  selection: str | Callable = "min_error", max_subcircuits: int | None = None,
@@ -380,6 +408,15 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         directory are checked before any work starts and before anything is written.
         """
         plan = self._plan(X, y)
+        self.close()  # a previous fit's target
+        try:
+            return self._fit(plan)
+        except BaseException:
+            if plan.target is not self.backend:  # opened by this fit and unreachable after a failure
+                plan.target.close()
+            raise
+
+    def _fit(self, plan: _Plan):
         space, target, seed = plan.space, plan.target, plan.seed
         run_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
         if run_dir is not None:
@@ -432,6 +469,20 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if run_dir is not None:
             self.save(run_dir)
         return self
+
+    def close(self) -> None:
+        """End what the fitted estimator holds open: the Runtime ``Batch`` (or ``Session``) of
+        ``target_``, which ``on_target=True`` predictions reuse (a later one opens a new one). Safe to
+        call twice and on an unfitted estimator; ``with QNASEstimator(...) as est:`` calls it on exit."""
+        target = getattr(self, "target_", None)
+        if target is not None:
+            target.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def resolve_target(self, seed: int | None = None):
         """The :class:`~qiskit_qnas.targets.ExecutionTarget` ``fit`` evaluates on (and ``on_target``

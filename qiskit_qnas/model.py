@@ -48,9 +48,12 @@ def embedding_norm(embedding: str, n_inputs: int) -> nn.Module:
 
 #: the default convolutional pre-layer of ``hidden="cnn"``: 5x5 conv channels, then a dense width
 CNN_DEFAULT = (8, 16, 128)
+#: what ``hidden`` accepts (see :func:`check_hidden`): an integer width, a sequence of dense
+#: widths, or ``"cnn"`` / ``"cnn-C1-...-Ck-D"``
+Hidden = int | tuple[int, ...] | list[int] | str
 
 
-def check_hidden(hidden, allow_zero: bool = True):
+def check_hidden(hidden: Hidden, allow_zero: bool = True) -> int | tuple[int, ...] | str:
     """Validate a pre-layer specification and return it in canonical form (see :func:`classical_trunk`).
 
     ``hidden`` is an integer width, a tuple of widths, or ``"cnn"`` / ``"cnn-C1-...-Ck-D"``.
@@ -76,7 +79,7 @@ def check_hidden(hidden, allow_zero: bool = True):
     raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
 
 
-def classical_trunk(n_features: int, hidden, dropout: float) -> tuple[nn.Sequential, int]:
+def classical_trunk(n_features: int, hidden: Hidden, dropout: float) -> tuple[nn.Sequential, int]:
     """The pre-layer without its last Linear: ``(module, output width)``.
 
     * ``hidden=h`` (int, the paper's 64 by default): ``Linear(n_features, h), ReLU, Dropout``;
@@ -112,7 +115,7 @@ def classical_trunk(n_features: int, hidden, dropout: float) -> tuple[nn.Sequent
     return nn.Sequential(*layers), width
 
 
-def classical_pre_layer(n_features: int, n_outputs: int, hidden, dropout: float) -> nn.Module:
+def classical_pre_layer(n_features: int, n_outputs: int, hidden: Hidden, dropout: float) -> nn.Module:
     """The paper's pre-layer: Linear -> hidden, ReLU, dropout, Linear -> what the embedding needs
     (``hidden=0``: a single Linear). ``hidden`` may also be a tuple of widths or a convolutional
     trunk (``"cnn"``); see :func:`classical_trunk`. The last module is always the Linear to
@@ -137,7 +140,7 @@ class HQNN(nn.Module):
         seed: seeds the initial weights (classical and quantum).
     """
 
-    def __init__(self, arch: Architecture, n_features: int, n_classes: int, hidden: int = 64, dropout: float = 0.1,
+    def __init__(self, arch: Architecture, n_features: int, n_classes: int, hidden: Hidden = 64, dropout: float = 0.1,
                  engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
         super().__init__()
         hidden = check_hidden(hidden)

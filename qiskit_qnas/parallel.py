@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import pickle
 import socket
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -122,15 +123,37 @@ def dask_executor(address: str | None = None, workers: int | None = None, **clus
         yield client.get_executor()
 
 
-def _dask_client(executor) -> tuple[Any, dict]:
-    """The Dask ``Client`` behind ``executor`` (a ``ClientExecutor`` or a ``Client``) and the
-    submit options the executor was made with; ``(None, {})`` for any other executor."""
-    client = getattr(executor, "_client", None)  # distributed.client.ClientExecutor._client
-    if client is not None and callable(getattr(client, "scatter", None)):
-        return client, dict(getattr(executor, "_kwargs", None) or {})
+def _scheduler_address() -> str:
+    """Run as a Dask task: the address of the scheduler the worker serves."""
+    return _distributed().get_client().scheduler_info()["address"]
+
+
+def _distributed():
+    """``dask.distributed`` when the caller has imported it (an executor of Dask can exist only then),
+    else None: the library does not import the optional dependency itself."""
+    return sys.modules.get("distributed")
+
+
+def _dask_client(executor) -> tuple[Any, Any]:
+    """``(client, executor)``: the Dask ``Client`` to scatter the context with and the executor to
+    submit tasks through (which keeps the submit options ``Client.get_executor(**options)`` was
+    given), for a ``Client`` or one of its executors; ``(None, executor)`` for any other executor.
+
+    A ``ClientExecutor`` exposes no client, so the current client (``Client.current()``) is used when
+    the executor's own tasks report the same scheduler (one small task); otherwise the context
+    travels with every task, as for any other executor."""
     if all(callable(getattr(executor, name, None)) for name in ("scatter", "gather", "get_executor")):
-        return executor, {}
-    return None, {}
+        return executor, executor.get_executor()
+    distributed = _distributed()
+    if distributed is None or not isinstance(executor, distributed.cfexecutor.ClientExecutor):
+        return None, executor
+    try:
+        client = distributed.Client.current()
+    except ValueError:  # no client in this process
+        return None, executor
+    if executor.submit(_scheduler_address, pure=False).result() != client.scheduler_info()["address"]:
+        return None, executor
+    return client, executor
 
 
 def max_concurrent_jobs(target) -> int:
@@ -246,16 +269,10 @@ def evaluate_generation(executor: Executor | None, archs: Sequence[Architecture]
         with ThreadPoolExecutor(max_workers=cap, thread_name_prefix="qnas-job") as pool:
             return _results([pool.submit(_evaluate, a, context, generation) for a in archs])
     caller = _caller()
-    client, options = _dask_client(executor)
+    client, executor = _dask_client(executor)
     if client is not None:
-        options["pure"] = False
-        shared = client.scatter(context, broadcast=True, hash=False, workers=options.get("workers"))
-        futures = [client.submit(_evaluate, a, shared, generation, caller, **options) for a in archs]
-        try:
-            return client.gather(futures)
-        except BaseException:
-            client.cancel(futures)
-            raise
+        shared = client.scatter(context, broadcast=True, hash=False)
+        return _results([executor.submit(_evaluate, a, shared, generation, caller, pure=False) for a in archs])
     if isinstance(executor, ThreadPoolExecutor):
         return _results([executor.submit(_evaluate, a, context, generation, caller) for a in archs])
     blob, digest = _pickled(context)

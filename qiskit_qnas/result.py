@@ -23,6 +23,26 @@ CUTTING_OBJECTIVES = {"subcircuits": "n_subcircuits", "subexperiments": "log10_s
 RUNTIME_OBJECTIVES = {"proxy": "runtime_proxy", "measured": "measured_seconds"}
 
 
+@dataclass(frozen=True)
+class ObjectiveAxis:
+    """How ``plot_pareto`` draws an objective: its label (with the unit), whether the stored value
+    is a log10 (drawn as the count itself on a log axis) and whether it counts things (integer ticks)."""
+
+    label: str
+    log10: bool = False
+    count: bool = False
+
+
+OBJECTIVE_AXES = {
+    "val_error": ObjectiveAxis("validation error (fraction misclassified)"),
+    "runtime_proxy": ObjectiveAxis("runtime proxy (s)"),
+    "measured_seconds": ObjectiveAxis("measured runtime (s)"),
+    "n_subcircuits": ObjectiveAxis("subcircuits (devices of qubit_budget qubits)", count=True),
+    "log10_subexperiments": ObjectiveAxis("cutting sub-experiments (circuits)", log10=True, count=True),
+    "log10_sampling_overhead": ObjectiveAxis("cutting sampling overhead (x shots)", log10=True),
+}
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: a reader (or a crash) never
     sees a half-written file."""
@@ -198,7 +218,10 @@ class SearchResult:
 
     # --- plots ----------------------------------------------------------------------------------
     def plot_pareto(self, path: str | os.PathLike | None = None):
-        """The three 2-D projections of the objectives; the front highlighted, the chosen one starred.
+        """The three 2-D projections of the objectives; the front highlighted, the chosen one starred
+        and labelled by its architecture key. Axes carry their units (:data:`OBJECTIVE_AXES`), count
+        axes integer ticks, and a log10 objective (sub-experiments, overhead) is drawn as the count
+        itself on a log axis.
 
         Returns the matplotlib ``Figure`` (also saved to ``path`` when given)."""
         import matplotlib
@@ -206,20 +229,33 @@ class SearchResult:
         if path is not None:
             matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         ok = [c for c in self.candidates if not c.failed]
-        values = np.array([c.objectives for c in ok]) if ok else np.zeros((0, 3))
+        values = np.array([c.objectives for c in ok], dtype=float) if ok else np.zeros((0, 3))
         front = np.array([self.pareto_mask[self.candidates.index(c)] for c in ok], dtype=bool)
+        chosen = None if self.best is None or self.best.failed else np.array(self.best.objectives, dtype=float)
+        specs = [OBJECTIVE_AXES.get(name, ObjectiveAxis(name)) for name in self.objective_names]
+        for k, spec in enumerate(specs):
+            if spec.log10:
+                values[:, k] = 10.0 ** values[:, k]
+                if chosen is not None:
+                    chosen[k] = 10.0 ** chosen[k]
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
         pairs = [(0, 1), (0, 2), (1, 2)]
         for ax, (i, j) in zip(axes, pairs):
             ax.scatter(values[~front, i], values[~front, j], s=18, c="lightgray", label="evaluated")
             ax.scatter(values[front, i], values[front, j], s=30, c="tab:blue", label="Pareto front")
-            if self.best is not None and not self.best.failed:
-                ax.scatter([self.best.objectives[i]], [self.best.objectives[j]], s=160, marker="*",
-                           c="tab:red", label="chosen")
-            ax.set_xlabel(self.objective_names[i])
-            ax.set_ylabel(self.objective_names[j])
+            if chosen is not None:
+                ax.scatter([chosen[i]], [chosen[j]], s=160, marker="*", c="tab:red", label="chosen")
+                ax.annotate(self.best.architecture.key, (chosen[i], chosen[j]), xytext=(7, 7),
+                            textcoords="offset points", fontsize=8, color="tab:red")
+            for k, axis in ((i, ax.xaxis), (j, ax.yaxis)):
+                axis.set_label_text(specs[k].label)
+                if specs[k].log10:
+                    (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+                elif specs[k].count:
+                    axis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         axes[0].legend(loc="best", fontsize=8)
         fig.suptitle(f"QNAS: {len(ok)} candidates, {int(front.sum())} on the front")

@@ -43,7 +43,7 @@ from torch import nn
 from .circuits import build_circuit, weight_slots
 from .engines import StatevectorProgram
 from .engines.statevector import torch_threads_for
-from .model import HQNN, check_hidden, classical_trunk, embedding_norm, feature_transform, train_model
+from .model import HQNN, Hidden, check_hidden, classical_trunk, embedding_norm, feature_transform, train_model
 from .space import Architecture, SearchSpace
 
 _SLOT = 3  # rx, ry, rz
@@ -140,7 +140,7 @@ class SuperCircuit(nn.Module):
 
     noise = None
 
-    def __init__(self, space: SearchSpace, n_features: int, n_classes: int, hidden: int = 64,
+    def __init__(self, space: SearchSpace, n_features: int, n_classes: int, hidden: Hidden = 64,
                  dropout: float = 0.1, seed: int | None = 0):
         super().__init__()
         hidden = check_hidden(hidden, allow_zero=False)

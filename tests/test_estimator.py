@@ -325,3 +325,29 @@ def test_random_state_none_records_its_seed_and_resumes(tmp_path):
     # an explicit other seed is another run
     with pytest.raises(ValueError, match="another run"):
         QNASEstimator(**TINY, random_state=seed + 1, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)
+
+
+# --- close(): the Runtime Batch the fitted target holds ---------------------------------------------
+RUNTIME_TINY = dict(search_space=SearchSpace(qubits=(2, 2), layers=(1, 1), embeddings=("angle_y",), rotations=("ry",),
+                                             entanglers=("none",)),
+                    qubit_budget=2, population_size=2, n_generations=1, supercircuit_epochs=1, finetune_epochs=0,
+                    final_epochs=1, shots=64, verbose=0, random_state=0)
+
+
+def test_close_ends_the_runtime_batch_the_fitted_target_holds():
+    from qiskit_ibm_runtime import Batch
+    from qiskit_ibm_runtime.fake_provider import FakeManilaV2
+
+    QNASEstimator().close()  # unfitted: nothing to close
+    est = QNASEstimator(backend=FakeManilaV2(), **RUNTIME_TINY).fit(X_TRAIN, Y_TRAIN)
+    batch = est.target_._mode  # the target's own Batch, opened by the search's jobs (local testing mode)
+    assert isinstance(batch, Batch) and batch._active
+    est.close()
+    assert not batch._active and est.target_._mode is None
+    est.close()  # twice is fine
+    labels = est.predict(X_TEST[:3], on_target=True)  # a later on-target prediction opens a new Batch
+    assert labels.shape == (3,) and est.target_._mode is not batch and est.target_._mode._active
+    reopened = est.target_._mode
+    with est as same:
+        assert same is est
+    assert not reopened._active and est.target_._mode is None
