@@ -151,12 +151,18 @@ class _ErrorRates:
                 else self._target_error(name, qubits)
         return self._cache[key]
 
-    def _model_error(self, name: str, qubits: tuple[int, ...]) -> float:
+    def model_channel(self, name: str, qubits: tuple[int, ...]):
+        """The simulator's noise-model error after gate ``name`` on ``qubits`` (a ``QuantumError``;
+        None without a noise model or without an error there)."""
+        if self.noise_model is None:
+            return None
         # Aer offers no public per-gate lookup: these are the model's own tables (local errors
         # take precedence over all-qubit ones, as when Aer applies them)
         error = self.noise_model._local_quantum_errors.get(name, {}).get(qubits)
-        if error is None:
-            error = self.noise_model._default_quantum_errors.get(name)
+        return self.noise_model._default_quantum_errors.get(name) if error is None else error
+
+    def _model_error(self, name: str, qubits: tuple[int, ...]) -> float:
+        error = self.model_channel(name, qubits)
         return 0.0 if error is None else float(1.0 - average_gate_fidelity(error))
 
     def _target_error(self, name: str, qubits: tuple[int, ...]) -> float:
@@ -263,7 +269,15 @@ class TrainingNoise:
             reduced = QuantumCircuit(len(physical))
             for operation, qubits, _ in locations:
                 reduced.append(operation, [local[q] for q in qubits])
-            channels = {k: lam for k, (_, _, lam) in enumerate(locations) if lam > 0}  # after instruction k
+            # after instruction k: an Aer noise model's own error channel (thermal relaxation and
+            # all), else the depolarising channel of the Target's error rate
+            channels = {}
+            for k, (operation, qubits, lam) in enumerate(locations):
+                model_error = self._rates.model_channel(operation.name, qubits)
+                if model_error is not None:
+                    channels[k] = model_error
+                elif lam > 0:
+                    channels[k] = lam
             density = DensityMatrixProgram(reduced, list(built.inputs), list(built.weights), channels,
                                            observables(physical))
         n_pauli = 2 * sum(len(qubits) for _, qubits, lam in locations if lam > 0)

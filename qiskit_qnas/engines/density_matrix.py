@@ -10,12 +10,15 @@ The density matrix of a batch is a tensor of shape ``(B, 2, ..., 2, 2, ..., 2)``
 the row bits, then the column bits, both from the most significant qubit (``n - 1``) down to qubit
 0 (Qiskit's little-endian order, so a reshape to ``(B, 2**n, 2**n)`` is the matrix). Operations:
 
-* a unitary ``U`` on qubits ``S``: ``rho -> U rho U^dagger``, one contraction of ``U`` with the row
-  bits of ``S`` and one of ``U^*`` with their column bits; diagonal gates (RZ, P, RZZ, CZ) are one
-  elementwise phase product ``exp(i theta (g(r) - g(c)))``, permutations (X, CX, SWAP) a gather;
-* a depolarising channel of parameter ``lambda`` on ``k`` qubits ``S``
-  (``qiskit_aer.noise.depolarizing_error(lambda, k)``):
-  ``rho -> (1 - lambda) rho + lambda (I_S / 2**k) (x) Tr_S(rho)``.
+* a parameter-free gate ``U`` on qubits ``S`` (SX, X, CX, ECR, CZ, ...): ``rho -> U rho U^dagger`` as
+  one contraction of its superoperator ``U (x) U^*`` with the row and column bits of ``S``; a
+  parametrised one-qubit rotation (RX, RY, U): its matrix on the row bits, its conjugate on the
+  column bits; a parametrised diagonal gate (RZ, P, RZZ): one elementwise phase product
+  ``exp(i theta (g(r) - g(c)))``;
+* a channel after a gate (a depolarising channel of parameter ``lambda`` on the gate's ``k`` qubits
+  ``S``, ``rho -> (1 - lambda) rho + lambda (I_S / 2**k) (x) Tr_S(rho)``, or any channel Qiskit's
+  ``SuperOp`` takes, such as an Aer noise model's ``QuantumError``) is fused with its gate into one
+  superoperator on the row and column bits of ``S``: one contraction.
 
 Gate angles are the circuit's parameter expressions of the inputs ``x`` and weights ``w`` (as in
 :class:`~qiskit_qnas.engines.StatevectorProgram`); everything is differentiable by autograd.
@@ -29,7 +32,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from qiskit.circuit import Parameter, QuantumCircuit
-from qiskit.quantum_info import Operator, SparsePauliOp
+from qiskit.quantum_info import Operator, SparsePauliOp, SuperOp
 
 from .statevector import _AffineReader, _Angle
 
@@ -52,27 +55,52 @@ def _letters(count: int, skip: str = "") -> list[str]:
     return [c for c in string.ascii_letters if c not in skip][:count]
 
 
+def _channel_superoperator(channel, n_qubits: int) -> np.ndarray | None:
+    """A channel on ``n_qubits`` as a matrix on row-major vec(rho) (index ``r * d + c``); None for none.
+
+    A float ``lambda`` is ``depolarizing_error(lambda, k)``: ``(1 - lambda) I + (lambda / d) vec(I)
+    vec(I)^T`` (``vec(I)^T vec(rho)`` is the trace). Anything else goes through Qiskit's ``SuperOp``,
+    whose column-stacking convention (index ``c * d + r``) is transposed to row-major here.
+    """
+    d = 2**n_qubits
+    if isinstance(channel, (int, float, np.floating)):
+        lam = float(channel)
+        if lam <= 0:
+            return None
+        eye = np.eye(d).reshape(-1)
+        return (1.0 - lam) * np.eye(d * d) + (lam / d) * np.outer(eye, eye)
+    if hasattr(channel, "to_quantumchannel"):  # qiskit_aer.noise.QuantumError
+        channel = channel.to_quantumchannel()
+    superoperator = SuperOp(channel)
+    if superoperator.dim != (d, d):
+        raise ValueError(f"channels: a channel on {superoperator.num_qubits} qubits after a {n_qubits}-qubit gate")
+    column_stacked = superoperator.data.reshape(d, d, d, d)  # [c', r', c, r]
+    return column_stacked.transpose(1, 0, 3, 2).reshape(d * d, d * d)
+
+
 class DensityMatrixProgram:
     """A circuit of unitary gates and depolarising channels, compiled to batched torch operations.
 
     Args:
         circuit: the unitary circuit (no measurements); every parameter is one of ``inputs`` or ``weights``.
         inputs, weights: the ordered circuit parameters fed from ``x`` and ``w``.
-        depolarizing: ``{instruction index: lambda}``: after instruction ``k`` of ``circuit.data``,
-            a depolarising channel of parameter ``lambda`` on that instruction's qubits.
+        channels: ``{instruction index: channel}``: after instruction ``k`` of ``circuit.data``, a
+            channel on that instruction's qubits: a float ``lambda`` (a depolarising channel of that
+            parameter) or any quantum channel ``qiskit.quantum_info.SuperOp`` accepts (a
+            ``qiskit_aer.noise.QuantumError``, e.g. thermal relaxation, a ``Kraus``, ...).
         observables: diagonal (I/Z) ``SparsePauliOp``s; default ``Z_i`` for every qubit i.
     """
 
     def __init__(self, circuit: QuantumCircuit, inputs: Sequence[Parameter], weights: Sequence[Parameter],
-                 depolarizing: Mapping[int, float] | None = None, observables: Sequence[SparsePauliOp] | None = None):
+                 channels: Mapping[int, object] | None = None, observables: Sequence[SparsePauliOp] | None = None):
         n = circuit.num_qubits
         if n > MAX_QUBITS:
             raise ValueError(f"the density-matrix engine simulates at most {MAX_QUBITS} qubits, got {n}")
         if any(i.operation.name == "measure" for i in circuit.data):
             raise ValueError("the density-matrix engine takes circuits without measurements")
-        depolarizing = dict(depolarizing or {})
-        if any(not 0 <= int(k) < len(circuit.data) for k in depolarizing):
-            raise ValueError("depolarizing: every key must be an instruction index of the circuit")
+        channels = dict(channels or {})
+        if any(not 0 <= int(k) < len(circuit.data) for k in channels):
+            raise ValueError("channels: every key must be an instruction index of the circuit")
         self.n_qubits, self.dim = n, 2**n
         self.n_inputs, self.n_weights = len(inputs), len(weights)
         input_index = {p: i for i, p in enumerate(inputs)}
@@ -84,10 +112,10 @@ class DensityMatrixProgram:
         for k, instruction in enumerate(circuit.data):
             op = instruction.operation
             qubits = [circuit.find_bit(q).index for q in instruction.qubits]
-            lam = float(depolarizing.get(k, 0.0))
+            channel = _channel_superoperator(channels.get(k, 0.0), len(qubits))
             if op.name in _SKIPPED:
-                if lam > 0:
-                    self._ops.append(("superop", self._superoperator(np.eye(2 ** len(qubits)), lam),
+                if channel is not None:
+                    self._ops.append(("superop", self._superoperator(np.eye(2 ** len(qubits)), channel),
                                       self._superoperator_spec(qubits)))
                 continue
             if op.name in _DIAGONAL or op.name in _ROTATIONS or op.name in ("u", "u3"):
@@ -96,13 +124,13 @@ class DensityMatrixProgram:
                     self._ops.append(("phase", angles[0], torch.as_tensor(self._phase_generator(op.name, qubits))))
                 else:
                     self._ops.append(("rotation", op.name, angles, self._unitary_spec(qubits)))
-                if lam > 0:  # the channel after a parametrised gate: a constant superoperator of its own
-                    self._ops.append(("superop", self._superoperator(np.eye(2 ** len(qubits)), lam),
+                if channel is not None:  # the channel after a parametrised gate: a superoperator of its own
+                    self._ops.append(("superop", self._superoperator(np.eye(2 ** len(qubits)), channel),
                                       self._superoperator_spec(qubits)))
             elif op.params:
                 raise NotImplementedError(f"the density-matrix engine cannot simulate gate {op.name!r}")
             else:  # any parameter-free gate (SX, X, CX, ECR, CZ, H, ...), fused with its channel
-                self._ops.append(("superop", self._superoperator(Operator(op).data, lam),
+                self._ops.append(("superop", self._superoperator(Operator(op).data, channel),
                                   self._superoperator_spec(qubits)))
         observables = observables if observables is not None else [
             SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], n) for i in range(n)]
@@ -148,15 +176,14 @@ class DensityMatrixProgram:
         return f"{operator},{''.join(state)}->{''.join(out)}"
 
     @staticmethod
-    def _superoperator(unitary: np.ndarray, lam: float) -> Tensor:
-        """The superoperator of ``unitary`` followed by a depolarising channel of parameter ``lam``,
-        on row-major vec(rho): ``D (U (x) U^*)`` with ``D = (1 - lam) I + (lam / d) vec(I) vec(I)^T``
-        (``vec(I)^T vec(rho)`` is the trace), reshaped to ``(2,) * 4k`` for einsum."""
+    def _superoperator(unitary: np.ndarray, channel: np.ndarray | None) -> Tensor:
+        """The superoperator of ``unitary`` followed by ``channel`` (row-major vec(rho), or None for
+        no channel) on row-major vec(rho): ``channel (U (x) U^*)``, reshaped to ``(2,) * 4k`` for einsum."""
         d = unitary.shape[0]
         k = d.bit_length() - 1
-        eye = np.eye(d).reshape(-1)
-        channel = (1.0 - lam) * np.eye(d * d) + (lam / d) * np.outer(eye, eye)
-        superoperator = channel @ np.kron(unitary, unitary.conj())
+        superoperator = np.kron(unitary, unitary.conj())
+        if channel is not None:
+            superoperator = channel @ superoperator
         return torch.as_tensor(superoperator, dtype=torch.complex128).reshape((2,) * (4 * k))
 
     def _phase_generator(self, name: str, qubits: list[int]) -> np.ndarray:
