@@ -7,12 +7,15 @@ training (QuantumNAT-style noise injection):
 * **where**: the candidate's ISA circuit for the executing backend (``target.run_isa``: the layout,
   routing SWAPs and basis decomposition the target itself will run), restricted to the physical
   qubits it uses;
-* **gate errors**: after every ISA gate with error rate ``r`` on ``k`` qubits, a depolarising
-  channel of parameter ``lambda = d r / (d - 1)`` (``d = 2**k``), which is the channel
+* **gate errors**: after every ISA gate, its error channel. For the exact simulation (below) on an
+  ``AerSimulator`` with a noise model, that is the model's own ``QuantumError`` for the gate and
+  qubits (depolarising and thermal relaxation for ``AerSimulator.from_backend``), so the averaged
+  channel is the one Aer simulates. Otherwise, with error rate ``r`` on ``k`` qubits, a
+  depolarising channel of parameter ``lambda = d r / (d - 1)`` (``d = 2**k``), which is the channel
   ``qiskit_aer.noise.depolarizing_error(lambda, k)`` whose average gate infidelity is ``r``.
-  ``r`` is the gate's error in the simulator's noise model when the target runs on an
-  ``AerSimulator`` with one (``1 - average_gate_fidelity`` of the model's error for that gate and
-  qubits, thermal relaxation included), else ``backend.target[gate][qubits].error``;
+  ``r`` is ``1 - average_gate_fidelity`` of the noise model's error for that gate and qubits
+  (thermal relaxation included) when the target runs on an ``AerSimulator`` with one, else
+  ``backend.target[gate][qubits].error``;
 * **what is trained**: the loss of the *averaged* channel's ``<Z_i>``, which is what the noisy
   target measures. By default (``trajectories=None``) it is simulated exactly, as a density matrix
   (:class:`~qiskit_qnas.engines.density_matrix.DensityMatrixProgram`, each gate fused with its
@@ -31,8 +34,9 @@ training (QuantumNAT-style noise injection):
   reports ``<Z> = (e1 - e0) + (1 - e0 - e1) <Z>`` (the map :class:`~qiskit_qnas.targets.AerTarget`
   applies when it evaluates), at the physical qubit the logical qubit is measured on.
 
-Not modelled: thermal relaxation as such (its infidelity is folded into the depolarising rate, so
-amplitude damping's pull towards ``|0>`` is not reproduced), idle errors and crosstalk (the ISA
+Not modelled: thermal relaxation as such on Runtime / IBM targets and in sampled trajectories (its
+infidelity is folded into the depolarising rate, so amplitude damping's pull towards ``|0>`` is not
+reproduced there), idle errors and crosstalk (the ISA
 circuits are unscheduled, as the targets run them), and coherent errors. QuantumNAT's
 post-measurement normalisation is not applied: its per-batch statistics of the read-outs would have
 to be taken at inference on the target too, where the model's head reads the target's ``<Z_i>``
@@ -68,7 +72,7 @@ _DECOMPOSED = ["ecr"]
 class NoisyProgram:
     """One architecture's noisy training circuit, compiled.
 
-    ``density`` simulates the averaged channel (every location's depolarising channel) exactly;
+    ``density`` simulates the averaged channel (every location's channel) exactly;
     ``program`` runs one Pauli trajectory of it per sample: it takes the circuit inputs followed by
     ``n_pauli`` Pauli angles (0 or pi); the Pauli angle column ``c`` belongs to error location
     ``location_of_column[c]``, whose depolarising parameter is ``depolarizing[location]``.

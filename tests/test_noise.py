@@ -208,9 +208,10 @@ def test_k_trajectories_estimate_the_averaged_channel_with_k_times_less_variance
     target = AerTarget(AerSimulator(method="density_matrix", noise_model=depolarizing_model()))
     x, w = data(ARCH, 4, seed=2)
     exact = TrainingNoise(target).exact_average(ARCH, x, w)
+    noises = {k: TrainingNoise(target, trajectories=k) for k in (1, 8)}
     torch.manual_seed(0)
-    runs = {k: np.stack([TrainingNoise(target, trajectories=k).expectation(ARCH, x, w).detach().numpy()
-                         for _ in range(400)]) for k in (1, 8)}
+    runs = {k: np.stack([noise.expectation(ARCH, x, w).detach().numpy() for _ in range(400)])
+            for k, noise in noises.items()}
     for k, values in runs.items():
         assert values.shape == (400, 4, ARCH.n_qubits)
         stderr = values.std(0, ddof=1) / np.sqrt(len(values))

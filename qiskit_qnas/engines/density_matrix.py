@@ -1,4 +1,4 @@
-"""An exact, batched, differentiable density-matrix simulator in torch for circuits with depolarising channels.
+"""An exact, batched, differentiable density-matrix simulator in torch for circuits with error channels.
 
 What noise-adaptive training needs is the loss of the *averaged* noisy channel, which is what a
 noisy target measures: ``<Z_i>`` of the density matrix the circuit and its error channels produce.
@@ -79,7 +79,7 @@ def _channel_superoperator(channel, n_qubits: int) -> np.ndarray | None:
 
 
 class DensityMatrixProgram:
-    """A circuit of unitary gates and depolarising channels, compiled to batched torch operations.
+    """A circuit of unitary gates and error channels, compiled to batched torch operations.
 
     Args:
         circuit: the unitary circuit (no measurements); every parameter is one of ``inputs`` or ``weights``.
