@@ -15,6 +15,7 @@ import torch
 from qiskit.circuit import Parameter, ParameterExpression, ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
+from .engines.statevector import RYTreePreparation
 from .space import ROTATION_GATES, Architecture
 
 
@@ -23,6 +24,8 @@ class BuiltCircuit:
     circuit: QuantumCircuit
     inputs: ParameterVector
     weights: ParameterVector
+    #: the amplitude embedding's RY tree, declared to the statevector engine (None for other embeddings)
+    preparation: RYTreePreparation | None = None
 
 
 def entangler_pairs(kind: str, n_qubits: int, r: int = 1) -> list[tuple[int, int]]:
@@ -134,6 +137,9 @@ def build_circuit(arch: Architecture) -> BuiltCircuit:
     w = ParameterVector("w", arch.n_weights)
     qc = QuantumCircuit(n, name=f"qnas_{arch.key}")
     _embed(qc, arch, x)
+    # the tree's node (level k, branch j) is input 2**k - 1 + j, as _embed places them
+    preparation = (RYTreePreparation(len(qc.data), tuple(range(arch.n_inputs)))
+                   if arch.embedding == "amplitude" else None)
     gates = ROTATION_GATES[arch.rotation]
     k = 0
     for layer in range(arch.n_layers):
@@ -143,7 +149,7 @@ def build_circuit(arch: Architecture) -> BuiltCircuit:
                 k += 1
         for c, t in entangler_pairs(arch.entangler[layer], n, arch.entangle_range[layer]):
             qc.cx(c, t)
-    return BuiltCircuit(qc, x, w)
+    return BuiltCircuit(qc, x, w, preparation)
 
 
 def weight_slots(arch: Architecture) -> list[tuple[int, int, int]]:

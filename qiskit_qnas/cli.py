@@ -12,7 +12,10 @@ A run directory holds ``config.json`` (written first: every setting needed to re
 dataset arguments), what :class:`~qiskit_qnas.estimator.QNASEstimator` writes with
 ``checkpoint_dir=`` (``supercircuit.pt``, ``checkpoint.json``, ``result.json``, ``candidates.csv``,
 ``pareto.png``, ``model.pt``, ``best_circuit.qpy``) and, once the chosen model is scored on the test
-split, ``summary.json``.
+split, ``summary.json``. ``search`` and ``resume`` check that the directory is new, empty or a run of
+exactly these settings before writing anything (:func:`qiskit_qnas.rundir.check_run_directory`); a
+damaged or foreign file ends ``resume``, ``report`` and ``export`` with one line naming it and the fix
+(exit code 2), and nothing is modified. Run directories are read as data only (no pickle is loaded).
 
 Every argument is checked before any work starts (no run directory is created for a bad command
 line); a bad one ends the command with exit code 2 and a single line on stderr naming the argument
@@ -36,9 +39,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .rundir import (
+    CONFIG,
+    MODEL,
+    RESULT,
+    SUMMARY,
+    RunDirectoryError,
+    check_run_directory,
+    completed_generations,
+    load_result,
+    read_json_object,
+    read_tensors,
+)
+
 PROG = "qnas"
-CONFIG = "config.json"
-SUMMARY = "summary.json"
 CONFIG_FORMAT = 1
 
 DATASETS = ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist")
@@ -51,6 +65,7 @@ DD_CHOICES = ("XX", "XpXm", "XY4")
 PARAM_FLAGS = {
     "qubit_budget": "--qubit-budget", "population_size": "--population", "n_generations": "--generations",
     "supercircuit_epochs": "--supercircuit-epochs", "finetune_epochs": "--finetune-epochs",
+    "finetune_samples": "--finetune-samples",
     "final_epochs": "--final-epochs", "batch_size": "--batch-size", "learning_rate": "--learning-rate",
     "shots": "--shots", "max_concurrent_jobs": "--max-concurrent-jobs",
     "runtime_options": "--resilience-level/--twirling/--dynamical-decoupling", "cut_time_limit": "--cut-time-limit",
@@ -62,6 +77,7 @@ PARAM_FLAGS = {
     "image_size": "--image-size", "subset": "--subset", "data_dir": "--data-dir", "target_column": "--target-column",
     "backend": "--target", "mode": "--target", "target_mode": "--target", "seed": "--seed",
     "random_state": "--seed", "name": "--dataset", "path": "--csv", "noise_aware": "--noise-aware",
+    "max_memory": "--max-memory",
 }
 
 logger = logging.getLogger(__name__)
@@ -111,6 +127,16 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise _invalid(text, "a positive number")
     return value
+
+
+def _memory(text: str) -> str:
+    from .memory import MEMORY_SYNTAX, parse_memory
+
+    try:
+        parse_memory(text)
+    except ValueError:
+        raise _invalid(text, MEMORY_SYNTAX.removeprefix("None, ")) from None
+    return text
 
 
 def _int_range(text: str) -> tuple[int, int]:
@@ -329,13 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="SuperCircuit epochs (default: about 600 optimiser steps)")
     training.add_argument("--finetune-epochs", type=_int_at_least(0), default=5, metavar="N",
                           help="fine-tuning epochs per candidate (default 5)")
+    training.add_argument("--finetune-samples", type=_int_at_least(2), default=2048, metavar="N",
+                          help="fine-tune each candidate on at most N training samples (default 2048)")
     training.add_argument("--final-epochs", type=_int_at_least(0), metavar="N",
                           help="fine-tuning epochs of the chosen model (default 4 x --finetune-epochs)")
     training.add_argument("--noise-aware", action="store_true",
                           help="train the SuperCircuit and the candidates under the target's injected gate and readout "
                                "errors (needs a noisy target: aer:<fake>, runtime:<fake>, ibm:<name>)")
-    training.add_argument("--batch-size", type=_int_at_least(1), default=16, metavar="N", help="default 16")
-    training.add_argument("--learning-rate", type=_positive_float, default=0.01, metavar="LR", help="default 0.01")
+    training.add_argument("--batch-size", type=_int_at_least(1), default=32, metavar="N", help="default 32")
+    training.add_argument("--learning-rate", type=_positive_float, default=0.02, metavar="LR", help="default 0.02")
     training.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
                           help="seed of the data split and the search (default 0)")
     search.add_argument("--out", type=Path, metavar="DIR",
@@ -347,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Rebuild the estimator and data from DIR/config.json and fit again: "
                                  "the SuperCircuit and the search resume from their checkpoints.")
     resume.add_argument("run_dir", type=Path, metavar="DIR")
+    resume.add_argument("--yes", action="store_true",
+                        help="a run on a paid IBM backend (target ibm:<name>) resumes without asking for confirmation")
     _add_execution_options(resume)
 
     report = commands.add_parser("report", help="print the front, the test accuracy; (re)write pareto.png")
@@ -379,6 +409,8 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
                          help="evaluate candidates on a Dask cluster (e.g. tcp://host:8786)")
     cluster.add_argument("--workers", type=_int_at_least(1), metavar="N",
                          help="evaluate candidates on a local Dask cluster of N worker processes")
+    group.add_argument("--max-memory", type=_memory, metavar="SIZE",
+                       help="cap on the memory one candidate may need, e.g. 4GiB (default: the available memory)")
     group.add_argument("--quiet", action="store_true", help="no progress bars and no table")
     group.add_argument("--log-level", type=_choice(LOG_LEVELS, str.lower), default="warning",
                        metavar="{" + ",".join(LOG_LEVELS) + "}", help="default warning")
@@ -440,7 +472,10 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
+    try:
+        return read_json_object(path)
+    except RunDirectoryError as exc:
+        raise UsageError(f"DIR: {exc}") from None
 
 
 def _run_dir(path: Path, need: str = CONFIG) -> Path:
@@ -547,7 +582,8 @@ def _settings_from_args(args) -> dict[str, Any]:
     estimator = {
         "qubit_budget": args.qubit_budget, "shots": args.shots, "population_size": args.population,
         "n_generations": args.generations, "supercircuit_epochs": args.supercircuit_epochs,
-        "finetune_epochs": args.finetune_epochs, "final_epochs": args.final_epochs, "batch_size": args.batch_size,
+        "finetune_epochs": args.finetune_epochs,
+        "finetune_samples": args.finetune_samples, "final_epochs": args.final_epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "cut_time_limit": args.cut_time_limit,
         "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
         "selection": args.selection, "random_state": args.seed, "max_concurrent_jobs": args.max_concurrent_jobs,
@@ -593,12 +629,15 @@ def make_estimator(config: dict[str, Any], run_dir: Path | None, verbose: int = 
                          verbose=verbose, executor=executor, **config["estimator"])
 
 
-def prepare(config: dict[str, Any]):
-    """Everything a run needs, checked: ``(estimator, dataset)``; raises :class:`UsageError`."""
+def prepare(config: dict[str, Any], max_memory: str | None = None):
+    """Everything a run needs, checked: ``(estimator, dataset, fingerprint)``; raises :class:`UsageError`.
+
+    The fingerprint identifies the run's settings and data (what every file of its directory records)."""
     from .noise import check_noise_aware_target
 
     try:
         estimator = make_estimator(config, None, verbose=0)
+        estimator.set_params(max_memory=max_memory)
     except ValueError as exc:
         raise UsageError(_library_error(exc, "--target")) from None
     except Exception as exc:  # noqa: BLE001 - e.g. no saved IBM Quantum account, unknown backend
@@ -640,13 +679,26 @@ def prepare(config: dict[str, Any]):
             flag = "--data-dir"
         message = _library_error(exc, flag)
         raise UsageError(message if message.startswith("--") else f"{flag}: {message}") from None
-    return estimator, data
+    try:  # the memory the widest candidate needs (training, validation, scoring the test split)
+        plan = estimator._plan(data.X_train, data.y_train, n_predict=len(data.X_test))
+    except ValueError as exc:
+        raise UsageError(_library_error(exc, flag)) from None
+    with contextlib.suppress(Exception):
+        plan.target.close()
+    return estimator, data, plan.fingerprint
+
+
+def _check_directory(run_dir: Path, fingerprint: str, seed: int, flag: str) -> None:
+    try:
+        check_run_directory(run_dir, fingerprint, seed)
+    except RunDirectoryError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------------------
 # commands
 # ------------------------------------------------------------------------------------------------
-def _fit_and_score(estimator, data, run_dir: Path, args, started: float) -> int:
+def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerprint: str) -> int:
     with _executor(getattr(args, "dask_scheduler", None), getattr(args, "workers", None)) as executor:
         estimator.set_params(checkpoint_dir=str(run_dir), verbose=0 if args.quiet else 1, executor=executor)
         try:
@@ -669,6 +721,7 @@ def _fit_and_score(estimator, data, run_dir: Path, args, started: float) -> int:
         "command": [PROG, *args.argv],
         "command_line": shlex.join([PROG, *args.argv]),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
     }
     _write_json(run_dir / SUMMARY, summary)
     if not args.quiet:
@@ -703,27 +756,67 @@ def cmd_search(args) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out: invalid value {str(run_dir)!r}; allowed: a directory path")
     started = time.perf_counter()
-    estimator, data = prepare(config)
+    estimator, data, fingerprint = prepare(config, args.max_memory)
+    # a directory another run wrote (the Python API writes no config.json) is refused untouched
+    _check_directory(run_dir, fingerprint, estimator.random_state, "--out")
     from ._version import __version__
 
     config = {"format": CONFIG_FORMAT, "version": __version__, **config,
-              "command": [PROG, *args.argv],
+              "command": [PROG, *args.argv], "fingerprint": fingerprint,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / CONFIG, config)
     logger.info("run directory %s", run_dir)
-    return _fit_and_score(estimator, data, run_dir, args, started)
+    return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
+
+
+#: the sections of config.json and the type each must have
+CONFIG_SECTIONS = {"dataset": dict, "search_space": dict, "target": str, "estimator": dict}
 
 
 def _load_config(run_dir: Path) -> dict[str, Any]:
     _run_dir(run_dir)
-    try:
-        config = _read_json(run_dir / CONFIG)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"DIR: cannot read {run_dir / CONFIG}: {exc}") from None
-    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
-        raise UsageError(f"DIR: {run_dir / CONFIG} is not a qnas run configuration of format {CONFIG_FORMAT}")
+    from .estimator import QNASEstimator
+
+    config = _read_json(run_dir / CONFIG)
+    if config.get("format") != CONFIG_FORMAT or not all(
+            isinstance(config.get(k), kind) for k, kind in CONFIG_SECTIONS.items()) or not (
+            set(config["estimator"]) <= set(QNASEstimator().get_params())):
+        raise UsageError(f"DIR: {run_dir / CONFIG}: is not a qnas run configuration of format {CONFIG_FORMAT}; fix: "
+                         f"restore it, or start a new run in another directory")
     return config
+
+
+def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: bool) -> None:
+    """A run on an IBM backend spends its account's quota: show the backend and what the rest of
+    the search may submit, and ask (``--yes`` answers for a script; no terminal: refused)."""
+    if not config["target"].startswith("ibm:"):
+        return
+    from .estimator import QNASEstimator
+    from .targets import DEFAULT_RUNTIME_SHOTS
+
+    try:
+        settings = QNASEstimator(**config["estimator"])
+        settings._check_params()
+        data = load_data(config["dataset"])
+        remaining = max(0, int(settings.n_generations) - completed_generations(run_dir))
+    except (TypeError, ValueError, OSError, KeyError, RunDirectoryError) as exc:
+        raise UsageError(f"DIR: {run_dir / CONFIG}: cannot estimate the run's budget "
+                         f"({' '.join(str(exc).split())}); fix: restore the file, or start a new run") from None
+    n_val = settings._n_val(len(data.X_train), len(set(data.y_train.tolist())))
+    jobs = remaining * int(settings.population_size)
+    shots = jobs * n_val * int(settings.shots or DEFAULT_RUNTIME_SHOTS)
+    print(f"{PROG}: {run_dir} runs on the paid backend {config['target']}: {remaining} generations remain, up to "
+          f"{jobs} jobs and {shots} shots ({settings.population_size} candidates x {n_val} circuits x "
+          f"{settings.shots or DEFAULT_RUNTIME_SHOTS} shots per generation)", file=sys.stderr)
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"--yes: required to resume a run on the paid backend {config['target']} without a terminal "
+                         "to confirm it; allowed: --yes, or run it in a terminal")
+    print("continue? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise UsageError(f"--yes: not confirmed; nothing was submitted to {config['target']}")
 
 
 def cmd_resume(args) -> int:
@@ -731,19 +824,30 @@ def cmd_resume(args) -> int:
 
     run_dir = args.run_dir
     config = _load_config(run_dir)
-    try:
+    try:  # an older (pickled) or damaged checkpoint is reported before the run is set up
         read_checkpoint(run_dir)
     except ValueError as exc:
         raise UsageError(f"DIR: {' '.join(str(exc).split())}") from None
-    if (run_dir / SUMMARY).exists() and (run_dir / "result.json").exists():
+    if (run_dir / SUMMARY).exists() and (run_dir / RESULT).exists():
+        _load_result(run_dir)  # a damaged file is reported, even with --quiet
+        _read_json(run_dir / SUMMARY)
         if not args.quiet:
             print(f"{PROG}: the run is complete; nothing to resume", file=sys.stderr)
             return cmd_report(args)
         return 0
     _check_dask(args)
+    _confirm_paid_backend(run_dir, config, args.yes)
     started = time.perf_counter()
-    estimator, data = prepare(config)
-    return _fit_and_score(estimator, data, run_dir, args, started)
+    estimator, data, fingerprint = prepare(config, args.max_memory)
+    _check_directory(run_dir, fingerprint, estimator.random_state, "DIR")
+    return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
+
+
+def _load_result(run_dir: Path):
+    try:
+        return load_result(run_dir)
+    except RunDirectoryError as exc:
+        raise UsageError(f"DIR: {exc}") from None
 
 
 def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
@@ -752,15 +856,17 @@ def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
     resolved it; the pre-layer and head run in torch
     (:func:`qiskit_qnas.objectives.target_logits`)."""
     import numpy as np
-    import torch
 
     from .model import HQNN
     from .objectives import target_logits
     from .space import Architecture
 
-    _run_dir(run_dir, "model.pt")
-    estimator, data = prepare(_load_config(run_dir))
-    saved = torch.load(run_dir / "model.pt", weights_only=True)
+    _run_dir(run_dir, MODEL)
+    estimator, data, _ = prepare(_load_config(run_dir))
+    try:
+        saved = read_tensors(run_dir / MODEL)
+    except RunDirectoryError as exc:
+        raise UsageError(f"DIR: {exc}") from None
     mean, std, classes = np.asarray(saved["mean"]), np.asarray(saved["std"]), np.asarray(saved["classes"])
     model = HQNN(Architecture.from_dict(saved["architecture"]), len(mean), len(classes), hidden=estimator.hidden,
                  dropout=estimator.dropout)
@@ -773,10 +879,8 @@ def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
 
 
 def cmd_report(args) -> int:
-    from .result import SearchResult
-
-    run_dir = _run_dir(args.run_dir, "result.json")
-    result = SearchResult.load(run_dir)
+    run_dir = _run_dir(args.run_dir, RESULT)
+    result = _load_result(run_dir)
     summary = _read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
     if getattr(args, "on_target", False):
         if summary is None:
@@ -802,10 +906,8 @@ def export_backend(config: dict[str, Any]):
 
 
 def cmd_export(args) -> int:
-    from .result import SearchResult
-
-    run_dir = _run_dir(args.run_dir, "result.json")
-    result = SearchResult.load(run_dir)
+    run_dir = _run_dir(args.run_dir, RESULT)
+    result = _load_result(run_dir)
     front = result.pareto_front
     if args.candidate is None:
         if result.best is None:

@@ -6,8 +6,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +24,33 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._version import __version__
 from .cutting import _check_budget
+from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, check_hidden, predict_logits
 from .noise import TrainingNoise
-from .objectives import EvaluationContext, candidate_seed, check_objective_settings, target_logits
+from .objectives import (
+    FINETUNE_SAMPLES,
+    TARGET_CHUNK_SAMPLES,
+    EvaluationContext,
+    candidate_seed,
+    check_objective_settings,
+    target_logits,
+)
 from .parallel import evaluate_generation, resolve_executor
 from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
-from .search import read_checkpoint, run_nsga2
+from .rundir import MODEL, SUPERCIRCUIT, check_run_directory, read_seed, read_tensors, write_seed
+from .search import run_nsga2
 from .space import SearchSpace
 from .supercircuit import SuperCircuit, finetune, train_supercircuit
+from .targets import ExecutionTarget, check_runtime_options, resolve_target
 
 logger = logging.getLogger(__name__)
 
 SELECTIONS = ("min_error", "min_runtime", "min_subcircuits")
 #: optimiser steps the SuperCircuit gets by default (epochs = this / batches per epoch, in [5, 100])
 SUPERCIRCUIT_STEPS = 600
+#: samples ``predict`` sends through the model at once (``model.predict_logits``)
+PREDICT_CHUNK = 1024
+TARGET_MODES = ("auto", "exact", "aer", "runtime")
 
 
 def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
@@ -45,9 +60,53 @@ def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> Non
         raise ValueError(f"invalid {name}={value!r}; allowed: an integer >= {low}{' or None' if allow_none else ''}")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_fraction(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+    if not _is_number(value) or not 0 < value < 1:
         raise ValueError(f"invalid {name}={value!r}; allowed: a number strictly between 0 and 1")
+
+
+def _check_seconds(name: str, value: Any, allow_none: bool = False, allow_zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not _is_number(value) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"invalid {name}={value!r}; allowed: a finite number {'>=' if allow_zero else '>'} 0"
+                         f"{' or None' if allow_none else ''}")
+
+
+@dataclass
+class _Plan:
+    """What ``fit`` works from, checked before anything is written: the scaled data and its
+    splits, the seed, the target and the run's fingerprint."""
+
+    space: SearchSpace
+    target: Any
+    seed: int
+    encoder: LabelEncoder
+    mean: np.ndarray
+    std: np.ndarray
+    X: np.ndarray  # scaled, float32
+    y: np.ndarray  # encoded
+    X_train: np.ndarray
+    X_val: np.ndarray
+    y_train: np.ndarray
+    y_val: np.ndarray
+    fingerprint: str
+    noise: TrainingNoise | None = None  # the target's noise for noise-aware training (None: noiseless)
+
+
+def _scaled(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(X - mean) / std`` in float32, the model's precision; refused when a value does not fit it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = ((X - mean) / std).astype(np.float32)
+    if not np.all(np.isfinite(scaled)):
+        row, column = (int(i[0]) for i in np.nonzero(~np.isfinite(scaled)))
+        raise ValueError(f"X[{row}, {column}] = {X[row, column]:.3g} overflows float32 (the model's precision) after "
+                         f"scaling; allowed: features whose scaled values stay within +-3.4e38")
+    return scaled
 
 
 class QNASEstimator(ClassifierMixin, BaseEstimator):
@@ -78,9 +137,13 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         population_size, n_generations: NSGA-II settings (the initial population is generation 1).
         supercircuit_epochs: SuperCircuit training epochs (None: about 600 optimiser steps).
         finetune_epochs: epochs each candidate is fine-tuned after inheriting weights (0 allowed).
+        finetune_samples: fine-tuning sees at most this many training samples, one subset drawn from
+            the seed for every candidate (None: all); the SuperCircuit and the final model train on all.
         final_epochs: epochs the chosen candidate is fine-tuned on all the data (None: 4 x finetune).
         batch_size, learning_rate: mini-batch size and Adam step size (SuperCircuit and fine-tuning;
-            a space with ``learning_rates`` overrides the fine-tuning rate per candidate).
+            a space with ``learning_rates`` overrides the fine-tuning rate per candidate); the
+            defaults are :func:`~qiskit_qnas.model.train_model`'s, so that a candidate trains in the
+            search as it does stand-alone.
         hidden, dropout: width of the classical pre-layer (the paper's 64; also a tuple of widths, or
             ``"cnn"`` for a small convolutional trunk on square images, see
             :func:`qiskit_qnas.model.classical_trunk`) and its dropout.
@@ -114,7 +177,13 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         checkpoint_dir: a directory for the SuperCircuit weights, a checkpoint after every
             generation (``checkpoint.json``, data only) and the result; an interrupted ``fit`` with
             the same settings resumes there.
-        random_state: seed of everything random (int), or None.
+            It must be new, empty or a run of exactly these settings (checked before anything is
+            written; see :func:`qiskit_qnas.rundir.check_run_directory`). With
+            ``random_state=None`` the seed drawn is recorded there (``seed.json``) so the run resumes.
+        max_memory: cap on the memory one candidate's simulation may need (bytes as an int, or a
+            string such as ``"4GiB"``; None: the machine's available memory, which also caps it).
+            Checked for the widest candidate before any work.
+        random_state: seed of everything random (an integer >= 0, a ``numpy.random.RandomState``), or None.
         verbose: 0 silent, 1 progress bars.
         callback: called with (generation, candidates of that generation) after every generation.
     """
@@ -123,7 +192,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  target_mode: str = "auto", shots: int | None = None, noise_aware: bool = False,
                  population_size: int = 12,
                  n_generations: int = 6, supercircuit_epochs: int | None = None, finetune_epochs: int = 5,
-                 final_epochs: int | None = None, batch_size: int = 16, learning_rate: float = 0.01,
+                 finetune_samples: int | None = FINETUNE_SAMPLES,
+                 final_epochs: int | None = None, batch_size: int = 32, learning_rate: float = 0.02,
                  hidden: int = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
                  scale_inputs: bool = True, runtime_objective: str = "proxy",
                  cutting_objective: str = "subcircuits", cut_time_limit: float = 5.0,
@@ -131,6 +201,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  max_runtime: float | None = None, reference_backend=None, optimization_level: int = 1,
                  executor=None, n_jobs: int | None = None, max_concurrent_jobs: int = 1,
                  runtime_options: dict | None = None, checkpoint_dir: str | None = None,
+                 max_memory: int | str | None = None,
                  random_state: int | None = None, verbose: int = 1, callback: Callable | None = None):
         self.search_space = search_space
         self.qubit_budget = qubit_budget
@@ -142,6 +213,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.n_generations = n_generations
         self.supercircuit_epochs = supercircuit_epochs
         self.finetune_epochs = finetune_epochs
+        self.finetune_samples = finetune_samples
         self.final_epochs = final_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -163,6 +235,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.max_concurrent_jobs = max_concurrent_jobs
         self.runtime_options = runtime_options
         self.checkpoint_dir = checkpoint_dir
+        self.max_memory = max_memory
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
@@ -183,6 +256,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         _check_int("n_generations", self.n_generations, 1)
         _check_int("supercircuit_epochs", self.supercircuit_epochs, 1, allow_none=True)
         _check_int("finetune_epochs", self.finetune_epochs, 0)
+        _check_int("finetune_samples", self.finetune_samples, 2, allow_none=True)
         _check_int("final_epochs", self.final_epochs, 0, allow_none=True)
         _check_int("batch_size", self.batch_size, 1)
         check_hidden(self.hidden, allow_zero=False)
@@ -195,31 +269,57 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if not isinstance(self.noise_aware, (bool, np.bool_)):
             raise ValueError(f"invalid noise_aware={self.noise_aware!r}; allowed: True or False")
         _check_fraction("validation_size", self.validation_size)
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"invalid dropout={self.dropout!r}; allowed: 0 <= dropout < 1")
-        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
-            raise ValueError(f"invalid learning_rate={self.learning_rate!r}; allowed: a positive number")
-        if not (isinstance(self.cut_time_limit, (int, float)) and self.cut_time_limit > 0):
-            raise ValueError(f"invalid cut_time_limit={self.cut_time_limit!r}; allowed: a positive number of seconds")
+        if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
+            raise ValueError(f"invalid dropout={self.dropout!r}; allowed: a number with 0 <= dropout < 1")
+        if not (_is_number(self.learning_rate) and 0 < self.learning_rate < math.inf):
+            raise ValueError(f"invalid learning_rate={self.learning_rate!r}; allowed: a positive finite number")
+        _check_seconds("cut_time_limit", self.cut_time_limit)
+        _check_seconds("max_runtime", self.max_runtime, allow_none=True, allow_zero=True)
+        for name in ("runtime_objective", "cutting_objective", "target_mode"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"invalid {name}={getattr(self, name)!r}; allowed: a string (see the docstring)")
         check_objective_settings(self.runtime_objective, self.cutting_objective)
-        if not (callable(self.selection) or self.selection in SELECTIONS):
+        if self.target_mode not in TARGET_MODES:
+            raise ValueError(f"invalid target_mode={self.target_mode!r}; allowed: {', '.join(TARGET_MODES)}")
+        if not (callable(self.selection) or (isinstance(self.selection, str) and self.selection in SELECTIONS)):
             raise ValueError(f"invalid selection={self.selection!r}; allowed: {', '.join(SELECTIONS)} or a callable")
+        if not isinstance(self.scale_inputs, (bool, np.bool_)):
+            raise ValueError(f"invalid scale_inputs={self.scale_inputs!r}; allowed: True, False")
+        if self.optimization_level > 3:
+            raise ValueError(f"invalid optimization_level={self.optimization_level!r}; allowed: 0, 1, 2, 3")
+        if self.reference_backend is not None and not hasattr(self.reference_backend, "target"):
+            raise ValueError(f"invalid reference_backend={self.reference_backend!r}; allowed: None or a BackendV2")
+        if self.executor is not None and not callable(getattr(self.executor, "submit", None)):
+            raise ValueError(f"invalid executor={self.executor!r}; allowed: a concurrent.futures.Executor (e.g. "
+                             f"dask.distributed.Client.get_executor()) or None")
         if self.executor is not None and self.n_jobs is not None:
             raise ValueError("pass executor= or n_jobs=, not both")
+        if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+            raise ValueError(f"invalid checkpoint_dir={self.checkpoint_dir!r}; allowed: None or a directory path")
+        check_runtime_options(self.runtime_options)
+        parse_memory(self.max_memory)
+        random_state = self.random_state
+        if not (random_state is None or isinstance(random_state, np.random.RandomState) or (
+                isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)
+                and 0 <= random_state < 2**32)):
+            raise ValueError(f"invalid random_state={random_state!r}; allowed: None, an integer from 0 to 2**32 - 1, "
+                             f"or a numpy.random.RandomState")
+        if not (isinstance(self.verbose, (bool, np.bool_, int, np.integer)) and self.verbose >= 0):
+            raise ValueError(f"invalid verbose={self.verbose!r}; allowed: 0 (silent), 1 (progress bars), or a bool")
+        if self.callback is not None and not callable(self.callback):
+            raise ValueError(f"invalid callback={self.callback!r}; allowed: None or a callable")
 
-    def _seed(self) -> int:
+    def _seed(self, run_dir: Path | None = None) -> int:
         if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
             return int(self.random_state)
+        if self.random_state is None and run_dir is not None:
+            recorded = read_seed(run_dir)  # a run of random_state=None keeps the seed it drew
+            if recorded is not None:
+                return recorded
         return int(check_random_state(self.random_state).randint(2**31 - 1))
 
     # --- fit --------------------------------------------------------------------------------------
-    def fit(self, X, y):
-        """Train the SuperCircuit, search the space, and fine-tune the chosen candidate.
-
-        Every argument and the data are checked before any work starts.
-        """
-        self._check_params()
-        space = self._space()
+    def _check_data(self, X, y):
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
@@ -229,29 +329,72 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if counts.min() < 2:
             raise ValueError(f"every class needs at least 2 samples for the stratified validation split; "
                              f"class {encoder.classes_[counts.argmin()]!r} has {counts.min()}")
-        target = self.resolve_target()
+        return X, y, encoder
+
+    def _n_val(self, n_samples: int, n_classes: int) -> int:
+        return max(n_classes, int(round(self.validation_size * n_samples)))
+
+    def _plan(self, X, y, n_predict: int = 0) -> _Plan:
+        """Check every setting, the data, the target's width and the memory the widest candidate
+        needs (training batch, validation split and ``n_predict`` samples to predict), then scale
+        and split the data. Nothing is written."""
+        self._check_params()
+        space = self._space()
+        X, y, encoder = self._check_data(X, y)
+        run_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
+        seed = self._seed(run_dir)
+        target = self.resolve_target(seed)
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
-        noise = TrainingNoise(target) if self.noise_aware else None
-        executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
-        seed = self._seed()
-        self.classes_ = encoder.classes_
-        self._encoder = encoder
+        noise = TrainingNoise(target) if self.noise_aware else None  # refuses a target without a noise model
+        n_val = self._n_val(len(X), len(encoder.classes_))
+        n, batch = space.max_qubits, max(int(self.batch_size), min(int(n_predict), PREDICT_CHUNK))
+        # training and prediction run on the exact engine; the validation split on the target
+        needed = max(exact_engine_bytes(n, batch), target.memory_bytes(n, n_val))
+        check_memory(needed, f"the widest candidate ({n} qubits) on target {target.name}, {batch} samples at once "
+                     f"in training/prediction and a validation split of {n_val}", self.max_memory,
+                     subject=f"invalid qubits={space.qubits!r}: ")
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = X.mean(0) if self.scale_inputs else np.zeros(X.shape[1])
+            std = X.std(0) if self.scale_inputs else np.ones(X.shape[1])
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            column = int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)))[0])
+            raise ValueError(f"X column {column}: its mean or standard deviation overflows float64 (values up to "
+                             f"{np.abs(X[:, column]).max():.3g}); allowed: features whose spread stays below about "
+                             f"1e154 (rescale them, or pass scale_inputs=False with values within float32 range)")
+        std = np.where(std > 0, std, 1.0)
+        Xs = _scaled(X, mean, std)
         y_encoded = encoder.transform(y)
-        self._mean = X.mean(0) if self.scale_inputs else np.zeros(X.shape[1])
-        std = X.std(0) if self.scale_inputs else np.ones(X.shape[1])
-        self._std = np.where(std > 0, std, 1.0)
-        Xs = self._scale(X)
-        n_val = max(len(self.classes_), int(round(self.validation_size * len(Xs))))
         try:
             X_train, X_val, y_train, y_val = train_test_split(Xs, y_encoded, test_size=n_val, stratify=y_encoded,
                                                               random_state=seed)
         except ValueError as exc:
             raise ValueError(f"cannot carve a stratified validation split of {n_val} samples from "
                              f"{len(Xs)}: {exc}") from exc
+        return _Plan(space=space, target=target, seed=seed, encoder=encoder, mean=mean, std=std, X=Xs, y=y_encoded,
+                     X_train=X_train, X_val=X_val, y_train=y_train, y_val=y_val,
+                     fingerprint=self._fingerprint(space, target, Xs, y_encoded, seed), noise=noise)
+
+    def fit(self, X, y):
+        """Train the SuperCircuit, search the space, and fine-tune the chosen candidate.
+
+        Every argument, the data, the memory the widest candidate needs and the checkpoint
+        directory are checked before any work starts and before anything is written.
+        """
+        plan = self._plan(X, y)
+        space, target, seed = plan.space, plan.target, plan.seed
         run_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
-        fingerprint = self._fingerprint(space, target, Xs, y_encoded, seed)
-        if run_dir is not None:  # a bad, older or foreign checkpoint is refused before any work
-            read_checkpoint(run_dir, fingerprint)
+        if run_dir is not None:
+            check_run_directory(run_dir, plan.fingerprint, seed)
+        executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
+        if run_dir is not None and self.random_state is None:
+            write_seed(run_dir, seed)
+        self.classes_ = plan.encoder.classes_
+        self._encoder = plan.encoder
+        self._mean, self._std = plan.mean, plan.std
+        self._fingerprint_value = plan.fingerprint
+        Xs, y_encoded = plan.X, plan.y
+        X_train, X_val, y_train, y_val = plan.X_train, plan.X_val, plan.y_train, plan.y_val
+        fingerprint, noise = plan.fingerprint, plan.noise
         timings: dict[str, float] = {}
         try:
             supercircuit = self._train_supercircuit(space, X_train, y_train, seed, run_dir, fingerprint, timings,
@@ -259,6 +402,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             context = EvaluationContext(
                 supercircuit=supercircuit, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
                 target=target, qubit_budget=int(self.qubit_budget), finetune_epochs=int(self.finetune_epochs),
+                finetune_samples=None if self.finetune_samples is None else int(self.finetune_samples),
                 batch_size=int(self.batch_size), learning_rate=float(self.learning_rate), seed=seed,
                 cut_time_limit=float(self.cut_time_limit), runtime_objective=self.runtime_objective,
                 cutting_objective=self.cutting_objective)
@@ -290,12 +434,12 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             self.save(run_dir)
         return self
 
-    def resolve_target(self):
+    def resolve_target(self, seed: int | None = None):
         """The :class:`~qiskit_qnas.targets.ExecutionTarget` ``fit`` evaluates on (and ``on_target``
         predictions run on): ``backend`` itself when it is a configured target, else
-        :func:`~qiskit_qnas.targets.resolve_target` of this estimator's settings."""
-        from .targets import ExecutionTarget, resolve_target
-
+        :func:`~qiskit_qnas.targets.resolve_target` of this estimator's settings. ``seed``: the run's
+        seed when already drawn (``fit`` passes it, so a ``RandomState`` is drawn from once); the
+        simulator is unseeded for ``random_state=None``."""
         if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
             for name, value, default in (("max_concurrent_jobs", self.max_concurrent_jobs, 1),
                                          ("runtime_options", self.runtime_options, None)):
@@ -303,19 +447,20 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                     raise ValueError(f"invalid {name}={value!r} with a configured target; allowed: {default} "
                                      f"(set it on the target: RuntimeTarget(..., {name}=...))")
             return self.backend
-        return resolve_target(self.backend, mode=self.target_mode, shots=self.shots, seed=self._seed_or_zero(),
+        if self.random_state is None:
+            seed = None
+        elif seed is None:
+            seed = self._seed()
+        return resolve_target(self.backend, mode=self.target_mode, shots=self.shots, seed=seed,
                               optimization_level=self.optimization_level, reference_backend=self.reference_backend,
                               max_concurrent_jobs=self.max_concurrent_jobs, runtime_options=self.runtime_options)
-
-    def _seed_or_zero(self) -> int | None:
-        return None if self.random_state is None else self._seed()
 
     def _fingerprint(self, space, target, X, y, seed) -> str:
         data = hashlib.sha256(np.ascontiguousarray(X).tobytes() + np.ascontiguousarray(y).tobytes()).hexdigest()
         settings = {k: v for k, v in self.get_params().items()
                     if k not in ("executor", "n_jobs", "max_concurrent_jobs", "verbose", "callback",
                                  "checkpoint_dir", "backend", "reference_backend", "search_space", "selection",
-                                 "max_subcircuits", "max_runtime", "final_epochs")}
+                                 "max_subcircuits", "max_runtime", "final_epochs", "max_memory")}
         blob = json.dumps({"space": space.to_dict(), "target": target.name, "seed": seed, "data": data,
                            "settings": settings, "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -332,9 +477,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                                     hidden=check_hidden(self.hidden, allow_zero=False), dropout=float(self.dropout),
                                     seed=seed)
         supercircuit.noise = noise  # consulted in training mode only: the fine-tuning copies inherit it
-        saved = None if run_dir is None else run_dir / "supercircuit.pt"
+        saved = None if run_dir is None else run_dir / SUPERCIRCUIT
         if saved is not None and saved.exists():
-            payload = torch.load(saved, weights_only=True)
+            payload = read_tensors(saved)
             if payload.get("fingerprint") == fingerprint:
                 supercircuit.load_state_dict(payload["state"])
                 supercircuit.eval()
@@ -418,7 +563,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def _config(self, space, target, seed) -> dict[str, Any]:
         params = {k: v for k, v in self.get_params().items()
                   if isinstance(v, (int, float, str, bool, type(None))) and k != "search_space"}
-        return {"search_space": space.to_dict(), "target": target.name, "seed": seed, "n_features": self.n_features_in_,
+        return {"search_space": space.to_dict(), "target": target.name, "seed": seed,
+                "fingerprint": self._fingerprint_value, "n_features": self.n_features_in_,
                 "runtime_options": dict(getattr(target, "runtime_options", {})),
                 "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_], "params": params,
                 "version": __version__}
@@ -432,7 +578,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
     # --- prediction -------------------------------------------------------------------------------
     def _scale(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self._mean) / self._std).astype(np.float32)
+        return _scaled(X, self._mean, self._std)
 
     def _logits(self, X, cut: bool, on_target: bool = False, **cut_options) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -444,8 +590,14 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                              f"(shots, sampler, backend, ...) only with cut=True")
         X = self._scale(validate_data(self, X, dtype=np.float64, reset=False))
         if on_target:
+            n, batch = self.best_architecture_.n_qubits, min(len(X), TARGET_CHUNK_SAMPLES)
+            check_memory(self.target_.memory_bytes(n, batch), f"predicting with {n} qubits on target "
+                         f"{self.target_.name}, {batch} samples at once", self.max_memory)
             return target_logits(self.model_, self.target_, X)
         if not cut:
+            n, batch = self.best_architecture_.n_qubits, min(len(X), PREDICT_CHUNK)
+            check_memory(exact_engine_bytes(n, batch), f"predicting with {n} qubits, {batch} samples at once",
+                         self.max_memory)
             return predict_logits(self.model_, X)
         from .cutting import cut_expectation_values
 
@@ -496,10 +648,11 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         import io
 
         buffer = io.BytesIO()
-        torch.save({"architecture": self.best_architecture_.to_dict(), "state": self.model_.state_dict(),
+        torch.save({"fingerprint": self._fingerprint_value,
+                    "architecture": self.best_architecture_.to_dict(), "state": self.model_.state_dict(),
                     "mean": self._mean.tolist(), "std": self._std.tolist(),
                     "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_]}, buffer)
-        atomic_write(path / "model.pt", buffer.getvalue())
+        atomic_write(path / MODEL, buffer.getvalue())
         from qiskit import qpy
 
         buffer = io.BytesIO()

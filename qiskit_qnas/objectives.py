@@ -5,7 +5,8 @@
 order, in other processes or on a Dask cluster, with identical results.
 
 * ``val_error`` = 1 - accuracy on the validation split. The candidate inherits its slice of the
-  SuperCircuit, is fine-tuned for ``finetune_epochs`` on the exact engine (under the target's
+  SuperCircuit, is fine-tuned for ``finetune_epochs`` (on at most ``finetune_samples`` training
+  samples) on the exact engine (under the target's
   injected errors when the SuperCircuit carries a :class:`~qiskit_qnas.noise.TrainingNoise`), then its
   quantum layer is evaluated **on the target** (exact, Aer with noise, or IBM Runtime;
   :func:`evaluate_on_target`): the classical pre-layer gives the circuit inputs of every validation
@@ -42,6 +43,10 @@ from .supercircuit import SuperCircuit, finetune
 
 #: objectives given to a candidate whose evaluation failed: never better than a real one
 FAILED_OBJECTIVES = (1.0, 1e12, 1e6)
+#: default cap on the samples a candidate is fine-tuned on: on MNIST 6k, fine-tuning 72 candidates
+#: on all 4,800 training samples took 81 % of a 30-minute search; the SuperCircuit and the chosen
+#: model still train on everything.
+FINETUNE_SAMPLES = 2048
 #: samples per target call (one broadcast PUB, one job) when a trained model predicts on its target
 TARGET_CHUNK_SAMPLES = 1000
 
@@ -58,8 +63,10 @@ class EvaluationContext:
     target: Any  # qiskit_qnas.targets.ExecutionTarget
     qubit_budget: int
     finetune_epochs: int = 5
-    batch_size: int = 16
-    learning_rate: float = 0.01
+    #: fine-tuning sees at most this many training samples (one subset, the same for every candidate)
+    finetune_samples: int | None = FINETUNE_SAMPLES
+    batch_size: int = 32
+    learning_rate: float = 0.02
     seed: int = 0
     cut_time_limit: float = 5.0
     runtime_objective: str = "proxy"
@@ -69,6 +76,16 @@ class EvaluationContext:
 def candidate_seed(seed: int, arch: Architecture) -> int:
     """A seed that depends only on the search seed and the architecture (not on evaluation order)."""
     return (int(seed) * 1_000_003 + zlib.crc32(arch.key.encode())) % (2**31 - 1)
+
+
+def finetune_subset(context: EvaluationContext) -> tuple[np.ndarray, np.ndarray]:
+    """The training samples candidates are fine-tuned on: all of them, or a subset of
+    ``finetune_samples`` drawn once from the search seed (every candidate sees the same one)."""
+    n, cap = len(context.X_train), context.finetune_samples
+    if cap is None or n <= cap:
+        return context.X_train, context.y_train
+    index = np.sort(np.random.default_rng(context.seed).permutation(n)[:cap])
+    return context.X_train[index], context.y_train[index]
 
 
 def objectives_of(val_error: float, runtime: float, measured: float, n_subcircuits: int, cost: dict,
@@ -121,7 +138,8 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
     cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit).to_dict()
     runtime = context.target.runtime_estimate(arch, n_circuits=len(context.X_val))
     started = time.perf_counter()
-    model = finetune(context.supercircuit, arch, context.X_train, context.y_train, context.finetune_epochs,
+    X_tune, y_tune = finetune_subset(context)
+    model = finetune(context.supercircuit, arch, X_tune, y_tune, context.finetune_epochs,
                      batch_size=context.batch_size, lr=arch.learning_rate or context.learning_rate,
                      seed=candidate_seed(context.seed, arch))
     finetune_seconds = time.perf_counter() - started

@@ -88,13 +88,14 @@ class Architecture:
         entanglers = self._per_layer("entangler", self.entangler, layers)
         entanglers = tuple(_check_choice("entangler", e, ENTANGLERS) for e in entanglers)
         ranges = self._per_layer("entangle_range", self.entangle_range, layers)
-        ranges = tuple(
-            _check_int("entangle_range", r, 1, max(1, n - 1)) if e in RANGED_ENTANGLERS else 1
-            for e, r in zip(entanglers, ranges)
-        )
+        # every range is an integer >= 1; only the ranged entanglers use (and bound) it
+        ranges = tuple(_check_int("entangle_range", r, 1, max(1, n - 1) if e in RANGED_ENTANGLERS else None)
+                       for e, r in zip(entanglers, ranges))
+        ranges = tuple(r if e in RANGED_ENTANGLERS else 1 for e, r in zip(entanglers, ranges))
         lr = self.learning_rate
         if lr is not None:
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            if (isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating))
+                    or not math.isfinite(lr) or lr <= 0):
                 raise _fail("learning_rate", lr, "None or a positive finite float")
             lr = float(lr)
         for name, value in [("n_qubits", n), ("n_layers", layers), ("entangler", entanglers),
@@ -218,20 +219,31 @@ class Architecture:
         return cutting_cost(self, qubit_budget=qubit_budget, time_limit=time_limit)
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _bounds(field: str, value: Any, low: int) -> tuple[int, int]:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if _is_integer(value):
         value = (value, value)
     try:
-        lo, hi = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise _fail(field, value, f"an integer or a (min, max) pair of integers >= {low}") from None
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if isinstance(value, str) or len(pair) != 2 or not all(_is_integer(v) for v in pair):
+        # no rounding: 2.7 or True is not silently a qubit count
+        raise _fail(field, value, f"an integer or a (min, max) pair of integers >= {low}")
+    lo, hi = (int(v) for v in pair)
     if lo < low or hi < lo:
         raise _fail(field, value, f"a (min, max) pair with {low} <= min <= max")
     return lo, hi
 
 
 def _choices(field: str, values: Any, allowed: Sequence[str]) -> tuple[str, ...]:
-    values = (values,) if isinstance(values, str) else tuple(values)
+    try:
+        values = (values,) if isinstance(values, str) else tuple(values)
+    except TypeError:
+        raise _fail(field, values, f"one of, or a sequence of: {', '.join(allowed)}") from None
     if not values:
         raise ValueError(f"empty search space: {field} is empty; allowed: {', '.join(allowed)}")
     for value in values:
@@ -269,9 +281,13 @@ class SearchSpace:
             raise _fail("qubits", qubits, f"max <= {MAX_AMPLITUDE_QUBITS} when 'amplitude' is an embedding")
         if learning_rates is not None:
             try:
-                lo, hi = (float(v) for v in learning_rates)
-            except (TypeError, ValueError):
-                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair") from None
+                pair = tuple(learning_rates)
+            except TypeError:
+                pair = ()
+            if len(pair) != 2 or not all(isinstance(v, (int, float, np.integer, np.floating))
+                                         and not isinstance(v, (bool, np.bool_)) for v in pair):
+                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair of numbers")
+            lo, hi = (float(v) for v in pair)
             if not (0 < lo <= hi and math.isfinite(hi)):
                 raise _fail("learning_rates", learning_rates, "None or a (low, high) pair with 0 < low <= high")
             learning_rates = (lo, hi)

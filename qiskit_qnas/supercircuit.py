@@ -54,7 +54,7 @@ _RY = 1
 def compiled_program(arch: Architecture) -> StatevectorProgram:
     """The exact torch program of ``arch``'s circuit (compiled once per architecture)."""
     built = build_circuit(arch)
-    return StatevectorProgram(built.circuit, built.inputs, built.weights)
+    return StatevectorProgram(built.circuit, built.inputs, built.weights, preparation=built.preparation)
 
 
 @functools.lru_cache(maxsize=1024)

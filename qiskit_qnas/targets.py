@@ -64,6 +64,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
 
 from .circuits import build_circuit, z_observables
+from .memory import exact_engine_bytes
 from .space import Architecture
 
 #: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
@@ -77,6 +78,9 @@ SEED_FOR_ZERO = 2**31 - 1
 #: ``seed_transpiler`` of every ISA circuit (ISA circuits, hence the proxy, are deterministic)
 SEED_TRANSPILER = 0
 MODES = ("auto", "exact", "aer", "runtime")
+#: shots of an Aer run that sets none (Aer's default): with a noise model, Aer's automatic method
+#: simulates the density matrix only when the shots exceed 2**n, else one statevector per shot
+AER_DEFAULT_SHOTS = 1024
 #: Runtime error suppression / mitigation settings accepted in ``runtime_options`` (nested dicts
 #: mirror ``qiskit_ibm_runtime.options_models.EstimatorOptions``)
 TWIRLING_KEYS = ("enable_gates", "enable_measure", "num_randomizations", "shots_per_randomization")
@@ -466,6 +470,11 @@ class ExecutionTarget:
         circuit input angles ``inputs`` ``(N, arch.n_inputs)`` and weights ``(arch.n_weights,)``."""
         raise NotImplementedError
 
+    def memory_bytes(self, n_qubits: int, batch: int) -> int:
+        """Bytes this process needs to evaluate a candidate of ``n_qubits`` on ``batch`` samples at
+        once (0: nothing is simulated here, e.g. a remote backend or a primitive of your own)."""
+        return 0
+
     def close(self) -> None:
         """Release what the target holds open (a Runtime ``Batch``/``Session``); idempotent."""
 
@@ -519,6 +528,10 @@ class ExactTarget(ExecutionTarget):
             with self._lock:
                 program = self._programs.setdefault(arch, program)
         return program
+
+    def memory_bytes(self, n_qubits: int, batch: int) -> int:
+        """The engine's batch of ``batch`` states of ``2**n_qubits`` amplitudes and its temporaries."""
+        return exact_engine_bytes(n_qubits, batch)
 
     def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
         import torch
@@ -740,6 +753,13 @@ class AerTarget(PrimitiveTarget):
     def simulator(self):
         return self.run_backend
 
+    def memory_bytes(self, n_qubits: int, batch: int) -> int:
+        """Aer simulates one binding at a time: its statevector, or its density matrix (``4**n``
+        entries) when the simulator's method picks one (see :func:`aer_state_bytes`)."""
+        if self.estimator is not None:
+            return 0
+        return _simulator_state_bytes(self.simulator, n_qubits, AER_DEFAULT_SHOTS)
+
     def readout_errors(self) -> dict[int, tuple[float, float]]:
         """``{physical qubit: (P(1|0), P(0|1))}`` of the simulator's noise model (empty without one)."""
         if self._readout is None:
@@ -785,6 +805,24 @@ class AerTarget(PrimitiveTarget):
         evaluation.values = np.asarray(values, dtype=np.float64)
         evaluation.wall_seconds += time.perf_counter() - started
         return evaluation
+
+
+def aer_state_bytes(n_qubits: int, shots: int, *, method: str = "automatic", noisy: bool = False,
+                    precision: str = "double") -> int:
+    """Bytes of the state an ``AerSimulator`` keeps for an ``n_qubits`` circuit run with ``shots``:
+    ``2**n`` (statevector) or ``4**n`` (density matrix) amplitudes of 16 bytes (8 in single
+    precision); 0 for methods whose size does not follow the width (stabilizer, MPS...)."""
+    if method == "automatic":
+        method = "density_matrix" if noisy and shots > 2**int(n_qubits) else "statevector"
+    entries = {"statevector": 2**int(n_qubits), "density_matrix": 4**int(n_qubits)}.get(method, 0)
+    return entries * (8 if precision == "single" else 16)
+
+
+def _simulator_state_bytes(simulator, n_qubits: int, shots: int) -> int:
+    options = simulator.options
+    return aer_state_bytes(n_qubits, shots, method=getattr(options, "method", "automatic"),
+                           noisy=getattr(options, "noise_model", None) is not None,
+                           precision=getattr(options, "precision", "double"))
 
 
 def _is_fake_backend(backend) -> bool:
@@ -853,6 +891,15 @@ class RuntimeTarget(PrimitiveTarget):
     def _init_caches(self) -> None:
         super()._init_caches()
         self._mode = None
+
+    def memory_bytes(self, n_qubits: int, batch: int) -> int:
+        """Local testing mode samples on ``AerSimulator.from_backend`` (with the device's noise
+        model) in this process; an IBM backend runs remotely (0)."""
+        if not self.local or self.estimator is not None:
+            return 0
+        if _is_aer(self.run_backend):
+            return _simulator_state_bytes(self.run_backend, n_qubits, int(self.shots))
+        return aer_state_bytes(n_qubits, int(self.shots), noisy=True)  # a fake backend carries its noise model
 
     def _make_estimator(self):
         from qiskit_ibm_runtime import Batch, Session
@@ -1067,5 +1114,5 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
 
 __all__ = ["DEFAULT_PROXY_SHOTS", "AerTarget", "Evaluation", "ExactTarget", "ExecutionTarget", "MitigationPlan",
            "PrimitiveTarget", "check_runtime_options",
-           "RuntimeEstimate", "RuntimeTarget", "TargetError", "default_reference_backend", "parameter_values",
-           "resolve_target", "simulator_seed"]
+           "RuntimeEstimate", "RuntimeTarget", "TargetError", "aer_state_bytes", "default_reference_backend",
+           "parameter_values", "resolve_target", "simulator_seed"]

@@ -324,18 +324,30 @@ def test_workers_and_scheduler_go_through_dask_executor(tmp_path, monkeypatch):
 
 
 # --- kill -9, resume, same front -------------------------------------------------------------------
-def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    reference = tmp_path_factory.mktemp("reference") / "run"
+    assert main(["search", *KILLED, "--quiet", "--out", str(reference)]) == 0
+    return reference
+
+
+@pytest.mark.parametrize("moment", ["supercircuit training", "supercircuit.pt written", "first checkpoint"])
+def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path, uninterrupted, moment):
+    """SIGKILL while the SuperCircuit trains (only config.json written), right after its weights
+    are saved, and in the middle of the search: ``qnas resume`` ends where the uninterrupted run does."""
     killed = tmp_path / "killed"
+    marker = {"supercircuit training": "config.json", "supercircuit.pt written": "supercircuit.pt",
+              "first checkpoint": CHECKPOINT}[moment]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "stdout", "wb") as stdout, open(tmp_path / "stderr", "wb") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "qiskit_qnas.cli", "search", *KILLED, "--quiet",
                                  "--out", str(killed)], stdout=stdout, stderr=stderr, env=env)
         try:
             deadline = time.monotonic() + 240
-            while not (killed / CHECKPOINT).exists():
+            while not (killed / marker).exists():
                 assert proc.poll() is None, (tmp_path / "stderr").read_text()
-                assert time.monotonic() < deadline, "no checkpoint within 240 s"
-                time.sleep(0.05)
+                assert time.monotonic() < deadline, f"no {marker} within 240 s"
+                time.sleep(0.02)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
@@ -345,16 +357,156 @@ def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert (killed / "config.json").exists()
     assert not (killed / "summary.json").exists() and not (killed / "result.json").exists()
-    assert 1 <= read_checkpoint(killed).generation < 5  # killed in the middle of the search
+    if moment == "first checkpoint":
+        assert 1 <= read_checkpoint(killed).generation < 5  # killed in the middle of the search
 
     assert main(["resume", str(killed), "--quiet"]) == 0
-    reference = tmp_path / "reference"
-    assert main(["search", *KILLED, "--quiet", "--out", str(reference)]) == 0
-
     resumed_keys, resumed_front = front_of(killed)
-    reference_keys, reference_front = front_of(reference)
+    reference_keys, reference_front = front_of(uninterrupted)
     assert resumed_keys == reference_keys
     assert resumed_front == reference_front
-    summaries = [json.loads((d / "summary.json").read_text()) for d in (killed, reference)]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (killed, uninterrupted)]
     assert summaries[0]["chosen"] == summaries[1]["chosen"]
     assert summaries[0]["test_accuracy"] == summaries[1]["test_accuracy"]
+    assert (killed / "model.pt").read_bytes() == (uninterrupted / "model.pt").read_bytes()
+
+
+# --- run directories: checked before writing, data only, one-line errors ------------------------------
+def _hashes(directory):
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(directory).iterdir())}
+
+
+def _copy_run(run, tmp_path, name="copy"):
+    import shutil
+
+    out, _ = run
+    copy = tmp_path / name
+    shutil.copytree(out, copy)
+    return copy
+
+
+def test_search_into_a_directory_of_other_settings_changes_no_byte(run, tmp_path, capsys):
+    """A directory an API run wrote (no config.json) with other settings is refused untouched."""
+    other = _copy_run(run, tmp_path)
+    (other / "config.json").unlink()
+    before = _hashes(other)
+    changed = [a if a != "0" else "1" for a in TINY]  # --seed 1: other settings
+    with pytest.raises(SystemExit) as info:
+        main(["search", *changed, "--quiet", "--out", str(other)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qnas: error: --out: ") and err.count("\n") == 1 and "another run" in err, err
+    assert _hashes(other) == before
+
+
+def test_memory_is_refused_before_any_directory(tmp_path, capsys):
+    out = tmp_path / "big"
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--dataset", "iris", "--qubits", "30:30", "--embeddings", "angle_y", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--qubits" in err and "30 qubits" in err and "bytes" in err, err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as info:  # the cap: a 2-qubit search does not fit in 1 KiB
+        main(["search", *TINY, "--max-memory", "1KiB", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "1024 bytes, max_memory" in err and not out.exists(), err
+
+
+CORRUPT = {"empty": b"", "truncated": None, "foreign": b'["not", "a", "run"]'}
+
+
+@pytest.mark.parametrize("name", ["supercircuit.pt", "config.json", "result.json", "summary.json", "model.pt",
+                                  "best_circuit.qpy"])
+@pytest.mark.parametrize("kind", list(CORRUPT))
+def test_damaged_files_give_one_line_and_modify_nothing(run, tmp_path, capsys, name, kind):
+    copy = _copy_run(run, tmp_path)
+    if name not in ("result.json", "summary.json"):
+        (copy / "summary.json").unlink()  # an unfinished run: resume reads every file
+    content = (copy / name).read_bytes()
+    (copy / name).write_bytes(content[: len(content) // 2] if CORRUPT[kind] is None else CORRUPT[kind])
+    before = _hashes(copy)
+    commands = [["resume", str(copy), "--quiet"]]
+    if name in ("result.json", "summary.json"):
+        commands.append(["report", str(copy)])
+    if name == "result.json":
+        commands.append(["export", str(copy), "--format", "qasm3", "--logical"])
+    for command in commands:
+        with pytest.raises(SystemExit) as info:
+            main(command)
+        assert info.value.code == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith("qnas: error: ") and err.count("\n") == 1, err
+        assert name in err and "fix:" in err, err
+        assert _hashes(copy) == before, command
+
+
+@pytest.mark.parametrize("name", ["supercircuit.pt", "model.pt", "best_circuit.qpy"])
+def test_a_crafted_pickle_is_refused_without_running(run, tmp_path, capsys, name):
+    import pickle
+
+    copy = _copy_run(run, tmp_path)
+    (copy / "summary.json").unlink()
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (copy / name).write_bytes(pickle.dumps(Payload()))
+    for command in (["resume", str(copy), "--quiet"], ["report", str(copy)],
+                    ["export", str(copy), "--candidate", "0", "--logical", "--output", str(tmp_path / "c.qpy")]):
+        with contextlib.suppress(SystemExit):
+            main(command)
+    assert not marker.exists()
+    assert name in capsys.readouterr().err
+
+
+def test_no_unrestricted_unpickling_on_run_directory_paths():
+    import re
+
+    package = Path(__file__).resolve().parent.parent / "qiskit_qnas"
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (path, call)
+    for name in ("cli.py", "rundir.py", "estimator.py", "result.py"):
+        assert "pickle.load" not in (package / name).read_text(), name
+
+
+def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch):
+    copy = _copy_run(run, tmp_path)
+    (copy / "summary.json").unlink()
+    config = json.loads((copy / "config.json").read_text())
+    config["target"] = "ibm:ibm_torino"
+    config["estimator"]["shots"] = 100
+    (copy / "config.json").write_text(json.dumps(config))
+    before = _hashes(copy)
+
+    import qiskit_qnas.cli as cli
+
+    def no_account(spec):
+        raise AssertionError("the account was reached")
+
+    monkeypatch.setattr(cli, "target_backend", no_account)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
+    with pytest.raises(SystemExit) as info:
+        main(["resume", str(copy), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "ibm:ibm_torino" in err and "--yes" in err and err.strip().splitlines()[-1].startswith("qnas: error:")
+    # the checkpoint records both generations of the search: none remain to submit
+    assert "0 generations remain, up to 0 jobs and 0 shots" in err, err
+    assert _hashes(copy) == before
+    (copy / CHECKPOINT).unlink()  # interrupted before its first generation
+    before = _hashes(copy)
+    with pytest.raises(SystemExit) as info:
+        main(["resume", str(copy), "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    # 2 generations x 6 candidates = 12 jobs; Iris 105 training samples -> 21 validation circuits x 100 shots
+    assert "2 generations remain, up to 12 jobs and 25200 shots" in err, err
+    assert _hashes(copy) == before

@@ -13,7 +13,8 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN
 
 from qiskit_qnas import EMBEDDINGS, ENTANGLERS, ROTATIONS, Architecture
 from qiskit_qnas.circuits import amplitude_angles, build_circuit, z_observables
-from qiskit_qnas.engines import StatevectorConnector, StatevectorProgram, StatevectorQNN, make_qnn
+from qiskit_qnas.engines import RYTreePreparation, StatevectorConnector, StatevectorProgram, StatevectorQNN, make_qnn
+from qiskit_qnas.model import HQNN, train_model
 
 #: a systematic subset: every embedding, rotation and entangler, every n in 1..6 and L in 1..3,
 #: ranges > 1 where n allows, and mixed per-layer entanglers
@@ -362,3 +363,168 @@ def test_state_and_expectation_stay_differentiable_by_autograd():
     _, dx, dw = program.jacobians(torch.tensor(x), torch.tensor(w))
     assert torch.allclose(xt.grad, dx[:, 1], atol=1e-10)
     assert torch.allclose(wt.grad, dw[:, 1].sum(0), atol=1e-10)
+
+
+# --- the amplitude embedding's closed-form state preparation ---------------------------------------
+
+#: n = 1..6 qubits, every rotation block, several entanglers and ranges
+TREE_ARCHS = [
+    Architecture(1, 2, "amplitude", "rxryrz", "none"),
+    Architecture(2, 2, "amplitude", "ry", ("all", "odd")),
+    Architecture(3, 2, "amplitude", "rxry", ("full", "even"), (1, 2)),
+    Architecture(3, 1, "amplitude", "rxryrz", "chain"),
+    Architecture(4, 2, "amplitude", "rxryrz", ("odd", "all"), (2, 3)),
+    Architecture(4, 1, "amplitude", "ry", "none"),
+    Architecture(5, 2, "amplitude", "ry", ("chain", "full")),
+    Architecture(5, 1, "amplitude", "rxry", "all", 3),
+    Architecture(6, 2, "amplitude", "rxry", ("odd", "odd")),
+    Architecture(6, 1, "amplitude", "rxryrz", "even", 5),
+]
+
+
+def tree_inputs(arch: Architecture, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tree angles of: normal features (negative entries), features with zero blocks and negative
+    entries, a feature vector of norm ~1e-12, an all-zero vector, and arbitrary angles in (-2pi, 2pi)."""
+    rng = np.random.default_rng(seed)
+    d = arch.n_features
+    features = rng.normal(size=(5, d))
+    features[1, : d // 2] = 0.0
+    features[1, -1] = -abs(features[1, -1])
+    features[2] *= 1e-12
+    features[3] = 0.0
+    x = amplitude_angles(torch.tensor(features)).numpy()
+    x[4] = rng.uniform(-2 * np.pi, 2 * np.pi, arch.n_inputs)
+    return x, rng.uniform(-np.pi, np.pi, arch.n_weights)
+
+
+def gate_by_gate(arch: Architecture) -> StatevectorProgram:
+    built = build_circuit(arch)
+    return StatevectorProgram(built.circuit, built.inputs, built.weights)
+
+
+def test_the_tree_archs_cover_every_width_and_rotation():
+    assert {a.n_qubits for a in TREE_ARCHS} == set(range(1, 7))
+    assert {a.rotation for a in TREE_ARCHS} == set(ROTATIONS)
+    assert len({e for a in TREE_ARCHS for e in a.entangler}) >= 5
+
+
+@pytest.mark.parametrize("arch", TREE_ARCHS, ids=lambda a: a.key)
+def test_tree_preparation_equals_statevector_and_the_gate_by_gate_engine(arch):
+    built = build_circuit(arch)
+    tree = built.circuit.data[:built.preparation.n_instructions]  # the embedding, up to the first weight
+    assert [i.operation.name for i in tree].count("ry") == 2**arch.n_qubits - 1
+    assert {i.operation.name for i in tree} <= {"ry", "cx"}
+    assert built.circuit.data[len(tree)].operation.params[0] == built.weights[0]
+    program = arch.qnn().program
+    assert not any(a.batched for a in program._angles)  # no gate of the tree is simulated
+    x, w = tree_inputs(arch, seed=arch.n_qubits)
+    psi = program.state(torch.tensor(x), torch.tensor(w)).numpy()
+    for row, xi in zip(psi, x):
+        values = dict(zip(built.inputs, xi)) | dict(zip(built.weights, w))
+        assert np.allclose(row, Statevector(built.circuit.assign_parameters(values)).data, atol=1e-10, rtol=0)
+    assert np.allclose(psi, gate_by_gate(arch).state(torch.tensor(x), torch.tensor(w)).numpy(), atol=1e-10)
+    assert np.allclose(arch.qnn().forward(x, w), qiskit_expectations(arch, x, w), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("arch", TREE_ARCHS, ids=lambda a: a.key)
+def test_tree_preparation_gradients_equal_the_gate_by_gate_autograd(arch):
+    """Adjoint Jacobians, vector-Jacobian products and autograd of the closed form against autograd
+    through every gate of the tree."""
+    x, w = (torch.tensor(a) for a in tree_inputs(arch, seed=arch.n_qubits + 20))
+    program, reference = arch.qnn().program, gate_by_gate(arch)
+    xr, wr = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    expected = reference.expectation(xr, wr)
+    rows = [torch.autograd.grad(expected[:, k].sum(), (xr, wr), retain_graph=True) for k in range(arch.n_qubits)]
+    ref_dx = torch.stack([r[0] for r in rows], 1)  # (B, K, n_inputs): samples do not mix
+    ref_dw_total = torch.stack([r[1] for r in rows], 0)  # (K, n_weights), summed over the batch
+    out, dx, dw = program.jacobians(x, w)
+    assert torch.allclose(out, expected.detach(), atol=1e-10, rtol=0)
+    assert torch.allclose(dx, ref_dx, atol=1e-8, rtol=0)
+    assert torch.allclose(dw.sum(0), ref_dw_total, atol=1e-8, rtol=0)
+    g = torch.tensor(np.random.default_rng(arch.n_qubits).normal(size=(len(x), arch.n_qubits)))
+    _, dx_v, dw_v = program.vjp(x, w, g)
+    assert torch.allclose(dx_v, torch.einsum("bk,bki->bi", g, ref_dx), atol=1e-8, rtol=0)
+    xr.grad = wr.grad = None
+    (reference.expectation(xr, wr) * g).sum().backward()
+    assert torch.allclose(dw_v.sum(0), wr.grad, atol=1e-8, rtol=0)
+    # autograd through the closed form (state / expectation, as the SuperCircuit uses them)
+    xf, wf = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    (program.expectation(xf, wf) * g).sum().backward()
+    assert torch.allclose(xf.grad, xr.grad, atol=1e-8, rtol=0)
+    assert torch.allclose(wf.grad, wr.grad, atol=1e-8, rtol=0)
+
+
+#: parameter shift binds the tree's long angle expressions twice per parameter: the smaller circuits
+@pytest.mark.parametrize("arch", [a for a in TREE_ARCHS if a.n_inputs + a.n_weights <= 24], ids=lambda a: a.key)
+def test_tree_preparation_gradients_equal_estimator_qnn(arch):
+    x, w = tree_inputs(arch, seed=arch.n_qubits + 40)
+    ours = arch.qnn(input_gradients=True)
+    reference = arch.qnn(engine="estimator", input_gradients=True)
+    assert np.allclose(ours.forward(x, w), reference.forward(x, w), atol=1e-10, rtol=0)
+    for a, b in zip(ours.backward(x, w), reference.backward(x, w)):
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-8, rtol=0)
+
+
+@pytest.mark.parametrize("arch", [TREE_ARCHS[2], TREE_ARCHS[4], TREE_ARCHS[8]], ids=lambda a: a.key)
+def test_tree_preparation_trains_through_torch_connector_like_the_gate_by_gate_engine(arch):
+    """Features (negative entries, a zero block, a tiny vector) -> amplitude_angles -> the quantum layer
+    in StatevectorConnector (vector-Jacobian products) and in plain TorchConnector (per-sample
+    Jacobians): values, feature gradients and weight gradients equal those through TorchConnector over
+    the gate-by-gate engine."""
+    built = build_circuit(arch)
+    x, w = tree_inputs(arch, seed=arch.n_qubits + 60)
+    rng = np.random.default_rng(arch.n_qubits + 61)
+    features = rng.normal(size=(4, arch.n_features))
+    features[1, ::2] = 0.0
+    features[2] *= 1e-9
+    gate_qnn = StatevectorQNN(built.circuit, built.inputs, built.weights, input_gradients=True)
+    assert gate_qnn.program._tree_inputs is None
+    layers = [StatevectorConnector(arch.qnn(input_gradients=True), initial_weights=w),
+              TorchConnector(arch.qnn(input_gradients=True), initial_weights=w),
+              TorchConnector(gate_qnn, initial_weights=w)]
+    g = torch.tensor(rng.normal(size=(4, arch.n_qubits)), dtype=torch.float)
+    results = []
+    for layer in layers:
+        f = torch.tensor(features, requires_grad=True)
+        out = layer(amplitude_angles(f))
+        (out * g).sum().backward()
+        results.append((out.detach().numpy(), f.grad.numpy(), layer.weight.grad.numpy()))
+    for ours in results[:2]:
+        for a, b in zip(ours, results[2]):
+            # TorchConnector returns float32 outputs and gradients (the tiny vector's are ~1e9)
+            assert a.shape == b.shape and np.allclose(a, b, atol=1e-6, rtol=1e-5)
+    assert np.all(np.isfinite(results[0][1]))
+
+
+def test_tree_preparation_trains_the_hqnn_as_the_gate_by_gate_engine_does():
+    arch = Architecture(3, 2, "amplitude", "rxry", ("odd", "all"))
+    built = build_circuit(arch)
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    fast = HQNN(arch, 6, 3, hidden=8, seed=2)
+    slow = HQNN(arch, 6, 3, hidden=8, seed=2,
+                qnn=StatevectorQNN(built.circuit, built.inputs, built.weights, input_gradients=True))
+    assert fast.quantum.neural_network.program._tree_inputs is not None
+    losses = [train_model(model, X, y, epochs=3, batch_size=8, seed=1) for model in (fast, slow)]
+    assert np.allclose(losses[0], losses[1], rtol=1e-5)
+    assert np.allclose(fast.quantum.weight.detach().numpy(), slow.quantum.weight.detach().numpy(), atol=1e-5)
+
+
+def test_invalid_tree_preparations_are_rejected():
+    arch = Architecture(3, 1, "amplitude", "ry", "chain")
+    built = build_circuit(arch)
+    good = built.preparation
+    cases = [
+        ("not a preparation", "preparation="),
+        (RYTreePreparation(len(built.circuit.data) + 1, good.node_inputs), "n_instructions"),
+        (RYTreePreparation(-1, good.node_inputs), "n_instructions"),
+        (RYTreePreparation(good.n_instructions, good.node_inputs[:-1]), "node_inputs"),
+        (RYTreePreparation(good.n_instructions, (0, 1, 2, 3, 4, 5, 7)), "node_inputs"),
+        # declares only 6 of the 7 tree inputs: the tree's gates also read x[6]
+        (RYTreePreparation(good.n_instructions, (0, 1, 2, 3, 4, 5, 5)), "x\\[6\\]"),
+        # covers the first rotation layer too, whose weights are no node inputs
+        (RYTreePreparation(good.n_instructions + 1, good.node_inputs), "w\\[0\\]"),
+    ]
+    for preparation, message in cases:
+        with pytest.raises(ValueError, match=message):
+            StatevectorProgram(built.circuit, built.inputs, built.weights, preparation=preparation)

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import load_iris
 from sklearn.model_selection import cross_val_score, train_test_split
@@ -179,6 +180,27 @@ def test_bad_data_is_refused_before_work(X_bad, y_bad, match):
     ({"executor": object()}, "executor"),
     ({"noise_aware": "yes"}, "noise_aware"),
     ({"noise_aware": True}, "noise_aware=True with target 'statevector'"),  # exact: no noise to inject
+    ({"runtime_options": {"resilience_level": 3}}, "runtime_options resilience_level"),
+    ({"max_runtime": "a"}, "max_runtime"),
+    ({"max_runtime": -1}, "max_runtime"),
+    ({"max_runtime": float("nan")}, "max_runtime"),
+    ({"cut_time_limit": float("inf")}, "cut_time_limit"),
+    ({"dropout": "a"}, "dropout"),
+    ({"learning_rate": True}, "learning_rate"),
+    ({"batch_size": 16.0}, "batch_size"),
+    ({"n_random": True}, "n_random"),
+    ({"scale_inputs": "yes"}, "scale_inputs"),
+    ({"target_mode": "fast"}, "target_mode"),
+    ({"optimization_level": 4}, "optimization_level"),
+    ({"reference_backend": object()}, "reference_backend"),
+    ({"checkpoint_dir": 5}, "checkpoint_dir"),
+    ({"max_memory": "4XB"}, "max_memory"),
+    ({"max_memory": -1}, "max_memory"),
+    ({"random_state": -1}, "random_state"),
+    ({"random_state": 1.5}, "random_state"),
+    ({"verbose": -1}, "verbose"),
+    ({"callback": 5}, "callback"),
+    ({"runtime_objective": ["proxy"]}, "runtime_objective"),
 ])
 def test_bad_settings_are_refused_before_work(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -223,11 +245,83 @@ def test_noise_aware_search_trains_under_the_targets_noise():
             fitted[aware] = QNASEstimator(**settings, noise_aware=aware).fit(X_TRAIN, Y_TRAIN)
     assert fitted[False].supercircuit_.noise is None
     assert isinstance(fitted[True].supercircuit_.noise, TrainingNoise)
-    exact_w = fitted[False].supercircuit_.quantum_weights.detach()
-    aware_w = fitted[True].supercircuit_.quantum_weights.detach()
-    assert not np.allclose(exact_w.numpy(), aware_w.numpy())
+    exact_w, aware_w = (  # one weight tensor per embedding family
+        torch.cat([w.detach().reshape(-1) for w in fitted[aware].supercircuit_.quantum_weights.values()])
+        for aware in (False, True))
+    assert exact_w.shape == aware_w.shape and not np.allclose(exact_w.numpy(), aware_w.numpy())
     assert fitted[True].result_.config["params"]["noise_aware"] is True
     assert all(c.architecture.n_qubits == 2 and 0 <= c.val_accuracy <= 1 for c in fitted[True].result_.candidates)
     target = fitted[True].target_
     fingerprints = [est._fingerprint(space, target, X_TRAIN, Y_TRAIN, 0) for est in fitted.values()]
     assert fingerprints[0] != fingerprints[1]
+
+
+TINY = dict(search_space=SearchSpace(qubits=(2, 2), layers=(1, 1)), qubit_budget=2, population_size=2,
+            n_generations=1, supercircuit_epochs=1, finetune_epochs=0, final_epochs=0, verbose=0)
+
+
+def _hashes(directory):
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def test_memory_is_refused_before_any_allocation_or_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    est = QNASEstimator(search_space=SearchSpace(qubits=(30, 30), embeddings=("angle_y",)), checkpoint_dir=run_dir,
+                        verbose=0)
+    with pytest.raises(ValueError, match=r"invalid qubits=\(30, 30\): the widest candidate \(30 qubits\).*"
+                                         r"needs about .* bytes.*limit of .* bytes"):
+        est.fit(X_TRAIN, Y_TRAIN)
+    assert not run_dir.exists()
+    with pytest.raises(ValueError, match="max_memory"):  # the cap alone refuses a 2-qubit search
+        QNASEstimator(**{**TINY, "max_memory": "1KiB"}).fit(X_TRAIN, Y_TRAIN)
+
+
+def test_values_beyond_float32_are_refused(iris_search):
+    X_big = X_TEST.copy()
+    X_big[3, 1] = 1e39
+    for method in (iris_search.predict, iris_search.predict_proba):
+        with pytest.raises(ValueError, match=r"X\[3, 1\].*overflows float32"):
+            method(X_big)
+    with pytest.raises(ValueError, match="overflows float32"):
+        iris_search.score(X_big, Y_TEST)
+    X_huge = X_TRAIN.copy()
+    X_huge[0, 2] = 1e308
+    with pytest.raises(ValueError, match="X column 2: its mean or standard deviation overflows"):
+        QNASEstimator(**TINY).fit(X_huge, Y_TRAIN)
+    X_unscaled = X_TRAIN.copy()
+    X_unscaled[0, 0] = 1e39
+    with pytest.raises(ValueError, match="overflows float32"):
+        QNASEstimator(**{**TINY, "scale_inputs": False}).fit(X_unscaled, Y_TRAIN)
+
+
+def test_a_directory_of_other_settings_is_refused_untouched(tmp_path):
+    run_dir = tmp_path / "run"
+    QNASEstimator(**TINY, random_state=0, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)
+    before = _hashes(run_dir)
+    assert {"supercircuit.pt", "result.json", "model.pt"} <= set(before)
+    with pytest.raises(ValueError, match="holds another run"):
+        QNASEstimator(**TINY, random_state=1, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)
+    with pytest.raises(ValueError, match="holds another run"):
+        QNASEstimator(**{**TINY, "finetune_epochs": 1}, random_state=0, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)
+    assert _hashes(run_dir) == before
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt: is not a file of a qnas run"):
+        QNASEstimator(**TINY, random_state=0, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)
+
+
+def test_random_state_none_records_its_seed_and_resumes(tmp_path):
+    import json
+
+    run_dir = tmp_path / "run"
+    first = QNASEstimator(**TINY, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)
+    seed = json.loads((run_dir / "seed.json").read_text())["seed"]
+    assert first.result_.config["seed"] == seed
+    (run_dir / "result.json").unlink()  # as if killed before the end
+    second = QNASEstimator(**TINY, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)
+    assert second.result_.config["seed"] == seed
+    assert [c.objectives for c in second.result_.candidates] == [c.objectives for c in first.result_.candidates]
+    # an explicit other seed is another run
+    with pytest.raises(ValueError, match="another run"):
+        QNASEstimator(**TINY, random_state=seed + 1, checkpoint_dir=run_dir).fit(X_TRAIN, Y_TRAIN)

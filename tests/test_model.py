@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from qiskit_machine_learning.connectors import TorchConnector
-from sklearn.datasets import load_iris
+from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
@@ -22,12 +22,15 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def iris():
-    X, y = load_iris(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+def standardised_split(X, y, test_size: float):
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=test_size, stratify=y, random_state=0)
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return standardised_split(*load_iris(return_X_y=True), test_size=0.3)
 
 
 def test_hqnn_learns_iris(iris):
@@ -96,7 +99,7 @@ def test_model_shapes():
     assert model.head.in_features == 3 and model.head.out_features == 4
     assert model.quantum.weight.shape == (arch.n_weights,)
     assert model(torch.randn(6, 5)).shape == (6, 4)
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="at least 2 samples"):
         train_model(model, np.zeros((3, 5)), np.zeros(2))
 
 
@@ -118,12 +121,7 @@ def test_seed_makes_models_and_training_deterministic(iris):
 
 @pytest.fixture(scope="module")
 def digits():
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
-    scaler = StandardScaler().fit(X_train)
-    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+    return standardised_split(*load_digits(return_X_y=True), test_size=0.4)
 
 
 @pytest.mark.parametrize("arch", [

@@ -375,3 +375,34 @@ def test_space_dict_round_trip(space):
     assert SearchSpace.from_dict(json.loads(json.dumps(data))) == space
     assert eval(repr(space), {"SearchSpace": SearchSpace}) == space
     assert space != SearchSpace(qubits=(1, 2), layers=(1, 1))
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"qubits": (2.7, 3.2)}, "qubits"),
+    ({"qubits": (True, 2)}, "qubits"),
+    ({"qubits": 3.0}, "qubits"),
+    ({"qubits": "23"}, "qubits"),
+    ({"layers": (1, 2, 3)}, "layers"),
+    ({"ranges": (1.5, 2)}, "ranges"),
+    ({"embeddings": 5}, "embeddings"),
+    ({"rotations": None}, "rotations"),
+    ({"learning_rates": (True, 0.1)}, "learning_rates"),
+    ({"learning_rates": ("0.01", "0.1")}, "learning_rates"),
+    ({"learning_rates": (0.01, float("nan"))}, "learning_rates"),
+])
+def test_space_arguments_are_not_rounded_or_coerced(kwargs, field):
+    with pytest.raises(ValueError, match=f"invalid {field}=.*allowed"):
+        SearchSpace(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"entangle_range": 2.7, "entangler": "all"}, "entangle_range"),
+    ({"entangle_range": "a", "entangler": "chain"}, "entangle_range"),
+    ({"entangle_range": True, "entangler": "none"}, "entangle_range"),
+    ({"learning_rate": True}, "learning_rate"),
+    ({"learning_rate": float("inf")}, "learning_rate"),
+    ({"rotation": ["ry"]}, "rotation"),
+])
+def test_architecture_arguments_are_not_coerced(kwargs, field):
+    with pytest.raises(ValueError, match=f"invalid {field}=.*allowed"):
+        Architecture(3, 1, **kwargs)

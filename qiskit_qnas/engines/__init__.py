@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .qnn import StatevectorConnector, StatevectorQNN, estimator_qnn
-from .statevector import StatevectorProgram
+from .statevector import RYTreePreparation, StatevectorProgram
 
 ENGINES = ("statevector", "estimator")
 
@@ -18,11 +18,12 @@ def make_qnn(arch, engine: str = "statevector", estimator=None, input_gradients:
         if estimator is not None:
             raise ValueError("engine='statevector' takes no estimator; use engine='estimator'")
         return StatevectorQNN(built.circuit, built.inputs, built.weights, observables,
-                              input_gradients=input_gradients, **kwargs)
+                              input_gradients=input_gradients, preparation=built.preparation, **kwargs)
     if engine == "estimator":
         return estimator_qnn(built.circuit, built.inputs, built.weights, observables, estimator=estimator,
                              input_gradients=input_gradients, **kwargs)
     raise ValueError(f"invalid engine={engine!r}; allowed: {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "StatevectorConnector", "StatevectorProgram", "StatevectorQNN", "estimator_qnn", "make_qnn"]
+__all__ = ["ENGINES", "RYTreePreparation", "StatevectorConnector", "StatevectorProgram", "StatevectorQNN",
+           "estimator_qnn", "make_qnn"]

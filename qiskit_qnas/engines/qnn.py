@@ -11,7 +11,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import EstimatorQNN, NeuralNetwork
 
-from .statevector import StatevectorProgram, torch_threads_for
+from .statevector import RYTreePreparation, StatevectorProgram, torch_threads_for
 
 
 class StatevectorQNN(NeuralNetwork):
@@ -19,7 +19,9 @@ class StatevectorQNN(NeuralNetwork):
 
     A drop-in for ``EstimatorQNN`` over ``StatevectorEstimator`` (same values, exact gradients by the
     adjoint method instead of parameter shifts), orders of magnitude faster: see
-    ``benchmarks/results/engine_throughput.md``.
+    ``benchmarks/results/engine_throughput.md``. ``preparation`` (an :class:`RYTreePreparation`, as
+    :func:`~qiskit_qnas.circuits.build_circuit` declares for the amplitude embedding) lets the
+    engine start from the closed-form state of the circuit's leading RY tree.
     """
 
     #: batches of at most this many amplitudes keep their final state for the next backward
@@ -27,12 +29,13 @@ class StatevectorQNN(NeuralNetwork):
 
     def __init__(self, circuit: QuantumCircuit, input_params: Sequence[Parameter],
                  weight_params: Sequence[Parameter], observables: Sequence[SparsePauliOp] | None = None,
-                 input_gradients: bool = False):
+                 input_gradients: bool = False, preparation: RYTreePreparation | None = None):
         self.circuit = circuit
         self.input_params = list(input_params)
         self.weight_params = list(weight_params)
         self._last = None
-        self.program = StatevectorProgram(circuit, self.input_params, self.weight_params, observables)
+        self.program = StatevectorProgram(circuit, self.input_params, self.weight_params, observables,
+                                          preparation=preparation)
         super().__init__(num_inputs=len(self.input_params), num_weights=len(self.weight_params),
                          sparse=False, output_shape=self.program.n_outputs, input_gradients=input_gradients)
 

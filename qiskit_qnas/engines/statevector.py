@@ -15,7 +15,11 @@ circuit that would be transpiled and run on hardware. Speed comes from these fac
   carries the K cotangent states O_k psi, so nothing is stored per gate; the angle table's
   derivatives are a constant matrix (parameters, affine expressions) or autograd (other
   expressions). Training needs only the vector-Jacobian product with the incoming gradient g,
-  whose sweep carries the one cotangent state (sum_k g_k O_k) psi (:meth:`StatevectorProgram.vjp`).
+  whose sweep carries the one cotangent state (sum_k g_k O_k) psi (:meth:`StatevectorProgram.vjp`);
+* a state preparation declared as data (:class:`RYTreePreparation`, the amplitude embedding's tree of
+  uniformly controlled RY rotations) starts the sweep from its closed-form state instead of its
+  gates (2**n - 1 per-sample RY and 2**(n+1) - 2n - 2 CX at n qubits), differentiated through that
+  closed form.
 
 Expectation values of diagonal (I/Z) observables are one reduction of the probabilities.
 """
@@ -40,6 +44,23 @@ _REAL_GATES = {"ry", "cx", "x", "z", "cz", "swap", "h", "ccx", "id", "cry", "ch"
 _PERMUTATIONS = {"x", "cx", "swap", "ccx"}
 _SKIPPED = {"barrier", "id", "delay"}
 _CONTROLLED = {"cx": "x", "cy": "y", "cz": "z", "ch": "h", "crx": "rx", "cry": "ry", "crz": "rz", "cp": "p"}
+
+
+@dataclass(frozen=True)
+class RYTreePreparation:
+    """The leading ``n_instructions`` instructions of a circuit prepare, from ``|0...0>``, the state of
+    a binary tree of uniformly controlled RY rotations over all n qubits (the amplitude embedding).
+
+    Level k = 0..n-1 of the tree rotates qubit n-1-k by RY(theta_kj), where j is the integer held by
+    qubits n-k..n-1 (qubit n-k its least significant bit) and theta_kj is the circuit input
+    ``node_inputs[2**k - 1 + j]``. The amplitude of basis state b is therefore, exactly and with its
+    sign, the product over the levels k of cos(theta_kj / 2) (bit n-1-k of b is 0) or sin(theta_kj / 2)
+    (bit 1), with j = b >> (n - k): the engine computes that product instead of the instructions,
+    whatever gates they decompose the tree into (the circuit builder vouches for them).
+    """
+
+    n_instructions: int
+    node_inputs: tuple[int, ...]
 
 
 class _Angle:
@@ -585,6 +606,8 @@ class StatevectorProgram:
         circuit: the circuit; every parameter must be one of ``inputs`` or ``weights``.
         inputs, weights: the ordered circuit parameters fed from ``x`` and ``w``.
         observables: diagonal (I/Z) ``SparsePauliOp``s; default ``Z_i`` for every qubit i.
+        preparation: optional :class:`RYTreePreparation`: its leading instructions are not
+            simulated; every sweep starts from the tree's closed-form state.
 
     Every parametrised gate owns a column of an angle table computed once per call (one gather
     for plain parameters, one reduction for affine expressions); its half-angle cosines and sines
@@ -600,16 +623,20 @@ class StatevectorProgram:
     SMALL_AFFINE = 2**12
 
     def __init__(self, circuit: QuantumCircuit, inputs: Sequence[Parameter], weights: Sequence[Parameter],
-                 observables: Sequence[SparsePauliOp] | None = None):
+                 observables: Sequence[SparsePauliOp] | None = None,
+                 preparation: RYTreePreparation | None = None):
         if any(i.operation.name == "measure" for i in circuit.data):
             raise ValueError("the statevector engine takes circuits without measurements")
         self.n_qubits = n = circuit.num_qubits
         self.dim = 2**n
         self.n_inputs, self.n_weights = len(inputs), len(weights)
+        self._tree_inputs = self._check_preparation(preparation, circuit, list(inputs))
+        skipped = 0 if preparation is None else preparation.n_instructions
+        instructions = circuit.data[skipped:]
         input_index = {p: i for i, p in enumerate(inputs)}
         weight_index = {p: i for i, p in enumerate(weights)}
         reader = _AffineReader(input_index, weight_index)
-        names = {i.operation.name for i in circuit.data}
+        names = {i.operation.name for i in instructions}  # the tree's closed-form state is real
         self.real = names <= _REAL_GATES
         self.dtype = torch.float64 if self.real else torch.complex128
         basis = np.arange(self.dim)
@@ -621,9 +648,10 @@ class StatevectorProgram:
         # Until a qubit meets a multi-qubit gate its state is its own 2-vector: those leading
         # one-qubit gates (the embedding and the first rotation block) act on a product state,
         # applied to all qubits at once, moment by moment, and the state is their Kronecker product.
+        # (after a tree preparation the state is entangled: no qubit starts a product state)
         self._prefix: list[list[tuple[str, int]]] = [[] for _ in range(n)]
-        open_qubits = set(range(n))
-        for instruction in circuit.data:
+        open_qubits = set(range(n)) if preparation is None else set()
+        for instruction in instructions:
             op = instruction.operation
             qubits = [circuit.find_bit(q).index for q in instruction.qubits]
             if op.name in _SKIPPED:
@@ -699,6 +727,33 @@ class StatevectorProgram:
                                    dtype=torch.float64)
 
     # --- compilation -------------------------------------------------------------------------
+    def _check_preparation(self, preparation: RYTreePreparation | None, circuit: QuantumCircuit,
+                           inputs: list[Parameter]) -> Tensor | None:
+        """The tree's node inputs as an index tensor (None without a preparation), once the
+        declaration fits the circuit: the right number of nodes, indices of inputs, and no other
+        parameter in the instructions it replaces."""
+        if preparation is None:
+            return None
+        if not isinstance(preparation, RYTreePreparation):
+            raise ValueError(f"invalid preparation={preparation!r}; allowed: None or an RYTreePreparation")
+        count = preparation.n_instructions
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= len(circuit.data):
+            raise ValueError(f"invalid preparation.n_instructions={count!r}; allowed: an integer in "
+                             f"0..{len(circuit.data)} (the circuit's instructions)")
+        nodes = tuple(preparation.node_inputs)
+        if len(nodes) != self.dim - 1 or not all(
+                isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < len(inputs) for i in nodes):
+            raise ValueError(f"invalid preparation.node_inputs: allowed: {self.dim - 1} (2**n - 1 for n = "
+                             f"{self.n_qubits} qubits) indices in 0..{len(inputs) - 1} of the circuit inputs")
+        allowed = {inputs[i] for i in nodes}
+        for instruction in circuit.data[:count]:
+            for value in instruction.operation.params:
+                stray = (value.parameters if isinstance(value, ParameterExpression) else set()) - allowed
+                if stray:
+                    raise ValueError(f"the prepared instructions depend on {sorted(p.name for p in stray)}, "
+                                     "which are not preparation.node_inputs")
+        return torch.tensor(nodes, dtype=torch.long)
+
     def _diagonal(self, observable: SparsePauliOp) -> np.ndarray:
         observable = SparsePauliOp(observable)
         if observable.num_qubits != self.n_qubits or np.any(observable.paulis.x):
@@ -807,6 +862,48 @@ class StatevectorProgram:
             psi = (psi.unsqueeze(1) * torch.stack([v0[q], v1[q]], 0).unsqueeze(0)).reshape(-1, batch)
         return psi
 
+    def _tree_levels(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
+        """The RY tree's states before each level, (2**k, B) for k = 0..n-1 (index j: the k prepared
+        qubits), and the half-angle cosines and sines of its nodes, (2**n - 1, B)."""
+        half = 0.5 * x.index_select(1, self._tree_inputs).T
+        cos, sin = torch.cos(half), torch.sin(half)
+        levels = [torch.ones(1, x.shape[0], dtype=torch.float64)]
+        for k in range(self.n_qubits - 1):
+            nodes = slice(2**k - 1, 2 ** (k + 1) - 1)
+            # the new qubit is the next less significant bit: index j -> 2j (cos) and 2j + 1 (sin)
+            levels.append(torch.stack((levels[-1] * cos[nodes], levels[-1] * sin[nodes]), 1).reshape(2 ** (k + 1), -1))
+        return levels, cos, sin
+
+    def _tree_state(self, x: Tensor) -> Tensor:
+        """The closed-form state of the RY tree, (2**n, B), differentiable by autograd."""
+        levels, cos, sin = self._tree_levels(x)
+        nodes = slice(self.dim // 2 - 1, self.dim - 1)
+        return torch.stack((levels[-1] * cos[nodes], levels[-1] * sin[nodes]), 1).reshape(self.dim, -1)
+
+    def _tree_vjp(self, x: Tensor, cotangents: Tensor) -> Tensor:
+        """sum_b cotangents[b] d psi_tree[b] / dx for real cotangent states (2**n, M, B) of the tree's
+        state: (B, M, n_inputs), by reverse-mode through the levels (no division by amplitudes, so
+        exact where some are zero)."""
+        levels, cos, sin = self._tree_levels(x)
+        grad_half = torch.empty(self.dim - 1, *cotangents.shape[1:], dtype=torch.float64)
+        g = cotangents
+        for k in range(self.n_qubits - 1, -1, -1):
+            nodes = slice(2**k - 1, 2 ** (k + 1) - 1)
+            g = g.reshape(2**k, 2, *cotangents.shape[1:])
+            c, s = cos[nodes].unsqueeze(1), sin[nodes].unsqueeze(1)  # (2**k, 1, B)
+            before = levels[k].unsqueeze(1)
+            # psi[2j] = before[j] cos h_kj, psi[2j + 1] = before[j] sin h_kj
+            grad_half[nodes] = before * (g[:, 1] * c - g[:, 0] * s)
+            g = g[:, 0] * c + g[:, 1] * s
+        dx = torch.zeros(x.shape[0], cotangents.shape[1], self.n_inputs, dtype=torch.float64)
+        return dx.index_add_(2, self._tree_inputs, 0.5 * grad_half.permute(2, 1, 0))
+
+    def _initial_state(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        """The state the gate sweep starts from, (2**n, B): the tree's, or the leading gates' product state."""
+        if self._tree_inputs is None:
+            return self._product_state(x.shape[0], cos, sin)
+        return self._tree_state(x).to(self.dtype)
+
     def _check(self, x, w) -> tuple[Tensor, Tensor]:
         x = torch.as_tensor(x, dtype=torch.float64)
         w = torch.as_tensor(w, dtype=torch.float64)
@@ -840,7 +937,7 @@ class StatevectorProgram:
     def _final(self, x: Tensor, w: Tensor) -> Tensor:
         """Final states amplitude-major, (2**n, B)."""
         cos, sin = self._half_angle_table(x, w)
-        psi = self._product_state(x.shape[0], cos, sin)
+        psi = self._initial_state(x, cos, sin)
         return self._sweep(psi, self._angle_set(cos, sin, w.dim() == 1))
 
     def state(self, x: Tensor, w: Tensor) -> Tensor:
@@ -906,8 +1003,10 @@ class StatevectorProgram:
         ``cotangent_diagonals`` (2**n, M, 1) (shared by the batch) or (2**n, M, B): outputs (B, K) and
         d Re<psi|D_m|psi>/d[x, w] as (B, M, n_inputs) and (B, M, n_weights)."""
         batch, k_out = x.shape[0], cotangent_diagonals.shape[1]
-        sweep_prefix = self.dim <= self.PREFIX_SWEEP_MAX
-        use_autograd = len(self._expr_columns) > 0 or not sweep_prefix
+        tree = self._tree_inputs is not None  # the sweep starts from the tree's state (no leading gates)
+        sweep_prefix = not tree and self.dim <= self.PREFIX_SWEEP_MAX
+        autograd_prefix = not tree and not sweep_prefix
+        use_autograd = len(self._expr_columns) > 0 or autograd_prefix
         w_in = w
         if use_autograd:
             x = x.detach().requires_grad_(input_gradients)
@@ -917,7 +1016,7 @@ class StatevectorProgram:
             cos, sin = torch.cos(half), torch.sin(half)
             # taken here, under grad mode: a backward pass (TorchConnector's) runs with grad disabled
             expr_half = half[self._expr_columns]
-            psi0 = None if sweep_prefix and final_state is not None else self._product_state(batch, cos, sin)
+            psi0 = None if not autograd_prefix and final_state is not None else self._initial_state(x, cos, sin)
         with torch.no_grad():
             angles = self._angle_set(cos.detach(), sin.detach(), w.dim() == 1)
             psi = self._sweep(psi0.detach(), angles) if final_state is None else final_state
@@ -934,10 +1033,12 @@ class StatevectorProgram:
                     both = gate.inverse(both, angles)
             grad_half = 2 * overlaps[:, 1:].transpose(1, 2)  # (columns, B, K)
             d = (grad_half.reshape(half.shape[0], -1).T @ self._half_jacobian).reshape(batch, k_out, -1)
-        dx, dw = d[..., :self.n_inputs], d[..., self.n_inputs:]
+            dx, dw = d[..., :self.n_inputs], d[..., self.n_inputs:]
+            if tree and input_gradients:  # the cotangents now belong to the tree's state
+                dx = dx + self._tree_vjp(x.detach(), 2 * both[:, 1:].real)
         if use_autograd:
             pairs = [(expr_half, grad_half[self._expr_columns].permute(2, 0, 1))]
-            if not sweep_prefix:
+            if autograd_prefix:
                 pairs.append((psi0, 2 * both[:, 1:].transpose(0, 1)))
             pairs = [(out, cot) for out, cot in pairs if out.requires_grad]
             leaves = [leaf for leaf in ([x, w_in] if input_gradients else [w_in]) if leaf.shape[-1] > 0]

@@ -1,0 +1,224 @@
+"""Run directories: what they hold, reading them as data only, and the check before anything is written.
+
+A run directory (``QNASEstimator(checkpoint_dir=...)``, ``qnas search --out``) may come from someone
+else, so its files are data: JSON is parsed, tensors are read with ``torch.load(weights_only=True)``
+(an unpickler restricted to tensors and plain containers: it refuses any other object instead of
+building it), QPY files must start with the QPY header, and pickles are never loaded.
+
+Every file that a run's settings shape records the run's fingerprint (a hash of the data, the space,
+the target, the seed and the training settings). :func:`check_run_directory` reads them all before
+a run writes anything, and refuses a directory that is not new, empty or a run of exactly these
+settings, or that holds a damaged or foreign file: one :class:`RunDirectoryError` naming the file
+and the fix, with nothing modified.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .result import SearchResult, atomic_write
+from .search import CHECKPOINT, LEGACY_CHECKPOINT, read_checkpoint
+
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+RESULT = "result.json"
+CANDIDATES = "candidates.csv"
+PARETO = "pareto.png"
+SUPERCIRCUIT = "supercircuit.pt"
+MODEL = "model.pt"
+BEST_CIRCUIT = "best_circuit.qpy"
+#: the seed drawn for ``random_state=None``, so that the run can resume
+SEED = "seed.json"
+#: every QPY file starts with these bytes (``qiskit.qpy`` file header)
+QPY_MAGIC = b"QISKIT"
+
+_COMPLETED = "it is written again when the run completes (`qnas resume DIR`, or fit with the same settings)"
+#: what to do about a damaged or foreign file, by name
+FIXES = {
+    CONFIG: "it holds the run's settings and cannot be rebuilt: restore it, or start a new run in another directory",
+    SUPERCIRCUIT: "delete it and the SuperCircuit is trained again",
+    CHECKPOINT: "delete it and the search starts again from its first generation",
+    SEED: "restore it, or pass its seed as random_state, or use another directory",
+    RESULT: f"delete it: {_COMPLETED}",
+    SUMMARY: f"delete it: {_COMPLETED}",
+    MODEL: f"delete it: {_COMPLETED}",
+    BEST_CIRCUIT: f"delete it: {_COMPLETED}",
+}
+#: files of a run that record no settings (outputs written again when the run completes)
+_UNRECORDED = {CANDIDATES, PARETO}
+_EXPORT = re.compile(r"^candidate_\d+\.(qpy|qasm)$")
+_PARTIAL = re.compile(r"^\..+\.tmp$")  # what a run killed inside atomic_write leaves behind
+
+
+class RunDirectoryError(ValueError):
+    """A run directory (or one of its files) that a run must not read or write: the message is one
+    line naming the file, the problem and the fix."""
+
+    def __init__(self, path: Path, problem: str, fix: str):
+        super().__init__(f"{path}: {problem}; fix: {fix}")
+        self.path = Path(path)
+
+
+def _fix(path: Path) -> str:
+    return FIXES.get(path.name, "delete it, or use another directory")
+
+
+def read_json(path: Path) -> Any:
+    """The parsed JSON of a run file (a damaged or foreign file raises :class:`RunDirectoryError`)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        problem = "is empty" if path.exists() and path.stat().st_size == 0 else f"is not valid JSON ({exc})"
+        raise RunDirectoryError(path, f"{problem}, it is damaged or not a file of a qnas run", _fix(path)) from None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise RunDirectoryError(path, "is not a JSON object of a qnas run", _fix(path))
+    return data
+
+
+def read_tensors(path: Path) -> dict[str, Any]:
+    """A dict saved with ``torch.save``, loaded with ``weights_only=True`` (tensors and plain
+    containers only: a crafted pickle is refused, never run)."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile,
+            AttributeError, TypeError, IndexError, KeyError) as exc:
+        problem = "is empty" if path.exists() and path.stat().st_size == 0 else (
+            f"is not a torch tensor file ({' '.join(str(exc).split())[:200]})")
+        raise RunDirectoryError(path, f"{problem}, it is damaged or not a file of a qnas run", _fix(path)) from None
+    if not isinstance(payload, dict):
+        raise RunDirectoryError(path, "does not hold the tensors of a qnas run", _fix(path))
+    return payload
+
+
+def check_qpy(path: Path) -> None:
+    """Refuse a file that does not start with the QPY header (``qiskit.qpy.load`` is never reached
+    with anything else) or that ``qiskit.qpy.load`` cannot parse."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(QPY_MAGIC))
+    except OSError as exc:
+        raise RunDirectoryError(path, f"cannot be read ({exc})", _fix(path)) from None
+    if head != QPY_MAGIC:
+        raise RunDirectoryError(path, "is not a QPY file, it is damaged or not a file of a qnas run", _fix(path))
+    from qiskit import qpy  # QPY is a binary format of its own: qpy.load unpickles nothing
+
+    try:
+        with open(path, "rb") as f:
+            qpy.load(f)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is a damaged file
+        raise RunDirectoryError(path, f"is a damaged QPY file ({type(exc).__name__})", _fix(path)) from None
+
+
+def recorded_fingerprint(path: Path) -> str | None:
+    """The fingerprint a run file records (None: the file records none)."""
+    name = path.name
+    if name in (CONFIG, SUMMARY, CHECKPOINT):
+        return read_json_object(path).get("fingerprint")
+    if name == RESULT:
+        config = read_json_object(path).get("config")
+        return config.get("fingerprint") if isinstance(config, dict) else None
+    if name in (SUPERCIRCUIT, MODEL):
+        return read_tensors(path).get("fingerprint")
+    return None
+
+
+def read_seed(directory: Path) -> int | None:
+    """The seed recorded in ``directory`` for ``random_state=None`` (None: none recorded)."""
+    path = Path(directory) / SEED
+    if not path.is_file():
+        return None
+    seed = read_json_object(path).get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise RunDirectoryError(path, f"records no valid seed ({seed!r})", _fix(path))
+    return seed
+
+
+def write_seed(directory: Path, seed: int) -> None:
+    atomic_write(Path(directory) / SEED, json.dumps({"seed": int(seed)}) + "\n")
+
+
+def check_run_directory(directory: str | Path, fingerprint: str, seed: int) -> None:
+    """Raise :class:`RunDirectoryError` unless ``directory`` is missing, empty, or holds only files
+    of the run of ``fingerprint`` (and ``seed``), all readable. Reads, never writes."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise RunDirectoryError(directory, "is not a directory", "pass a directory path")
+    allowed = "use a new or empty directory, or the settings of the run it holds (same data, space, target, seed"
+    legacy = directory / LEGACY_CHECKPOINT
+    if legacy.exists():  # refused first: the search reads no checkpoint beside it
+        raise RunDirectoryError(legacy, "is a pickled search checkpoint of an older qiskit-qnas version, which is "
+                                "never loaded (a pickle can run code)",
+                                "delete it (the search starts again from its first generation), or use "
+                                "another directory")
+    for path in sorted(directory.iterdir()):
+        name = path.name
+        if _PARTIAL.match(name) or name in _UNRECORDED or _EXPORT.match(name):
+            continue
+        if path.is_dir() or name not in FIXES:
+            raise RunDirectoryError(path, "is not a file of a qnas run",
+                                    "move it away, or use a new or empty directory")
+        if name == SEED:
+            recorded = read_seed(directory)
+            if recorded != seed:
+                raise RunDirectoryError(path, f"records the seed {recorded} of another run (this one: {seed})",
+                                        f"{allowed}; random_state=None resumes it)")
+            continue
+        if name == BEST_CIRCUIT:
+            check_qpy(path)
+            continue
+        if name == CHECKPOINT:
+            _check_checkpoint(directory)
+        recorded = recorded_fingerprint(path)
+        if recorded != fingerprint:
+            what = "records no settings fingerprint" if recorded is None else f"records settings {recorded}"
+            raise RunDirectoryError(path, f"{what}, not these ({fingerprint}): the directory holds another run",
+                                    f"{allowed} and training settings)")
+
+
+def _check_checkpoint(directory: Path) -> None:
+    """The search checkpoint read in full (format, version, population, random state), so that a
+    damaged one is refused here rather than after the SuperCircuit's training (its fingerprint is
+    compared with the directory's other files)."""
+    try:
+        read_checkpoint(directory)
+    except ValueError as exc:
+        path = directory / CHECKPOINT
+        problem = str(exc).removeprefix(f"{path}: ").split("; delete it")[0]
+        raise RunDirectoryError(path, problem, _fix(path)) from None
+
+
+def load_result(directory: str | Path) -> SearchResult:
+    """The :class:`~qiskit_qnas.result.SearchResult` of ``directory/result.json``, parsed as data
+    (a damaged or foreign file raises :class:`RunDirectoryError`)."""
+    path = Path(directory) / RESULT
+    data = read_json_object(path)
+    try:
+        return SearchResult.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise RunDirectoryError(path, f"is not the search result of a qnas run ({' '.join(str(exc).split())[:200]})",
+                                _fix(path)) from None
+
+
+def completed_generations(directory: str | Path) -> int:
+    """Generations the search checkpoint of ``directory`` records (0 when it has none it can read)."""
+    path = Path(directory) / CHECKPOINT
+    if not path.is_file():
+        return 0
+    history = read_json_object(path).get("history")
+    return len(history) if isinstance(history, list) else 0
