@@ -129,9 +129,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             (Runtime's local testing mode); ``"auto"`` picks the default.
         shots: shots per circuit on a sampling target (None: the target's default / exact).
         noise_aware: noise-adaptive training: the SuperCircuit and every fine-tuning train under
-            the target backend's gate and readout errors, sampled into the torch engine at the
-            rates its noise model / ``Target`` reports for the ISA circuit's gates and qubits
-            (:class:`qiskit_qnas.noise.TrainingNoise`). Needs a noisy target (an ``AerSimulator``
+            the target backend's gate and readout errors on the ISA circuit's gates and qubits, the
+            loss taken on the averaged noisy channel's ``<Z_i>`` (what the target measures; an Aer
+            noise model's own errors, else the ``Target``'s error rates as depolarising channels;
+            :class:`qiskit_qnas.noise.TrainingNoise`). Needs a noisy target (an ``AerSimulator``
             with a noise model, a fake or real IBM backend); default False (exact training).
         population_size, n_generations: NSGA-II settings (the initial population is generation 1).
         supercircuit_epochs: SuperCircuit training epochs (None: about 600 optimiser steps).

@@ -7,24 +7,40 @@ training (QuantumNAT-style noise injection):
 * **where**: the candidate's ISA circuit for the executing backend (``target.run_isa``: the layout,
   routing SWAPs and basis decomposition the target itself will run), restricted to the physical
   qubits it uses;
-* **gate errors**: after every ISA gate with error rate ``r`` on ``k`` qubits, a depolarising
-  channel of parameter ``lambda = d r / (d - 1)`` (``d = 2**k``), which is the channel
-  ``qiskit_aer.noise.depolarizing_error(lambda, k)`` whose average gate infidelity is ``r``. That
-  channel equals "with probability ``lambda`` apply a Pauli drawn uniformly from all ``4**k``
-  (the identity included)", so it is sampled as trajectories: after the gate, every qubit gets an
-  ``RX`` and an ``RZ`` whose angles are extra per-sample inputs set to 0 or pi (X^a Z^b up to a
-  global phase), drawn afresh for every sample of every step from torch's generator. One compiled
-  program per architecture, no recompilation; the average over trajectories is the noisy circuit.
-  ``r`` is the gate's error in the simulator's noise model when the target runs on an
-  ``AerSimulator`` with one (``1 - average_gate_fidelity`` of the model's error for that gate and
-  qubits, thermal relaxation included), else ``backend.target[gate][qubits].error``;
+* **gate errors**: after every ISA gate, its error channel. For the exact simulation (below) on an
+  ``AerSimulator`` with a noise model, that is the model's own ``QuantumError`` for the gate and
+  qubits (depolarising and thermal relaxation for ``AerSimulator.from_backend``), so the averaged
+  channel is the one Aer simulates. Otherwise, with error rate ``r`` on ``k`` qubits, a
+  depolarising channel of parameter ``lambda = d r / (d - 1)`` (``d = 2**k``), which is the channel
+  ``qiskit_aer.noise.depolarizing_error(lambda, k)`` whose average gate infidelity is ``r``.
+  ``r`` is ``1 - average_gate_fidelity`` of the noise model's error for that gate and qubits
+  (thermal relaxation included) when the target runs on an ``AerSimulator`` with one, else
+  ``backend.target[gate][qubits].error``;
+* **what is trained**: the loss of the *averaged* channel's ``<Z_i>``, which is what the noisy
+  target measures. By default (``trajectories=None``) it is simulated exactly, as a density matrix
+  (:class:`~qiskit_qnas.engines.density_matrix.DensityMatrixProgram`, each gate fused with its
+  channel into one superoperator) when the reduced circuit has at most
+  ``DENSITY_MATRIX_MAX_QUBITS`` (6) qubits: no sampling variance, and on 4-5 qubit FakeManilaV2
+  circuits a training step costs less than a single sampled trajectory. Otherwise (or with
+  ``trajectories=K``) the channel is sampled: with probability ``lambda`` a Pauli drawn uniformly
+  from all ``4**k`` (the identity included), as an ``RX`` and an ``RZ`` per qubit after the gate
+  whose angles are extra per-sample inputs set to 0 or pi (X^a Z^b up to a global phase); every
+  sample is replicated ``K`` times in the batch with independent draws from torch's generator and
+  its ``K`` read-outs averaged before the head, so the loss is that of a ``K``-trajectory estimate
+  of the averaged channel (``K = 1`` would train the mean loss over single trajectories instead,
+  where a single Pauli error is a large jolt); ``K`` defaults to :data:`DEFAULT_TRAJECTORIES` (8)
+  where the exact simulation is not available. Both programs are compiled once per architecture;
 * **readout errors**: exactly, in expectation: a qubit read with ``P(1|0) = e0``, ``P(0|1) = e1``
   reports ``<Z> = (e1 - e0) + (1 - e0 - e1) <Z>`` (the map :class:`~qiskit_qnas.targets.AerTarget`
   applies when it evaluates), at the physical qubit the logical qubit is measured on.
 
-Not modelled: thermal relaxation as such (its infidelity is folded into the depolarising rate, so
-amplitude damping's pull towards ``|0>`` is not reproduced), idle errors and crosstalk (the ISA
-circuits are unscheduled, as the targets run them), and coherent errors.
+Not modelled: thermal relaxation as such on Runtime / IBM targets and in sampled trajectories (its
+infidelity is folded into the depolarising rate, so amplitude damping's pull towards ``|0>`` is not
+reproduced there), idle errors and crosstalk (the ISA
+circuits are unscheduled, as the targets run them), and coherent errors. QuantumNAT's
+post-measurement normalisation is not applied: its per-batch statistics of the read-outs would have
+to be taken at inference on the target too, where the model's head reads the target's ``<Z_i>``
+directly (:func:`~qiskit_qnas.objectives.evaluate_on_target`).
 """
 
 from __future__ import annotations
@@ -40,10 +56,14 @@ from qiskit.quantum_info import SparsePauliOp, average_gate_fidelity
 
 from .circuits import build_circuit
 from .engines import StatevectorProgram
+from .engines.density_matrix import MAX_QUBITS as DENSITY_MATRIX_MAX_QUBITS
+from .engines.density_matrix import DensityMatrixProgram
 from .space import Architecture
 from .targets import AerTarget, ExecutionTarget, PrimitiveTarget
 
 _NOT_GATES = {"barrier", "delay"}
+#: trajectories per sample and step where the averaged channel is not simulated exactly
+DEFAULT_TRAJECTORIES = 8
 #: gates of ISA circuits the statevector engine runs through their definition
 _DECOMPOSED = ["ecr"]
 
@@ -52,13 +72,15 @@ _DECOMPOSED = ["ecr"]
 class NoisyProgram:
     """One architecture's noisy training circuit, compiled.
 
-    ``program`` takes the circuit inputs followed by ``n_pauli`` Pauli angles (0 or pi); the Pauli
-    angle column ``c`` belongs to error location ``location_of_column[c]``, whose depolarising
-    parameter is ``depolarizing[location]``. ``readout_scale`` / ``readout_offset`` map the exact
-    ``<Z_i>`` of logical qubit i to the value read out.
+    ``density`` simulates the averaged channel (every location's channel) exactly;
+    ``program`` runs one Pauli trajectory of it per sample: it takes the circuit inputs followed by
+    ``n_pauli`` Pauli angles (0 or pi); the Pauli angle column ``c`` belongs to error location
+    ``location_of_column[c]``, whose depolarising parameter is ``depolarizing[location]``.
+    ``readout_scale`` / ``readout_offset`` map the ``<Z_i>`` of logical qubit i to the value read out.
     """
 
     program: StatevectorProgram
+    density: DensityMatrixProgram | None  # the averaged channel, exactly (None beyond its qubit limit)
     n_circuit_inputs: int
     location_of_column: torch.Tensor  # (n_pauli,) long
     depolarizing: torch.Tensor  # (n_locations,) float64
@@ -85,6 +107,20 @@ class NoisyProgram:
             pauli_angles = self.sample_pauli_angles(inputs.shape[0])
         z = self.program.expectation(torch.cat([inputs, pauli_angles.to(torch.float64)], 1), weights)
         return self.readout_offset + self.readout_scale * z
+
+    def trajectory_mean(self, inputs: torch.Tensor, weights: torch.Tensor, n_trajectories: int) -> torch.Tensor:
+        """Read-out ``<Z_i>`` averaged over ``n_trajectories`` independent trajectories per sample
+        (each sample replicated inside one batch), ``(B, n_qubits)``."""
+        inputs = torch.as_tensor(inputs, dtype=torch.float64)
+        values = self.expectation(inputs.repeat_interleave(int(n_trajectories), 0), weights)
+        return values.reshape(inputs.shape[0], int(n_trajectories), -1).mean(1)
+
+    def averaged_expectation(self, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Read-out ``<Z_i>`` of the averaged noisy channel, exactly (density-matrix simulation)."""
+        if self.density is None:
+            raise ValueError(f"the exact averaged channel is simulated up to {DENSITY_MATRIX_MAX_QUBITS} "
+                             f"physical qubits; this circuit uses {len(self.physical_qubits)}: use trajectories")
+        return self.readout_offset + self.readout_scale * self.density.expectation(inputs, weights)
 
 
 def depolarizing_parameter(error_rate: float, n_qubits: int) -> float:
@@ -119,12 +155,18 @@ class _ErrorRates:
                 else self._target_error(name, qubits)
         return self._cache[key]
 
-    def _model_error(self, name: str, qubits: tuple[int, ...]) -> float:
+    def model_channel(self, name: str, qubits: tuple[int, ...]):
+        """The simulator's noise-model error after gate ``name`` on ``qubits`` (a ``QuantumError``;
+        None without a noise model or without an error there)."""
+        if self.noise_model is None:
+            return None
         # Aer offers no public per-gate lookup: these are the model's own tables (local errors
         # take precedence over all-qubit ones, as when Aer applies them)
         error = self.noise_model._local_quantum_errors.get(name, {}).get(qubits)
-        if error is None:
-            error = self.noise_model._default_quantum_errors.get(name)
+        return self.noise_model._default_quantum_errors.get(name) if error is None else error
+
+    def _model_error(self, name: str, qubits: tuple[int, ...]) -> float:
+        error = self.model_channel(name, qubits)
         return 0.0 if error is None else float(1.0 - average_gate_fidelity(error))
 
     def _target_error(self, name: str, qubits: tuple[int, ...]) -> float:
@@ -161,15 +203,24 @@ def check_noise_aware_target(target: ExecutionTarget) -> None:
 class TrainingNoise:
     """The errors of ``target``'s backend, injected into the torch engine (see the module docstring).
 
-    A :class:`~qiskit_qnas.supercircuit.SuperCircuit` whose ``noise`` is set trains through
-    :meth:`expectation` (one sampled trajectory per sample and step); evaluation is unchanged.
+    ``trajectories``: None (default) trains on the averaged channel simulated exactly (density
+    matrix, circuits of at most ``DENSITY_MATRIX_MAX_QUBITS`` qubits; wider ones fall back to
+    :data:`DEFAULT_TRAJECTORIES` trajectories), ``K >= 1`` on the mean of ``K`` sampled trajectories
+    per sample. A :class:`~qiskit_qnas.supercircuit.SuperCircuit` whose ``noise`` is set trains
+    through :meth:`expectation`; evaluation is unchanged.
     Shared, not copied, by ``copy.deepcopy`` (the fine-tuning copies of a SuperCircuit); picklable
     (the compiled programs are rebuilt).
     """
 
-    def __init__(self, target: ExecutionTarget):
+    def __init__(self, target: ExecutionTarget, trajectories: int | None = None):
+        if trajectories is not None and (isinstance(trajectories, bool) or not isinstance(
+                trajectories, (int, np.integer)) or trajectories < 1):
+            raise ValueError(f"invalid trajectories={trajectories!r}; allowed: None (the averaged channel, "
+                             f"exactly where the circuit has at most {DENSITY_MATRIX_MAX_QUBITS} qubits) or "
+                             f"an integer >= 1")
         check_noise_aware_target(target)
         self.target = target
+        self.trajectories = None if trajectories is None else int(trajectories)
         self._init_caches()
 
     def _init_caches(self) -> None:
@@ -178,17 +229,18 @@ class TrainingNoise:
         self._rates = _ErrorRates(self.target)
 
     def __getstate__(self) -> dict:
-        return {"target": self.target}
+        return {"target": self.target, "trajectories": self.trajectories}
 
     def __setstate__(self, state: dict) -> None:
         self.target = state["target"]
+        self.trajectories = state.get("trajectories")
         self._init_caches()
 
     def __deepcopy__(self, memo) -> TrainingNoise:
         return self
 
     def __repr__(self) -> str:
-        return f"TrainingNoise(target={self.target.name!r})"
+        return f"TrainingNoise(target={self.target.name!r}, trajectories={self.trajectories!r})"
 
     def program(self, arch: Architecture) -> NoisyProgram:
         """The compiled noisy training circuit of ``arch`` (cached)."""
@@ -210,8 +262,28 @@ class TrainingNoise:
                  if inst.operation.name not in _NOT_GATES]
         physical = sorted({q for _, qubits in steps for q in qubits} | set(measured))
         local = {q: k for k, q in enumerate(physical)}
+
+        def observables(physical: list[int]) -> list[SparsePauliOp]:  # Z of every measured qubit
+            return [SparsePauliOp.from_sparse_list([("Z", [local[q]], 1.0)], len(physical)) for q in measured]
+
         locations = [(operation, qubits, depolarizing_parameter(self._rates.gate(operation.name, qubits),
                                                                 len(qubits))) for operation, qubits in steps]
+        density = None
+        if len(physical) <= DENSITY_MATRIX_MAX_QUBITS:
+            reduced = QuantumCircuit(len(physical))
+            for operation, qubits, _ in locations:
+                reduced.append(operation, [local[q] for q in qubits])
+            # after instruction k: an Aer noise model's own error channel (thermal relaxation and
+            # all), else the depolarising channel of the Target's error rate
+            channels = {}
+            for k, (operation, qubits, lam) in enumerate(locations):
+                model_error = self._rates.model_channel(operation.name, qubits)
+                if model_error is not None:
+                    channels[k] = model_error
+                elif lam > 0:
+                    channels[k] = lam
+            density = DensityMatrixProgram(reduced, list(built.inputs), list(built.weights), channels,
+                                           observables(physical))
         n_pauli = 2 * sum(len(qubits) for _, qubits, lam in locations if lam > 0)
         pauli = ParameterVector("pauli", n_pauli)
         circuit = QuantumCircuit(len(physical))
@@ -228,25 +300,36 @@ class TrainingNoise:
             lambdas.append(lam)
         if any(operation.name in _DECOMPOSED for operation, _ in steps):
             circuit = circuit.decompose(gates_to_decompose=_DECOMPOSED)
-        observables = [SparsePauliOp.from_sparse_list([("Z", [local[q]], 1.0)], len(physical)) for q in measured]
-        program = StatevectorProgram(circuit, list(built.inputs) + list(pauli), list(built.weights), observables)
+        program = StatevectorProgram(circuit, list(built.inputs) + list(pauli), list(built.weights),
+                                     observables(physical))
         e0, e1 = np.array([self._rates.readout_pair(q) for q in measured], dtype=np.float64).reshape(-1, 2).T
-        return NoisyProgram(program=program, n_circuit_inputs=arch.n_inputs,
+        return NoisyProgram(program=program, density=density, n_circuit_inputs=arch.n_inputs,
                             location_of_column=torch.tensor(column_locations, dtype=torch.long),
                             depolarizing=torch.tensor(lambdas, dtype=torch.float64),
                             readout_scale=torch.as_tensor(1.0 - e0 - e1), readout_offset=torch.as_tensor(e1 - e0),
                             physical_qubits=tuple(physical))
 
     def expectation(self, arch: Architecture, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Read-out ``<Z_i>`` of ``arch`` under one sampled error trajectory per sample, ``(B, n_qubits)``,
-        differentiable in ``inputs`` (circuit input angles) and ``weights``."""
-        return self.program(arch).expectation(inputs, weights)
+        """Read-out ``<Z_i>`` of ``arch`` under the injected noise, ``(B, n_qubits)``, differentiable
+        in ``inputs`` (circuit input angles) and ``weights``: the averaged channel's (what the target
+        measures), exactly when ``trajectories`` is None and the circuit is narrow enough, else the
+        mean over ``trajectories`` (default :data:`DEFAULT_TRAJECTORIES`) sampled trajectories per sample."""
+        noisy = self.program(arch)
+        if self.trajectories is None and noisy.density is not None:
+            return noisy.averaged_expectation(inputs, weights)
+        return noisy.trajectory_mean(inputs, weights, self.trajectories or DEFAULT_TRAJECTORIES)
+
+    @torch.no_grad()
+    def exact_average(self, arch: Architecture, inputs, weights) -> np.ndarray:
+        """Read-out ``<Z_i>`` of the averaged channel, exactly (density matrix), ``(N, n_qubits)``."""
+        return self.program(arch).averaged_expectation(torch.as_tensor(np.asarray(inputs, dtype=np.float64)),
+                                                       torch.as_tensor(np.asarray(weights, dtype=np.float64))).numpy()
 
     @torch.no_grad()
     def average_expectation(self, arch: Architecture, inputs, weights, n_trajectories: int = 1000,
                             generator_seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Mean read-out ``<Z_i>`` over ``n_trajectories`` trajectories per sample and its standard
-        error, both ``(N, n_qubits)``: the injected noise's average effect."""
+        """Mean read-out ``<Z_i>`` over ``n_trajectories`` sampled trajectories per sample and its
+        standard error, both ``(N, n_qubits)``: the sampled noise's average effect."""
         if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) \
                 or n_trajectories < 2:
             raise ValueError(f"invalid n_trajectories={n_trajectories!r}; allowed: an integer >= 2")
@@ -261,4 +344,5 @@ class TrainingNoise:
         return values.mean(1), values.std(1, ddof=1) / math.sqrt(n_trajectories)
 
 
-__all__ = ["NoisyProgram", "TrainingNoise", "check_noise_aware_target", "depolarizing_parameter"]
+__all__ = ["DEFAULT_TRAJECTORIES", "NoisyProgram", "TrainingNoise", "check_noise_aware_target",
+           "depolarizing_parameter"]

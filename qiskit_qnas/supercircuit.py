@@ -134,7 +134,7 @@ class SuperCircuit(nn.Module):
         seed: seeds the initial weights.
 
     ``noise`` (default None): a :class:`~qiskit_qnas.noise.TrainingNoise`; when set, the forward pass
-    in training mode injects its sampled device errors (noise-adaptive training, also of the
+    in training mode runs through its noisy channel (noise-adaptive training, also of the
     fine-tuning copies); evaluation mode stays exact.
     """
 

@@ -1,4 +1,5 @@
-"""Noise-adaptive training: the injected errors' average effect against Aer's density-matrix
+"""Noise-adaptive training: the injected errors' average effect (simulated exactly as a density
+matrix, or sampled as trajectories) against Qiskit's density matrices and Aer's density-matrix
 simulation of the same noise model, and against a real fake-backend noise model."""
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+from qiskit.quantum_info import DensityMatrix, Operator, SparsePauliOp
 from qiskit_aer import AerSimulator
-from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
+from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error, thermal_relaxation_error
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2, FakeSherbrooke, FakeTorino
 
+from qiskit_qnas.engines import StatevectorProgram
+from qiskit_qnas.engines.density_matrix import DensityMatrixProgram
 from qiskit_qnas.noise import TrainingNoise, check_noise_aware_target, depolarizing_parameter
 from qiskit_qnas.space import Architecture, SearchSpace
 from qiskit_qnas.supercircuit import SuperCircuit, compiled_program
@@ -40,6 +46,107 @@ def data(arch: Architecture, n: int, seed: int = 0) -> tuple[torch.Tensor, torch
     rng = np.random.default_rng(seed)
     return (torch.tensor(rng.uniform(-np.pi, np.pi, (n, arch.n_inputs))),
             torch.tensor(rng.uniform(-np.pi, np.pi, arch.n_weights)))
+
+
+def mixed_circuit() -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
+    """Every kind of gate the density-matrix engine compiles, with affine and per-sample angles."""
+    x, w = ParameterVector("x", 3), ParameterVector("w", 4)
+    qc = QuantumCircuit(3)
+    qc.ry(x[0], 0)
+    qc.rx(2 * x[1] + 0.3, 1)
+    qc.sx(2)
+    qc.rz(w[0] + x[2], 2)
+    qc.cx(0, 1)
+    qc.ecr(1, 2)
+    qc.u(w[1], w[2], x[0], 0)
+    qc.cz(0, 2)
+    qc.rzz(w[3], 0, 1)
+    qc.p(x[1], 2)
+    qc.h(1)
+    qc.swap(0, 2)
+    qc.x(1)
+    qc.ry(w[2], 1)
+    return qc, x, w
+
+
+def qiskit_density_matrix(circuit: QuantumCircuit, channels: dict) -> np.ndarray:
+    """Qiskit's own density matrix of ``circuit`` (bound) with channels after instructions (floats:
+    depolarising parameters)."""
+    rho = DensityMatrix.from_label("0" * circuit.num_qubits)
+    for k, instruction in enumerate(circuit.data):
+        qubits = [circuit.find_bit(q).index for q in instruction.qubits]
+        rho = rho.evolve(Operator(instruction.operation), qubits)
+        if k in channels:
+            channel = channels[k]
+            if isinstance(channel, float):
+                channel = depolarizing_error(channel, len(qubits))
+            rho = rho.evolve(channel.to_quantumchannel(), qubits)
+    return rho.data
+
+
+def test_density_matrix_engine_equals_qiskit_and_its_gradients_finite_differences():
+    qc, x, w = mixed_circuit()
+    rng = np.random.default_rng(1)
+    channels = {k: float(rng.uniform(0.02, 0.2)) for k in range(len(qc.data)) if k % 2 == 0}
+    # Aer errors as such: thermal relaxation after the RX, an asymmetric two-qubit one after the CX
+    channels[1] = thermal_relaxation_error(50e-6, 30e-6, 5e-6)
+    channels[4] = thermal_relaxation_error(40e-6, 20e-6, 3e-6).expand(depolarizing_error(0.1, 1))
+    program = DensityMatrixProgram(qc, list(x), list(w), channels)
+    X, W = rng.uniform(-3, 3, (4, 3)), rng.uniform(-3, 3, 4)
+    ours = program.density_matrix(torch.tensor(X), torch.tensor(W)).numpy()
+
+    def reference(xb, wb):
+        return qiskit_density_matrix(qc.assign_parameters(dict(zip([*x, *w], [*xb, *wb]))), channels)
+
+    for b in range(4):
+        assert np.abs(ours[b] - reference(X[b], W)).max() < 1e-12
+    # d<Z_0 + 2 Z_2>/d(x, w) by autograd against central differences of Qiskit's density matrices
+    observable = SparsePauliOp.from_sparse_list([("Z", [0], 1.0), ("Z", [2], 2.0)], 3)
+    program = DensityMatrixProgram(qc, list(x), list(w), channels, [observable])
+    xt, wt = torch.tensor(X[:1], requires_grad=True), torch.tensor(W, requires_grad=True)
+    program.expectation(xt, wt).sum().backward()
+    matrix = observable.to_matrix()
+    params, h = np.concatenate([X[0], W]), 1e-6
+    numeric = []
+    for i in range(len(params)):
+        up, down = params.copy(), params.copy()
+        up[i] += h
+        down[i] -= h
+        values = [np.trace(matrix @ reference(p[:3], p[3:])).real for p in (up, down)]
+        numeric.append((values[0] - values[1]) / (2 * h))
+    assert np.allclose(np.concatenate([xt.grad[0].numpy(), wt.grad.numpy()]), numeric, atol=1e-7)
+
+
+def test_density_matrix_engine_without_channels_is_the_statevector_engine():
+    qc, x, w = mixed_circuit()
+    X, W = data_of(3, 4, 5)
+    dense = DensityMatrixProgram(qc, list(x), list(w))
+    pure = StatevectorProgram(qc.decompose(gates_to_decompose=["ecr"]), list(x), list(w))  # it runs no ECR
+    xt, wt = X.clone().requires_grad_(), W.clone().requires_grad_()
+    values = dense.expectation(xt, wt)
+    values.sum().backward()
+    xs, ws = X.clone().requires_grad_(), W.clone().requires_grad_()
+    reference = pure.expectation(xs, ws)
+    reference.sum().backward()
+    assert torch.allclose(values, reference, atol=1e-12)
+    assert torch.allclose(xt.grad, xs.grad, atol=1e-10) and torch.allclose(wt.grad, ws.grad, atol=1e-10)
+
+
+def test_density_matrix_engine_rejects_what_it_cannot_run():
+    qc, x, w = mixed_circuit()
+    with pytest.raises(ValueError, match="instruction index"):
+        DensityMatrixProgram(qc, list(x), list(w), {len(qc.data): 0.1})
+    with pytest.raises(ValueError, match="at most 6 qubits"):
+        DensityMatrixProgram(QuantumCircuit(7), [], [])
+    measured = qc.copy()
+    measured.measure_all()
+    with pytest.raises(ValueError, match="without measurements"):
+        DensityMatrixProgram(measured, list(x), list(w))
+
+
+def data_of(n_inputs: int, n_weights: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    return torch.tensor(rng.uniform(-np.pi, np.pi, (n, n_inputs))), torch.tensor(rng.uniform(-np.pi, np.pi, n_weights))
 
 
 def test_depolarizing_parameter_inverts_the_average_gate_infidelity():
@@ -77,6 +184,66 @@ def test_average_of_trajectories_equals_aer_density_matrix():
     assert np.all(np.abs(mean - aer) <= 5 * stderr + 1e-9), (mean - aer, stderr)
 
 
+def test_default_training_objective_is_the_averaged_channel_exactly():
+    """What noise-aware training trains on by default (``trajectories=None``): the averaged noisy
+    channel, simulated as a density matrix, equal to Aer's density-matrix EstimatorV2 of the same
+    noise model (readout applied by AerTarget) to 1e-8, differentiable, and without sampling."""
+    target = AerTarget(AerSimulator(method="density_matrix", noise_model=depolarizing_model()))
+    noise = TrainingNoise(target)
+    x, w = data(ARCH, 6)
+    aer = target.expectation_values(ARCH, x.numpy(), w.numpy()).values
+    assert np.abs(aer - compiled_program(ARCH).expectation(x, w).numpy()).max() > 0.05
+    assert np.abs(noise.exact_average(ARCH, x, w) - aer).max() < 1e-8
+    inputs = x.clone().requires_grad_()
+    values = noise.expectation(ARCH, inputs, w)
+    assert np.abs(values.detach().numpy() - aer).max() < 1e-8
+    assert torch.equal(noise.expectation(ARCH, x, w), values.detach())  # deterministic
+    values.sum().backward()
+    assert inputs.grad.abs().sum() > 0
+
+
+def test_k_trajectories_estimate_the_averaged_channel_with_k_times_less_variance():
+    """``trajectories=K``: every sample replicated K times with independent draws, the read-outs
+    averaged: unbiased for the averaged channel, its variance 1/K of a single trajectory's."""
+    target = AerTarget(AerSimulator(method="density_matrix", noise_model=depolarizing_model()))
+    x, w = data(ARCH, 4, seed=2)
+    exact = TrainingNoise(target).exact_average(ARCH, x, w)
+    noises = {k: TrainingNoise(target, trajectories=k) for k in (1, 8)}
+    torch.manual_seed(0)
+    runs = {k: np.stack([noise.expectation(ARCH, x, w).detach().numpy() for _ in range(400)])
+            for k, noise in noises.items()}
+    for k, values in runs.items():
+        assert values.shape == (400, 4, ARCH.n_qubits)
+        stderr = values.std(0, ddof=1) / np.sqrt(len(values))
+        assert np.all(np.abs(values.mean(0) - exact) <= 5 * stderr + 1e-9), k
+    ratio = runs[1].var(0).sum() / runs[8].var(0).sum()
+    assert 5 < ratio < 12, ratio
+
+
+@pytest.mark.parametrize("trajectories", [0, -1, 1.5, True, "8"])
+def test_bad_trajectories_are_refused(trajectories):
+    target = AerTarget(AerSimulator(method="density_matrix", noise_model=depolarizing_model()))
+    with pytest.raises(ValueError, match="trajectories"):
+        TrainingNoise(target, trajectories=trajectories)
+
+
+def test_wide_circuits_fall_back_to_trajectories():
+    """Beyond 6 physical qubits the averaged channel is sampled (DEFAULT_TRAJECTORIES per sample)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target = resolve_target(FakeTorino(), mode="runtime")
+    arch = Architecture(n_qubits=7, n_layers=1, embedding="angle_y", rotation="ry", entangler="chain")
+    noise = TrainingNoise(target)
+    program = noise.program(arch)
+    assert program.density is None and len(program.physical_qubits) == 7
+    x, w = data(arch, 3)
+    with pytest.raises(ValueError, match="up to 6 physical qubits"):
+        noise.exact_average(arch, x, w)
+    torch.manual_seed(0)
+    first = noise.expectation(arch, x, w)
+    assert first.shape == (3, 7) and not torch.allclose(first, noise.expectation(arch, x, w))
+
+
 def test_readout_map_matches_aer_measurement_sampling():
     """The readout map in expectation against Aer's own measurement with readout errors (counts)."""
     from qiskit import transpile
@@ -109,6 +276,9 @@ def test_noise_free_program_is_the_logical_circuit(backend):
     zeros = torch.zeros(6, program.n_pauli, dtype=torch.float64)
     silent = program.program.expectation(torch.cat([x, zeros], 1), w)
     assert torch.allclose(silent, compiled_program(arch).expectation(x, w), atol=1e-10)
+    # the exact averaged channel (ECR / CZ in the density-matrix engine) against sampled trajectories
+    mean, stderr = TrainingNoise(target).average_expectation(arch, x, w, n_trajectories=2000)
+    assert np.all(np.abs(TrainingNoise(target).exact_average(arch, x, w) - mean) <= 5 * stderr + 1e-9)
     measure = target.backend.target["measure"]
     readout = torch.tensor([measure[(q,)].error for q in target.run_isa(arch)[0].layout.final_index_layout()[:4]])
     assert torch.allclose(program.readout_scale, 1 - 2 * readout.to(torch.float64))
@@ -117,14 +287,20 @@ def test_noise_free_program_is_the_logical_circuit(backend):
 
 def test_fake_manila_noise_moves_expectations_like_aer():
     """Against ``AerSimulator.from_backend(FakeManilaV2())`` (depolarising + thermal relaxation +
-    readout): the injected noise folds relaxation into depolarisation, so only direction and size
-    are compared: where Aer moves <Z_i> by more than 0.03 the injected noise moves it the same way,
-    and every value is within 0.03 + 30 % of Aer's shift of Aer's value."""
+    readout), the target noise-aware training is measured on: the averaged channel of the noise
+    model's own errors (the training default) equals Aer's values to 1e-8. Sampled trajectories fold
+    relaxation into depolarisation, so for them only direction and size are compared: where Aer
+    moves <Z_i> by more than 0.03 they move it the same way, within 0.03 + 30 % of Aer's shift."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         target = resolve_target(FakeManilaV2(), mode="aer")
-    arch = Architecture(n_qubits=4, n_layers=2, embedding="angle_y", rotation="ry", entangler="chain")
     noise = TrainingNoise(target)
+    for entangler in ("chain", "all"):  # "all": a ring, routed with SWAPs on Manila's line
+        arch = Architecture(n_qubits=4, n_layers=2, embedding="angle_y", rotation="ry", entangler=entangler)
+        x, w = data(arch, 12, seed=5)
+        aer = target.expectation_values(arch, x.numpy(), w.numpy()).values
+        assert np.abs(noise.exact_average(arch, x, w) - aer).max() < 1e-8, entangler
+    arch = Architecture(n_qubits=4, n_layers=2, embedding="angle_y", rotation="ry", entangler="chain")
     x, w = data(arch, 12, seed=5)
     mean, _ = noise.average_expectation(arch, x, w, n_trajectories=3000)
     aer = target.expectation_values(arch, x.numpy(), w.numpy()).values
@@ -156,12 +332,17 @@ def test_supercircuit_trains_under_noise_and_evaluates_exactly():
     assert torch.equal(model(X, ARCH), exact)  # evaluation ignores the noise
     model.noise = pickle.loads(pickle.dumps(noise))  # picklable (process pools), programs rebuilt
     model.train()
-    torch.manual_seed(0)
     noisy = model(X, ARCH)
     assert not torch.allclose(noisy, exact)
-    torch.manual_seed(0)
-    assert torch.equal(model(X, ARCH), noisy)  # trajectories come from torch's seeded generator
+    assert torch.allclose(model(X, ARCH), noisy, atol=1e-6)  # the averaged channel: nothing sampled
     noisy.sum().backward()
     grad = model.quantum_weights[ARCH.embedding].grad  # the weights of the architecture's embedding family
     assert grad is not None and grad.abs().sum() > 0
     assert copy.deepcopy(model).noise is model.noise  # fine-tuning copies share the compiled programs
+    model.noise = pickle.loads(pickle.dumps(TrainingNoise(noise.target, trajectories=4)))
+    assert model.noise.trajectories == 4
+    torch.manual_seed(0)
+    sampled = model(X, ARCH)
+    torch.manual_seed(0)
+    assert torch.equal(model(X, ARCH), sampled)  # trajectories come from torch's seeded generator
+    assert not torch.allclose(model(X, ARCH), sampled)
