@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--finetune-samples", type=_int_at_least(2), default=2048, metavar="N",
                           help="fine-tune each candidate on at most N training samples (default 2048)")
     training.add_argument("--final-epochs", type=_int_at_least(0), metavar="N",
-                          help="fine-tuning epochs of the chosen model (default 4 x --finetune-epochs)")
+                          help="fine-tuning epochs of the chosen model (default 2 x --finetune-epochs)")
     training.add_argument("--noise-aware", action="store_true",
                           help="train the SuperCircuit and the candidates under the target's injected gate and readout "
                                "errors (needs a noisy target: aer:<fake>, runtime:<fake>, ibm:<name>)")

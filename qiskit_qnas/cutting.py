@@ -24,8 +24,12 @@ most ``qubit_budget`` run side by side on one device. ``n_subcircuits`` is the f
 dynamic programme over subsets of pieces, up to :data:`EXACT_PACKING_PIECES` pieces; beyond that
 first-fit decreasing, an upper bound). Hence a circuit that fits needs 1 device, a product circuit
 of n qubits (n one-qubit pieces) ``ceil(n / budget)``, and every circuit of n qubits at least
-``ceil(n / budget)`` (wire cuts only add qubits), so a circuit that needs no cut never needs more
-devices than one of the same width that does. ``n_pieces`` is the number of pieces itself.
+``ceil(n / budget)`` (wire cuts only add qubits), so a product circuit never needs more devices
+than any circuit of its width. A circuit whose pieces fit uncut can still need more devices than a
+cut one of the same width (odd pairs on 6 qubits at budget 3: pieces of 2 + 2 + 2 qubits, 3
+devices; a chain of 6 cut once, 3 + 3, 2 devices): the count is that of the cheapest cutting
+``find_cuts`` returns, not of the fewest devices any cutting could reach, since cutting more to
+pack better multiplies the sampling overhead. ``n_pieces`` is the number of pieces itself.
 
 Counting formula
 ----------------

@@ -43,7 +43,37 @@ def embedding_norm(embedding: str, n_inputs: int) -> nn.Module:
     """
     if embedding == "amplitude":
         return nn.Identity()
-    return nn.BatchNorm1d(n_inputs)
+    return EmbeddingNorm(n_inputs)
+
+
+class EmbeddingNorm(nn.BatchNorm1d):
+    """``BatchNorm1d`` written with plain tensor reductions, usable on its first ``m`` channels.
+
+    Same statistics, running averages and state dict as ``BatchNorm1d``; torch's own CPU kernel
+    gives other bits on 1 and 2 threads, which Adam's first steps then amplify, whereas a search
+    must end with the same bits in a one-thread worker and a multi-threaded serial run. The
+    SuperCircuit normalises a candidate with ``n`` inputs by the first ``n`` channels of its
+    family's norm (:meth:`first`).
+    """
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.first(features, features.shape[1])
+
+    def first(self, features: torch.Tensor, m: int) -> torch.Tensor:
+        """Normalise ``features`` (batch, m) by the first ``m`` channels (updating their running
+        statistics in training mode)."""
+        if self.training:
+            mean = features.mean(0)
+            centred = features - mean
+            var = (centred * centred).mean(0)
+            with torch.no_grad():
+                unbiased = var * (len(features) / max(len(features) - 1, 1))
+                self.running_mean[:m].mul_(1 - self.momentum).add_(self.momentum * mean)
+                self.running_var[:m].mul_(1 - self.momentum).add_(self.momentum * unbiased)
+                self.num_batches_tracked.add_(1)
+        else:
+            centred, var = features - self.running_mean[:m], self.running_var[:m]
+        return centred * torch.rsqrt(var + self.eps) * self.weight[:m] + self.bias[:m]
 
 
 #: the default convolutional pre-layer of ``hidden="cnn"``: 5x5 conv channels, then a dense width

@@ -43,7 +43,16 @@ from torch import nn
 from .circuits import build_circuit, weight_slots
 from .engines import StatevectorProgram
 from .engines.statevector import torch_threads_for
-from .model import HQNN, Hidden, check_hidden, classical_trunk, embedding_norm, feature_transform, train_model
+from .model import (
+    HQNN,
+    EmbeddingNorm,
+    Hidden,
+    check_hidden,
+    classical_trunk,
+    embedding_norm,
+    feature_transform,
+    train_model,
+)
 from .space import Architecture, SearchSpace
 
 _SLOT = 3  # rx, ry, rz
@@ -177,10 +186,8 @@ class SuperCircuit(nn.Module):
         projection = self.projections[arch.embedding]
         features = nn.functional.linear(self.trunk(x), projection.weight[:m], projection.bias[:m])
         norm = self.norms[arch.embedding]
-        if isinstance(norm, nn.BatchNorm1d):  # the first m statistics: shared by every member of the family
-            features = nn.functional.batch_norm(
-                features, norm.running_mean[:m], norm.running_var[:m], norm.weight[:m], norm.bias[:m],
-                training=self.training, momentum=norm.momentum, eps=norm.eps)
+        if isinstance(norm, EmbeddingNorm):  # the first m statistics: shared by every member of the family
+            features = norm.first(features, m)
         return features
 
     def circuit_inputs(self, arch: Architecture, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +219,7 @@ class SuperCircuit(nn.Module):
             model.pre[:-1].load_state_dict(self.trunk.state_dict())
             model.pre[-1].weight.copy_(projection.weight[:m])
             model.pre[-1].bias.copy_(projection.bias[:m])
-            if isinstance(norm, nn.BatchNorm1d):
+            if isinstance(norm, EmbeddingNorm):
                 for name in ("weight", "bias", "running_mean", "running_var"):
                     getattr(model.norm, name).copy_(getattr(norm, name)[:m])
                 model.norm.num_batches_tracked.copy_(norm.num_batches_tracked)

@@ -140,3 +140,35 @@ def test_every_embedding_family_trains_under_the_defaults(digits, arch):
     train_model(model, X_train, y_train, epochs=8)
     accuracy = (predict_logits(model, X_test).argmax(1) == y_test).mean()
     assert accuracy >= 0.7, accuracy
+
+
+def test_embedding_norm_is_torchs_batch_norm():
+    """The thread-count-independent norm gives BatchNorm1d's outputs, running statistics and state
+    dict (training and evaluation), and on its first m channels what a BatchNorm1d of m gives,
+    leaving the other channels' statistics alone."""
+    from qiskit_qnas.model import EmbeddingNorm
+
+    torch.manual_seed(0)
+    ours, torchs = EmbeddingNorm(5), torch.nn.BatchNorm1d(5)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2)
+        ours.bias.uniform_(-1, 1)
+    torchs.load_state_dict(ours.state_dict())
+    for _ in range(3):
+        x = torch.randn(7, 5) * 3 + 1
+        assert torch.allclose(ours(x), torchs(x), atol=1e-6)
+    for key, value in torchs.state_dict().items():
+        assert torch.allclose(ours.state_dict()[key].float(), value.float(), atol=1e-6), key
+    ours.eval(), torchs.eval()
+    x = torch.randn(4, 5)
+    assert torch.allclose(ours(x), torchs(x), atol=1e-6)
+
+    wide, narrow = EmbeddingNorm(5), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        wide.weight.uniform_(0.5, 2)
+        narrow.weight.copy_(wide.weight[:3])
+    x = torch.randn(6, 3) * 2 - 1
+    assert torch.allclose(wide.first(x, 3), narrow(x), atol=1e-6)
+    assert torch.allclose(wide.running_mean[:3], narrow.running_mean, atol=1e-7)
+    assert torch.allclose(wide.running_var[:3], narrow.running_var, atol=1e-6)
+    assert torch.equal(wide.running_mean[3:], torch.zeros(2)) and torch.equal(wide.running_var[3:], torch.ones(2))
