@@ -347,18 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
                             help="how the model is picked from the front (default min_error)")
 
     training = search.add_argument_group("search and training")
-    training.add_argument("--population", type=_int_at_least(2), default=12, metavar="N",
-                          help="NSGA-II population (default 12)")
-    training.add_argument("--generations", type=_int_at_least(1), default=6, metavar="N",
-                          help="NSGA-II generations (default 6)")
-    training.add_argument("--supercircuit-epochs", type=_int_at_least(1), metavar="N",
-                          help="SuperCircuit epochs (default: about 600 optimiser steps)")
-    training.add_argument("--finetune-epochs", type=_int_at_least(0), default=5, metavar="N",
-                          help="fine-tuning epochs per candidate (default 5)")
-    training.add_argument("--finetune-samples", type=_int_at_least(2), default=2048, metavar="N",
-                          help="fine-tune each candidate on at most N training samples (default 2048)")
-    training.add_argument("--final-epochs", type=_int_at_least(0), metavar="N",
-                          help="fine-tuning epochs of the chosen model (default 2 x --finetune-epochs)")
+    for flag, low, default, text in (
+            ("--population", 2, 12, "NSGA-II population (default 12)"),
+            ("--generations", 1, 6, "NSGA-II generations (default 6)"),
+            ("--supercircuit-epochs", 1, None, "SuperCircuit epochs (default: at least 600 optimiser steps)"),
+            ("--finetune-epochs", 0, 5, "fine-tuning epochs per candidate (default 5)"),
+            ("--finetune-samples", 2, 2048, "fine-tune each candidate on at most N training samples (default 2048)"),
+            ("--final-epochs", 0, None, "fine-tuning epochs of the chosen model (default 2 x --finetune-epochs)")):
+        training.add_argument(flag, type=_int_at_least(low), default=default, metavar="N", help=text)
     training.add_argument("--noise-aware", action="store_true",
                           help="train the SuperCircuit and the candidates under the target's injected gate and readout "
                                "errors (needs a noisy target: aer:<fake>, runtime:<fake>, ibm:<name>)")

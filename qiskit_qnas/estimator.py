@@ -280,20 +280,16 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
     def _check_params(self) -> None:
         _check_budget(self.qubit_budget)
-        _check_int("population_size", self.population_size, 2)
-        _check_int("n_generations", self.n_generations, 1)
-        _check_int("supercircuit_epochs", self.supercircuit_epochs, 1, allow_none=True)
-        _check_int("finetune_epochs", self.finetune_epochs, 0)
-        _check_int("finetune_samples", self.finetune_samples, 2, allow_none=True)
-        _check_int("final_epochs", self.final_epochs, 0, allow_none=True)
-        _check_int("batch_size", self.batch_size, 1)
+        # (name, lowest value, None allowed)
+        for name, low, optional in (("population_size", 2, False), ("n_generations", 1, False),
+                                    ("supercircuit_epochs", 1, True), ("finetune_epochs", 0, False),
+                                    ("finetune_samples", 2, True), ("final_epochs", 0, True),
+                                    ("batch_size", 1, False), ("n_random", 0, False),
+                                    ("optimization_level", 0, False), ("n_jobs", 1, True),
+                                    ("max_concurrent_jobs", 1, False), ("shots", 1, True),
+                                    ("max_subcircuits", 1, True)):
+            _check_int(name, getattr(self, name), low, allow_none=optional)
         check_hidden(self.hidden, allow_zero=False)
-        _check_int("n_random", self.n_random, 0)
-        _check_int("optimization_level", self.optimization_level, 0)
-        _check_int("n_jobs", self.n_jobs, 1, allow_none=True)
-        _check_int("max_concurrent_jobs", self.max_concurrent_jobs, 1)
-        _check_int("shots", self.shots, 1, allow_none=True)
-        _check_int("max_subcircuits", self.max_subcircuits, 1, allow_none=True)
         if not isinstance(self.noise_aware, (bool, np.bool_)):
             raise ValueError(f"invalid noise_aware={self.noise_aware!r}; allowed: True or False")
         _check_fraction("validation_size", self.validation_size)
