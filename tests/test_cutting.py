@@ -233,15 +233,16 @@ def test_dense_case_is_bounded_and_honest():
 
 
 def test_a_search_over_dense_entanglers_keeps_every_cut_finding_call_within_its_cap():
-    """The issue's case: ``full``/``all`` entanglers at 6-8 qubits, budget 4, in a real search; every
-    count is bounded (by the backjump budget, or the clock as a safety net) and marked honestly."""
+    """The hardest case of the cutting caps: ``full``/``all`` entanglers at 8 qubits, budget 4, in a
+    real search; every count is bounded (by the backjump budget, or the clock as a safety net) and
+    marked honestly."""
     from sklearn.datasets import load_digits
 
     from qiskit_qnas import QNASEstimator, SearchSpace
 
     cutting.clear_cache()
     X, y = load_digits(return_X_y=True)
-    space = SearchSpace(qubits=(6, 8), layers=(1, 3), embeddings=("angle_y",), entanglers=("full", "all"),
+    space = SearchSpace(qubits=(8, 8), layers=(1, 3), embeddings=("angle_y",), entanglers=("full", "all"),
                         ranges=(1, 3))
     cap = 1.0
     est = QNASEstimator(search_space=space, qubit_budget=4, population_size=6, n_generations=2,
