@@ -152,6 +152,10 @@ def build_circuit(arch: Architecture) -> BuiltCircuit:
     return BuiltCircuit(qc, x, w, preparation)
 
 
+#: gate slot of each rotation gate in a SuperCircuit's (layer, qubit, slot) weight table
+WEIGHT_SLOTS = {"rx": 0, "ry": 1, "rz": 2}
+
+
 def weight_slots(arch: Architecture) -> list[tuple[int, int, int]]:
     """(layer, qubit, gate slot) of each circuit weight, gate slot 0/1/2 = rx/ry/rz.
 
@@ -159,8 +163,7 @@ def weight_slots(arch: Architecture) -> list[tuple[int, int, int]]:
     weight at ``weight_slots(arch)[k]``, so an RY weight on qubit 2 of layer 1 is the same number
     whichever rotation block, embedding or entangler the candidate has.
     """
-    slot = {"rx": 0, "ry": 1, "rz": 2}
-    return [(layer, q, slot[g]) for layer in range(arch.n_layers) for q in range(arch.n_qubits)
+    return [(layer, q, WEIGHT_SLOTS[g]) for layer in range(arch.n_layers) for q in range(arch.n_qubits)
             for g in ROTATION_GATES[arch.rotation]]
 
 

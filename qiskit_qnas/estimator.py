@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._version import __version__
 from .cutting import _check_budget
 from .memory import check_memory, exact_engine_bytes, parse_memory
-from .model import HQNN, Hidden, check_hidden, predict_logits
+from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
 from .noise import TrainingNoise
 from .objectives import (
     FINETUNE_SAMPLES,
@@ -48,8 +48,6 @@ logger = logging.getLogger(__name__)
 SELECTIONS = ("min_error", "min_runtime", "min_subcircuits")
 #: optimiser steps the SuperCircuit gets by default (epochs = this / batches per epoch, in [5, 100])
 SUPERCIRCUIT_STEPS = 600
-#: samples ``predict`` sends through the model at once (``model.predict_logits``)
-PREDICT_CHUNK = 1024
 TARGET_MODES = ("auto", "exact", "aer", "runtime")
 
 
@@ -371,7 +369,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
         noise = TrainingNoise(target) if self.noise_aware else None  # refuses a target without a noise model
         n_val = self._n_val(len(X), len(encoder.classes_))
-        n, batch = space.max_qubits, max(int(self.batch_size), min(int(n_predict), PREDICT_CHUNK))
+        n, batch = space.max_qubits, max(int(self.batch_size), min(int(n_predict), PREDICT_BATCH))
         # training and prediction run on the exact engine; the validation split on the target
         needed = max(exact_engine_bytes(n, batch), target.memory_bytes(n, n_val))
         check_memory(needed, f"the widest candidate ({n} qubits) on target {target.name}, {batch} samples at once "
@@ -644,7 +642,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                          f"{self.target_.name}, {batch} samples at once", self.max_memory)
             return target_logits(self.model_, self.target_, X)
         if not cut:
-            n, batch = self.best_architecture_.n_qubits, min(len(X), PREDICT_CHUNK)
+            n, batch = self.best_architecture_.n_qubits, min(len(X), PREDICT_BATCH)
             check_memory(exact_engine_bytes(n, batch), f"predicting with {n} qubits, {batch} samples at once",
                          self.max_memory)
             return predict_logits(self.model_, X)

@@ -259,8 +259,12 @@ def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, 
     return losses
 
 
+#: samples :func:`predict_logits` sends through a model at once
+PREDICT_BATCH = 1024
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, X, batch_size: int = 1024) -> np.ndarray:
+def predict_logits(model: nn.Module, X, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Logits of ``model`` in evaluation mode, computed in batches."""
     model.eval()
     X = torch.as_tensor(np.asarray(X, dtype=np.float32))

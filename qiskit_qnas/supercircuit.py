@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 import math
 from collections.abc import Callable
 
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .circuits import build_circuit, weight_slots
+from .circuits import WEIGHT_SLOTS, build_circuit, weight_slots
 from .engines import StatevectorProgram
 from .engines.statevector import torch_threads_for
 from .model import (
@@ -55,8 +56,7 @@ from .model import (
 )
 from .space import Architecture, SearchSpace
 
-_SLOT = 3  # rx, ry, rz
-_RY = 1
+_SLOT = len(WEIGHT_SLOTS)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -125,7 +125,7 @@ def initial_quantum_weights(embedding: str, n_layers: int, n_qubits: int) -> tor
     """
     weights = 0.1 * torch.randn(n_layers, n_qubits, _SLOT, dtype=torch.float64)
     if embedding in PHASE_EMBEDDINGS:
-        weights[0, :, _RY] += math.pi / 2
+        weights[0, :, WEIGHT_SLOTS["ry"]] += math.pi / 2
     return weights
 
 
@@ -252,7 +252,7 @@ def train_supercircuit(supercircuit: SuperCircuit, X, y, epochs: int = 30, batch
     rng = np.random.default_rng(seed)
     space = supercircuit.space
 
-    steps = iter(range(2**62))
+    steps = itertools.count()
 
     def sandwich_loss(model: SuperCircuit, X_batch: torch.Tensor, y_batch: torch.Tensor) -> torch.Tensor:
         members = sandwich(space, rng, n_random, next(steps))
