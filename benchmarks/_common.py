@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qiskit_qnas.model import classical_pre_layer, predict_logits
+from qiskit_qnas.model import classical_pre_layer, embedding_norm, predict_logits
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,7 +29,10 @@ def accuracy(model: nn.Module, X, y) -> float:
 
 class ClassicalAblation(nn.Module):
     """The HQNN with its quantum layer replaced by ``tanh``: pre-layer -> Linear to ``n_qubits`` ->
-    tanh -> Linear head (the same classical layers and widths as the HQNN)."""
+    the angle embeddings' normalisation -> tanh -> Linear head (the same classical layers, widths and
+    normalisation as an angle-embedded HQNN). Without the normalisation the tanh saturates on image
+    features exactly as the angle map did before it had one, and the ablation looks worse than it is
+    (MNIST 6k/2k, width 8: 0.816 test accuracy without it)."""
 
     def __init__(self, n_features: int, n_qubits: int, n_classes: int, hidden, dropout: float = 0.1,
                  seed: int = 0):
@@ -38,9 +41,10 @@ class ClassicalAblation(nn.Module):
             torch.manual_seed(seed)
             self.pre = classical_pre_layer(n_features, n_qubits, hidden, dropout)
             self.head = nn.Linear(n_qubits, n_classes)
+            self.norm = embedding_norm("angle_y", n_qubits)
 
     def forward(self, x):
-        return self.head(torch.tanh(self.pre(x)))
+        return self.head(torch.tanh(self.norm(self.pre(x))))
 
 
 def command_line(argv: list[str] | None = None) -> str:
