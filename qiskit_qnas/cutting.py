@@ -81,7 +81,7 @@ import threading
 import time
 import warnings
 from collections.abc import Hashable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -217,7 +217,9 @@ class CuttingCost:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CuttingCost:
-        data = dict(data)
+        """The cost :meth:`to_dict` wrote (keys it does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
         data["cuts"] = tuple(tuple(c) for c in data.get("cuts", ()))
         data["partition_widths"] = tuple(data.get("partition_widths", ()))
         data["packing"] = tuple(tuple(device) for device in data.get("packing", ()))

@@ -562,7 +562,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             t = time.perf_counter()
             found = evaluate_generation(executor, archs, context, generation)
             evaluation_seconds[0] += time.perf_counter() - t
-            evaluation_seconds[1] += sum(c.cutting.get("seconds", 0.0) for c in found)
+            evaluation_seconds[1] += sum(c.cutting.seconds for c in found if c.cutting is not None)
             return found
 
         def progress(generation, entry):
