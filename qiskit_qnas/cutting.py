@@ -102,6 +102,7 @@ from qiskit_addon_cutting.instructions import CutWire
 from qiskit_addon_cutting.qpd import QPDBasis, WeightType
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
+from .seeds import simulator_seed
 from .space import Architecture
 
 __all__ = [
@@ -686,14 +687,13 @@ def _make_sampler(sampler, backend, seed, mode=None):
             runtime_sampler = RuntimeSampler(mode=backend if mode is None else mode)
         if seed is not None:
             try:  # local testing mode (fake backends) accepts a simulator seed
-                runtime_sampler.options.simulator.seed_simulator = int(seed) + 1
+                runtime_sampler.options.simulator.seed_simulator = simulator_seed(seed)
             except Exception:  # noqa: BLE001 - real backends have no simulator options
                 pass
         return runtime_sampler
     from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-    # seed + 1: some Aer versions treat seed_simulator=0 as "unseeded"
-    return AerSampler(seed=None if seed is None else int(seed) + 1)
+    return AerSampler(seed=simulator_seed(seed))
 
 
 def _pub_executions(pub: tuple, shots: int) -> int:
@@ -976,8 +976,9 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
         weights: the candidate's weights, shape ``(len(arch.weight_params),)``.
         qubit_budget: qubits per device.
         sampler: a ``BaseSamplerV2`` (e.g. Aer's ``SamplerV2``, or Runtime's ``SamplerV2`` in a
-            ``Batch``); default Aer's ``SamplerV2(seed=seed + 1)``, or, with a ``backend``,
-            ``qiskit_ibm_runtime.SamplerV2`` on it (local testing mode for fake backends).
+            ``Batch``); default Aer's ``SamplerV2`` (seeded by :func:`~qiskit_qnas.seeds.simulator_seed`),
+            or, with a ``backend``, ``qiskit_ibm_runtime.SamplerV2`` on it (local testing mode for
+            fake backends).
         shots: shots per sub-experiment and parameter set; ``None`` computes the outcome
             distributions exactly instead (no sampler, no backend).
         seed: seeds the simulator and the QPD sampling (None: random).

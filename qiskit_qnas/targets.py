@@ -65,6 +65,7 @@ from qiskit.transpiler import generate_preset_pass_manager
 
 from .circuits import build_circuit, z_observables
 from .memory import exact_engine_bytes
+from .seeds import simulator_seed
 from .space import Architecture
 
 #: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
@@ -73,8 +74,6 @@ DEFAULT_PROXY_SHOTS = 4096
 DEFAULT_RUNTIME_SHOTS = 4096
 #: durations assumed when the backend's target has none at all (seconds)
 FALLBACK_DURATIONS = {1: 50e-9, 2: 300e-9, "measure": 1e-6}
-#: the simulator seed used for ``seed=0`` (Runtime's local service drops a falsy ``seed_simulator``)
-SEED_FOR_ZERO = 2**31 - 1
 #: ``seed_transpiler`` of every ISA circuit (ISA circuits, hence the proxy, are deterministic)
 SEED_TRANSPILER = 0
 MODES = ("auto", "exact", "aer", "runtime")
@@ -232,15 +231,6 @@ def default_reference_backend():
     from qiskit_ibm_runtime.fake_provider import FakeTorino
 
     return FakeTorino()
-
-
-def simulator_seed(seed: int | None) -> int | None:
-    """The simulator seed of a user seed: ``seed`` itself, except 0 -> :data:`SEED_FOR_ZERO`
-    (Runtime's local testing mode silently treats ``seed_simulator=0`` as "no seed")."""
-    if seed is None:
-        return None
-    seed = int(seed)
-    return SEED_FOR_ZERO if seed == 0 else seed
 
 
 def _n_qubits_of(backend) -> int | None:

@@ -547,3 +547,13 @@ def test_run_bounds_and_argument_errors():
         cut_expectation_values(candidate.circuit(), x, w, 3)
     with pytest.raises(ValueError, match="inputs"):
         cut_expectation_values(candidate, np.zeros((0, 4)), w, 3)
+
+
+def test_cut_samplers_and_targets_share_one_seed_policy():
+    """One user seed, one simulator seed: 0 must not run unseeded anywhere (Runtime's local mode
+    drops a falsy seed), and the cut circuits' Aer sampler gets the seed the targets use."""
+    from qiskit_qnas.seeds import SEED_FOR_ZERO, simulator_seed
+
+    assert simulator_seed(None) is None and simulator_seed(7) == 7 and simulator_seed(0) == SEED_FOR_ZERO != 0
+    for seed in (0, 7):
+        assert cutting._make_sampler(None, None, seed).seed == simulator_seed(seed)
