@@ -102,6 +102,7 @@ from qiskit_addon_cutting.instructions import CutWire
 from qiskit_addon_cutting.qpd import QPDBasis, WeightType
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
+from .isa import isa_pass_manager
 from .seeds import simulator_seed
 from .space import Architecture
 
@@ -1019,10 +1020,7 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
     values = [{**dict(zip(x_params, row)), **dict(zip(w_params, w))} for row in x]
     info = {} if info is None else info
     if backend is not None:
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        pass_manager = generate_preset_pass_manager(backend=backend, optimization_level=optimization_level,
-                                                    seed_transpiler=None if seed is None else int(seed))
+        pass_manager = isa_pass_manager(backend, optimization_level, None if seed is None else int(seed))
         isa = lambda circuits: pass_manager.run(list(circuits))
     else:
         isa = list

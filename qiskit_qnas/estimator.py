@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._version import __version__
 from .cutting import _check_budget
+from .isa import to_isa
 from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
 from .noise import TrainingNoise
@@ -715,8 +716,5 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         weights = self.model_.quantum.weight.detach().to(torch.float64).numpy()
         qc = arch.circuit().assign_parameters(dict(zip(arch.weight_params, weights)))
         if isa:
-            from qiskit.transpiler import generate_preset_pass_manager
-
-            qc = generate_preset_pass_manager(optimization_level=int(self.optimization_level),
-                                              backend=self.target_.backend, seed_transpiler=0).run(qc)
+            qc = to_isa(qc, self.target_.backend, int(self.optimization_level))
         return qc

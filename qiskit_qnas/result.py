@@ -14,6 +14,7 @@ import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .cutting import CuttingCost
+from .isa import to_isa
 from .space import Architecture, SearchSpace
 from .targets import RuntimeEstimate
 
@@ -330,16 +331,13 @@ class SearchResult:
                backend=None, optimization_level: int = 1, seed_transpiler: int = 0) -> Path:
         """Write the circuit of front member ``index`` (default: the chosen one) as QPY or OpenQASM 3.
 
-        With ``backend`` it is the ISA circuit for that backend (``generate_preset_pass_manager``);
+        With ``backend`` it is the ISA circuit for that backend (:func:`qiskit_qnas.isa.to_isa`);
         without, the logical circuit."""
         if format not in ("qpy", "qasm3"):
             raise ValueError(f"invalid format={format!r}; allowed: qpy, qasm3")
         qc = self.circuit(index)
         if backend is not None:
-            from qiskit.transpiler import generate_preset_pass_manager
-
-            qc = generate_preset_pass_manager(optimization_level=optimization_level, backend=backend,
-                                              seed_transpiler=seed_transpiler).run(qc)
+            qc = to_isa(qc, backend, optimization_level, seed_transpiler)
         import io
 
         if format == "qpy":

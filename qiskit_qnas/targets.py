@@ -61,9 +61,9 @@ from typing import Any
 import numpy as np
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import generate_preset_pass_manager
 
 from .circuits import build_circuit, z_observables
+from .isa import to_isa
 from .memory import exact_engine_bytes
 from .seeds import simulator_seed
 from .space import Architecture
@@ -74,8 +74,6 @@ DEFAULT_PROXY_SHOTS = 4096
 DEFAULT_RUNTIME_SHOTS = 4096
 #: durations assumed when the backend's target has none at all (seconds)
 FALLBACK_DURATIONS = {1: 50e-9, 2: 300e-9, "measure": 1e-6}
-#: ``seed_transpiler`` of every ISA circuit (ISA circuits, hence the proxy, are deterministic)
-SEED_TRANSPILER = 0
 MODES = ("auto", "exact", "aer", "runtime")
 #: shots of an Aer run that sets none (Aer's default): with a noise model, Aer's automatic method
 #: simulates the density matrix only when the shots exceed 2**n, else one statevector per shot
@@ -324,9 +322,7 @@ class ExecutionTarget:
             cached = self._isa.get(key)
         if cached is not None:
             return cached
-        pm = generate_preset_pass_manager(backend=backend, optimization_level=self.optimization_level,
-                                          seed_transpiler=SEED_TRANSPILER)
-        isa = pm.run(build_circuit(arch).circuit)
+        isa = to_isa(build_circuit(arch).circuit, backend, self.optimization_level)
         observables = [o.apply_layout(isa.layout) for o in z_observables(arch.n_qubits)]
         with self._lock:
             return self._isa.setdefault(key, (isa, observables))
