@@ -64,6 +64,8 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import generate_preset_pass_manager
 
 from .circuits import build_circuit, z_observables
+from .engines import StatevectorProgram
+from .engines.statevector import torch_threads_for
 from .memory import exact_engine_bytes
 from .space import Architecture
 
@@ -517,8 +519,6 @@ class ExactTarget(ExecutionTarget):
 
     def program(self, arch: Architecture):
         """The compiled :class:`~qiskit_qnas.engines.StatevectorProgram` of ``arch`` (cached)."""
-        from .engines import StatevectorProgram
-
         with self._lock:
             program = self._programs.get(arch)
         if program is None:
@@ -535,8 +535,6 @@ class ExactTarget(ExecutionTarget):
 
     def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
         import torch
-
-        from .engines.statevector import torch_threads_for
 
         arch = _check_arch(arch)
         started = time.perf_counter()
