@@ -38,9 +38,24 @@ from .spec import (
 class Architecture(ArchitectureSpec):
     """The quantum layer of one hybrid quantum-classical network, with its Qiskit and torch views.
 
-    The fields (``n_qubits``, ``n_layers``, ``embedding``, ``rotation``, ``entangler``,
-    ``entangle_range``, ``learning_rate``), their validation, ``key`` and sizes are those of
-    :class:`~qiskit_qnas.spec.ArchitectureSpec`.
+    Fields, validation, identity and sizes are :class:`~qiskit_qnas.spec.ArchitectureSpec`'s; this class
+    adds :meth:`circuit`, :meth:`qnn`, :meth:`model` and :meth:`cutting_cost`.
+
+    Args:
+        n_qubits: number of qubits (width).
+        n_layers: number of trainable layers (rotation block then entangler).
+        embedding: how classical features enter: ``angle_x``/``angle_y`` (RX/RY(x_i) on qubit i),
+            ``angle_z`` (H then RZ(x_i), so the phase carries the feature), ``amplitude`` (2**n real
+            features as amplitudes, prepared by a tree of uniformly controlled RY rotations) or
+            ``zz`` (H, RZ(2 x_i), then RZZ(2 (pi - x_i)(pi - x_j)) on neighbouring qubits).
+        rotation: trainable block on every qubit of every layer: ``ry``, ``rxry`` or ``rxryrz``.
+        entangler: CNOT pattern of each layer (one value applies to all layers): ``all`` =
+            CNOT(i, (i+r) mod n) for every i; ``odd`` / ``even`` = those pairs whose control i is odd
+            / even; ``chain`` = CNOT(i, i+1) without wrap; ``full`` = CNOT(i, j) for every i < j;
+            ``none``.
+        entangle_range: range r of each layer (one value applies to all layers), 1 <= r <= n-1.
+            It only affects ``all``, ``odd`` and ``even``; it is stored as 1 for the others.
+        learning_rate: optional fine-tuning learning rate searched with the architecture.
     """
 
     def circuit(self):

@@ -56,23 +56,10 @@ _Spec = TypeVar("_Spec", bound="ArchitectureSpec")
 @functools.total_ordering
 @dataclass(frozen=True, eq=True)
 class ArchitectureSpec:
-    """The quantum layer of one hybrid quantum-classical network.
+    """The fields of an architecture, validated on construction, with its identity and sizes.
 
-    Args:
-        n_qubits: number of qubits (width).
-        n_layers: number of trainable layers (rotation block then entangler).
-        embedding: how classical features enter: ``angle_x``/``angle_y`` (RX/RY(x_i) on qubit i),
-            ``angle_z`` (H then RZ(x_i), so the phase carries the feature), ``amplitude`` (2**n real
-            features as amplitudes, prepared by a tree of uniformly controlled RY rotations) or
-            ``zz`` (H, RZ(2 x_i), then RZZ(2 (pi - x_i)(pi - x_j)) on neighbouring qubits).
-        rotation: trainable block on every qubit of every layer: ``ry``, ``rxry`` or ``rxryrz``.
-        entangler: CNOT pattern of each layer (one value applies to all layers): ``all`` =
-            CNOT(i, (i+r) mod n) for every i; ``odd`` / ``even`` = those pairs whose control i is odd
-            / even; ``chain`` = CNOT(i, i+1) without wrap; ``full`` = CNOT(i, j) for every i < j;
-            ``none``.
-        entangle_range: range r of each layer (one value applies to all layers), 1 <= r <= n-1.
-            It only affects ``all``, ``odd`` and ``even``; it is stored as 1 for the others.
-        learning_rate: optional fine-tuning learning rate searched with the architecture.
+    The value without its Qiskit and torch views: :class:`~qiskit_qnas.space.Architecture` adds them
+    and documents what every field means.
     """
 
     n_qubits: int
