@@ -102,9 +102,10 @@ from qiskit_addon_cutting.instructions import CutWire
 from qiskit_addon_cutting.qpd import QPDBasis, WeightType
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
+from .circuits import build_circuit
 from .isa import isa_pass_manager
 from .seeds import simulator_seed
-from .space import Architecture
+from .spec import ArchitectureSpec
 
 __all__ = [
     "CuttingCost",
@@ -259,8 +260,8 @@ def _check_time_limit(time_limit: Any) -> float:
 
 
 def _as_circuit(arch_or_circuit: Any) -> QuantumCircuit:
-    if isinstance(arch_or_circuit, Architecture):
-        return arch_or_circuit.circuit()
+    if isinstance(arch_or_circuit, ArchitectureSpec):
+        return build_circuit(arch_or_circuit).circuit.copy()
     if isinstance(arch_or_circuit, QuantumCircuit):
         qc = arch_or_circuit
         if qc.num_clbits:
@@ -565,7 +566,7 @@ def clear_cache() -> None:
         _STATS.update(hits=0, misses=0)
 
 
-def cutting_cost(arch_or_circuit: Architecture | QuantumCircuit, qubit_budget: int, time_limit: float = 5.0,
+def cutting_cost(arch_or_circuit: ArchitectureSpec | QuantumCircuit, qubit_budget: int, time_limit: float = 5.0,
                  observables: Any = None, *, max_backjumps: int | None = None, max_gamma: float = math.inf,
                  seed: int = 0) -> CuttingCost:
     """What circuit cutting needs to run a circuit on devices of ``qubit_budget`` qubits.
@@ -602,7 +603,7 @@ def cutting_cost(arch_or_circuit: Architecture | QuantumCircuit, qubit_budget: i
         raise ValueError(f"invalid max_gamma={max_gamma!r}; allowed: a number >= 1")
 
     key = None
-    if isinstance(arch_or_circuit, Architecture) and observables is None:
+    if isinstance(arch_or_circuit, ArchitectureSpec) and observables is None:
         key = (arch_or_circuit, budget, time_limit, int(max_backjumps), float(max_gamma), seed)
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
@@ -922,7 +923,7 @@ def _z_from_distribution(counts: dict[int, float], n: int) -> np.ndarray:
     return signs @ weights / weights.sum()
 
 
-def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
+def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
                            shots: int | None = 4096, seed: int | None = None, backend=None,
                            time_limit: float = 5.0, num_samples: float | None = None, *,
                            optimization_level: int = 1, max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB,
@@ -1002,7 +1003,7 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
     Returns:
         ``np.ndarray`` of shape ``(n_samples, n_qubits)``: reconstructed ``<Z_i>`` in qubit order.
     """
-    if not isinstance(arch, Architecture):
+    if not isinstance(arch, ArchitectureSpec):
         raise ValueError(f"invalid arch={type(arch).__name__}; allowed: an Architecture")
     budget = _check_budget(qubit_budget)
     shots = _check_count("shots", shots, allow_none=True)
@@ -1012,11 +1013,12 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
     if shots is None and (sampler is not None or backend is not None):
         raise ValueError("invalid shots=None with a sampler or backend; shots=None is the exact, "
                          "sampler-free evaluation; allowed with a sampler/backend: an integer >= 1")
-    x_params, w_params = arch.input_params, arch.weight_params
+    built = build_circuit(arch)
+    x_params, w_params = list(built.inputs), list(built.weights)
     x = _check_values("inputs", inputs, len(x_params), two_d=True)
     w = _check_values("weights", weights, len(w_params), two_d=False)
     n_samples, n = x.shape[0], arch.n_qubits
-    circuit = arch.circuit()
+    circuit = built.circuit.copy()
     values = [{**dict(zip(x_params, row)), **dict(zip(w_params, w))} for row in x]
     info = {} if info is None else info
     if backend is not None:

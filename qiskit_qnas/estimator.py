@@ -23,7 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._version import __version__
-from .cutting import _check_budget
+from .cutting import _check_budget, cut_expectation_values
 from .isa import to_isa
 from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
@@ -647,8 +647,6 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             check_memory(exact_engine_bytes(n, batch), f"predicting with {n} qubits, {batch} samples at once",
                          self.max_memory)
             return predict_logits(self.model_, X)
-        from .cutting import cut_expectation_values
-
         arch = self.best_architecture_
         with torch.no_grad():
             inputs = self.model_.circuit_inputs(torch.as_tensor(X)).to(torch.float64).numpy()

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .circuits import amplitude_angles
+from .circuits import amplitude_angles, make_qnn
 from .engines import StatevectorConnector
 from .engines.statevector import torch_threads_for
-from .space import Architecture
+from .spec import ArchitectureSpec
 
 
-def feature_transform(arch: Architecture, features: torch.Tensor) -> torch.Tensor:
+def feature_transform(arch: ArchitectureSpec, features: torch.Tensor) -> torch.Tensor:
     """Turn the (normalised, see :func:`embedding_norm`) pre-layer outputs into the circuit's inputs.
 
     * ``angle_x`` / ``angle_y`` / ``angle_z``: ``pi * tanh(f)``, a rotation angle in (-pi, pi);
@@ -166,12 +166,12 @@ class HQNN(nn.Module):
         n_features: input width; n_classes: number of logits.
         hidden, dropout: pre-layer width (0 for none; or a tuple of widths, or ``"cnn"``: see
             :func:`classical_trunk`) and dropout.
-        engine, estimator: which QNN runs the circuit (see :meth:`Architecture.qnn`).
+        engine, estimator: which QNN runs the circuit (see :func:`~qiskit_qnas.circuits.make_qnn`).
         seed: seeds the initial weights (classical and quantum).
     """
 
-    def __init__(self, arch: Architecture, n_features: int, n_classes: int, hidden: Hidden = 64, dropout: float = 0.1,
-                 engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
+    def __init__(self, arch: ArchitectureSpec, n_features: int, n_classes: int, hidden: Hidden = 64,
+                 dropout: float = 0.1, engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
         super().__init__()
         hidden = check_hidden(hidden)
         for name, value, low in (("n_features", n_features, 1), ("n_classes", n_classes, 2)):
@@ -186,7 +186,7 @@ class HQNN(nn.Module):
             self.head = nn.Linear(arch.n_qubits, self.n_classes)
             self.norm = embedding_norm(arch.embedding, arch.n_features)
         if qnn is None:
-            qnn = arch.qnn(engine=engine, estimator=estimator, input_gradients=True)
+            qnn = make_qnn(arch, engine=engine, estimator=estimator, input_gradients=True)
         qnn.input_gradients = True
         initial = torch.empty(arch.n_weights, dtype=torch.float64).uniform_(-math.pi, math.pi, generator=generator)
         self.quantum = StatevectorConnector(qnn, initial_weights=initial.numpy())
@@ -238,7 +238,7 @@ def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, 
     losses = []
     model.train()
     arch = getattr(model, "arch", None)
-    threads = (torch_threads_for(batch_size * 2**arch.n_qubits) if isinstance(arch, Architecture)
+    threads = (torch_threads_for(batch_size * 2**arch.n_qubits) if isinstance(arch, ArchitectureSpec)
                else contextlib.nullcontext())
     with torch.random.fork_rng(), threads:
         torch.manual_seed(seed)  # dropout masks: the same seed trains the same model

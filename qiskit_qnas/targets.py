@@ -63,6 +63,8 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from .circuits import build_circuit, z_observables
+from .engines import StatevectorProgram
+from .engines.statevector import torch_threads_for
 from .isa import to_isa
 from .memory import exact_engine_bytes
 from .seeds import simulator_seed
@@ -509,8 +511,6 @@ class ExactTarget(ExecutionTarget):
 
     def program(self, arch: Architecture):
         """The compiled :class:`~qiskit_qnas.engines.StatevectorProgram` of ``arch`` (cached)."""
-        from .engines import StatevectorProgram
-
         with self._lock:
             program = self._programs.get(arch)
         if program is None:
@@ -527,8 +527,6 @@ class ExactTarget(ExecutionTarget):
 
     def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
         import torch
-
-        from .engines.statevector import torch_threads_for
 
         arch = _check_arch(arch)
         started = time.perf_counter()
