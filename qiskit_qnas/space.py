@@ -29,9 +29,8 @@ from .spec import (
     ROTATION_GATES,
     ROTATIONS,
     ArchitectureSpec,
-    _check_choice,
-    _fail,
 )
+from .validation import InvalidArgument, check_choice, is_integer, is_number
 
 
 @dataclass(frozen=True, eq=True)
@@ -87,23 +86,19 @@ class Architecture(ArchitectureSpec):
         return cutting_cost(self, qubit_budget=qubit_budget, time_limit=time_limit)
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _bounds(field: str, value: Any, low: int) -> tuple[int, int]:
-    if _is_integer(value):
+    if is_integer(value):
         value = (value, value)
     try:
         pair = tuple(value)
     except TypeError:
         pair = ()
-    if isinstance(value, str) or len(pair) != 2 or not all(_is_integer(v) for v in pair):
+    if isinstance(value, str) or len(pair) != 2 or not all(is_integer(v) for v in pair):
         # no rounding: 2.7 or True is not silently a qubit count
-        raise _fail(field, value, f"an integer or a (min, max) pair of integers >= {low}")
+        raise InvalidArgument(field, value, f"an integer or a (min, max) pair of integers >= {low}")
     lo, hi = (int(v) for v in pair)
     if lo < low or hi < lo:
-        raise _fail(field, value, f"a (min, max) pair with {low} <= min <= max")
+        raise InvalidArgument(field, value, f"a (min, max) pair with {low} <= min <= max")
     return lo, hi
 
 
@@ -111,11 +106,11 @@ def _choices(field: str, values: Any, allowed: Sequence[str]) -> tuple[str, ...]
     try:
         values = (values,) if isinstance(values, str) else tuple(values)
     except TypeError:
-        raise _fail(field, values, f"one of, or a sequence of: {', '.join(allowed)}") from None
+        raise InvalidArgument(field, values, f"one of, or a sequence of: {', '.join(allowed)}") from None
     if not values:
         raise ValueError(f"empty search space: {field} is empty; allowed: {', '.join(allowed)}")
     for value in values:
-        _check_choice(field, value, allowed)
+        check_choice(field, value, allowed)
     return tuple(dict.fromkeys(values))
 
 
@@ -146,18 +141,18 @@ class SearchSpace:
         self.entanglers = _choices("entanglers", entanglers, ENTANGLERS)
         self.ranges = _bounds("ranges", ranges, 1)
         if "amplitude" in self.embeddings and self.qubits[1] > MAX_AMPLITUDE_QUBITS:
-            raise _fail("qubits", qubits, f"max <= {MAX_AMPLITUDE_QUBITS} when 'amplitude' is an embedding")
+            raise InvalidArgument("qubits", qubits, f"max <= {MAX_AMPLITUDE_QUBITS} when 'amplitude' is an embedding")
         if learning_rates is not None:
             try:
                 pair = tuple(learning_rates)
             except TypeError:
                 pair = ()
-            if len(pair) != 2 or not all(isinstance(v, (int, float, np.integer, np.floating))
-                                         and not isinstance(v, (bool, np.bool_)) for v in pair):
-                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair of numbers")
+            if len(pair) != 2 or not all(is_number(v) for v in pair):
+                raise InvalidArgument("learning_rates", learning_rates, "None or a (low, high) pair of numbers")
             lo, hi = (float(v) for v in pair)
             if not (0 < lo <= hi and math.isfinite(hi)):
-                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair with 0 < low <= high")
+                raise InvalidArgument("learning_rates", learning_rates,
+                                      "None or a (low, high) pair with 0 < low <= high")
             learning_rates = (lo, hi)
         self.learning_rates = learning_rates
 
@@ -308,13 +303,11 @@ class SearchSpace:
         for name in names:
             value, choices = gene[name], self._choices_of(name)
             if choices is not None:
-                if not isinstance(value, str) or value not in choices:
-                    raise _fail(name, value, ", ".join(choices))
-                values.append(choices.index(value))
-            elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                values.append(choices.index(check_choice(name, value, choices)))
+            elif is_number(value):
                 values.append(float(value))
             else:
-                raise _fail(name, value, "a finite number")
+                raise InvalidArgument(name, value, "a finite number")
         return self.decode(values)
 
     def encode_vars(self, arch: Architecture) -> dict[str, Any]:

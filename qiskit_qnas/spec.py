@@ -11,13 +11,13 @@ it take the ``Architecture``.
 from __future__ import annotations
 
 import functools
-import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+
+from .validation import InvalidArgument, check_choice, check_int, check_positive
 
 EMBEDDINGS = ("angle_x", "angle_y", "angle_z", "amplitude", "zz")
 ROTATIONS = ("ry", "rxry", "rxryrz")
@@ -28,25 +28,6 @@ RANGED_ENTANGLERS = ("odd", "even", "all")
 ROTATION_GATES = {"ry": ("ry",), "rxry": ("rx", "ry"), "rxryrz": ("rx", "ry", "rz")}
 #: widest amplitude embedding accepted (2**n features; beyond this the state preparation explodes)
 MAX_AMPLITUDE_QUBITS = 12
-
-
-def _fail(field: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"invalid {field}={value!r}; allowed: {allowed}")
-
-
-def _check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise _fail(field, value, f"an integer >= {low}" + (f" and <= {high}" if high else ""))
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        raise _fail(field, value, f"an integer from {low} to {high}" if high else f"an integer >= {low}")
-    return value
-
-
-def _check_choice(field: str, value: Any, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise _fail(field, value, ", ".join(allowed))
-    return value
 
 
 #: the class of the value built by ``from_key`` / ``from_dict``: the subclass they are called on
@@ -71,25 +52,21 @@ class ArchitectureSpec:
     learning_rate: float | None = None
 
     def __post_init__(self) -> None:
-        n = _check_int("n_qubits", self.n_qubits, 1)
-        layers = _check_int("n_layers", self.n_layers, 1)
-        embedding = _check_choice("embedding", self.embedding, EMBEDDINGS)
+        n = check_int("n_qubits", self.n_qubits, 1)
+        layers = check_int("n_layers", self.n_layers, 1)
+        embedding = check_choice("embedding", self.embedding, EMBEDDINGS)
         if embedding == "amplitude" and n > MAX_AMPLITUDE_QUBITS:
-            raise _fail("n_qubits", n, f"at most {MAX_AMPLITUDE_QUBITS} with the amplitude embedding")
-        _check_choice("rotation", self.rotation, ROTATIONS)
+            raise InvalidArgument("n_qubits", n, f"at most {MAX_AMPLITUDE_QUBITS} with the amplitude embedding")
+        check_choice("rotation", self.rotation, ROTATIONS)
         entanglers = self._per_layer("entangler", self.entangler, layers)
-        entanglers = tuple(_check_choice("entangler", e, ENTANGLERS) for e in entanglers)
+        entanglers = tuple(check_choice("entangler", e, ENTANGLERS) for e in entanglers)
         ranges = self._per_layer("entangle_range", self.entangle_range, layers)
         # every range is an integer >= 1; only the ranged entanglers use (and bound) it
-        ranges = tuple(_check_int("entangle_range", r, 1, max(1, n - 1) if e in RANGED_ENTANGLERS else None)
+        ranges = tuple(check_int("entangle_range", r, 1, max(1, n - 1) if e in RANGED_ENTANGLERS else None)
                        for e, r in zip(entanglers, ranges))
         ranges = tuple(r if e in RANGED_ENTANGLERS else 1 for e, r in zip(entanglers, ranges))
-        lr = self.learning_rate
-        if lr is not None:
-            if (isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating))
-                    or not math.isfinite(lr) or lr <= 0):
-                raise _fail("learning_rate", lr, "None or a positive finite float")
-            lr = float(lr)
+        lr = check_positive("learning_rate", self.learning_rate, allow_none=True,
+                            allowed="None or a positive finite float")
         for name, value in [("n_qubits", n), ("n_layers", layers), ("entangler", entanglers),
                             ("entangle_range", ranges), ("learning_rate", lr)]:
             object.__setattr__(self, name, value)
@@ -101,9 +78,9 @@ class ArchitectureSpec:
         try:
             values = tuple(value)
         except TypeError:
-            raise ValueError(f"invalid {field}={value!r}; allowed: one value, or one per layer ({n_layers})") from None
+            raise InvalidArgument(field, value, f"one value, or one per layer ({n_layers})") from None
         if len(values) != n_layers:
-            raise ValueError(f"invalid {field}={value!r}; allowed: one value, or one per layer ({n_layers})")
+            raise InvalidArgument(field, value, f"one value, or one per layer ({n_layers})")
         return values
 
     # --- identity -----------------------------------------------------------------------------
