@@ -106,6 +106,7 @@ from .circuits import build_circuit
 from .isa import isa_pass_manager
 from .seeds import simulator_seed
 from .spec import ArchitectureSpec
+from .validation import InvalidArgument, check_int, check_number, check_positive, is_number
 
 __all__ = [
     "CuttingCost",
@@ -246,19 +247,6 @@ def _log10(n: int | float) -> float:
 # ------------------------------------------------------------------------------------------------
 # validation and inputs
 # ------------------------------------------------------------------------------------------------
-def _check_budget(qubit_budget: Any) -> int:
-    if isinstance(qubit_budget, bool) or not isinstance(qubit_budget, (int, np.integer)) or qubit_budget < 1:
-        raise ValueError(f"invalid qubit_budget={qubit_budget!r}; allowed: an integer >= 1")
-    return int(qubit_budget)
-
-
-def _check_time_limit(time_limit: Any) -> float:
-    if (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float, np.floating))
-            or not math.isfinite(time_limit) or time_limit <= 0):
-        raise ValueError(f"invalid time_limit={time_limit!r}; allowed: a positive number of seconds")
-    return float(time_limit)
-
-
 def _as_circuit(arch_or_circuit: Any) -> QuantumCircuit:
     if isinstance(arch_or_circuit, ArchitectureSpec):
         return build_circuit(arch_or_circuit).circuit.copy()
@@ -470,7 +458,7 @@ def pack_pieces(widths: Sequence[int], qubit_budget: int) -> tuple[tuple[int, ..
     meets the lower bound ``ceil(sum(widths) / qubit_budget)``, else a dynamic programme over
     subsets); first-fit decreasing (an upper bound) beyond.
     """
-    budget = _check_budget(qubit_budget)
+    budget = check_int("qubit_budget", qubit_budget, 1)
     widths = [int(w) for w in widths]
     if any(w < 0 or w > budget for w in widths):
         raise ValueError(f"invalid widths={widths!r}; allowed: piece widths between 0 and qubit_budget={budget}")
@@ -592,15 +580,13 @@ def cutting_cost(arch_or_circuit: ArchitectureSpec | QuantumCircuit, qubit_budge
         ``find_cuts`` on :func:`worst_case_circuit` and the counts of the module docstring; when a
         bound stops the search the result is an achievable upper bound with ``exact=False``.
     """
-    budget = _check_budget(qubit_budget)
-    time_limit = _check_time_limit(time_limit)
+    budget = check_int("qubit_budget", qubit_budget, 1)
+    time_limit = check_positive("time_limit", time_limit, allowed="a positive number of seconds")
     if max_backjumps is None:
         max_backjumps = max(1, int(BACKJUMPS_PER_SECOND * time_limit))
-    elif (isinstance(max_backjumps, bool) or not isinstance(max_backjumps, (int, np.integer))
-          or max_backjumps < 0):
-        raise ValueError(f"invalid max_backjumps={max_backjumps!r}; allowed: None or an integer >= 0")
-    if not (max_gamma >= 1):
-        raise ValueError(f"invalid max_gamma={max_gamma!r}; allowed: a number >= 1")
+    else:
+        check_int("max_backjumps", max_backjumps, 0, allowed="None or an integer >= 0")
+    check_number("max_gamma", max_gamma, 1, high_inclusive=True, allowed="a number >= 1")  # inf: no bound
 
     key = None
     if isinstance(arch_or_circuit, ArchitectureSpec) and observables is None:
@@ -657,22 +643,13 @@ def _check_values(name: str, values: Any, length: int, two_d: bool) -> np.ndarra
     want = 2 if two_d else 1
     shape = f"(n_samples, {length})" if two_d else f"({length},)"
     if array.ndim != want or array.shape[-1] != length or not np.all(np.isfinite(array)):
-        raise ValueError(f"invalid {name} of shape {np.shape(values)}; "
-                         f"allowed: finite numbers of shape {shape}")
+        allowed = f"finite numbers of shape {shape}"
+        raise InvalidArgument(name, values, allowed, message=f"invalid {name} of shape {np.shape(values)}; "
+                                                             f"allowed: {allowed}")
     if two_d and array.shape[0] == 0:
-        raise ValueError(f"invalid {name}: no rows; allowed: at least one sample of shape {shape}")
+        allowed = f"at least one sample of shape {shape}"
+        raise InvalidArgument(name, values, allowed, message=f"invalid {name}: no rows; allowed: {allowed}")
     return array
-
-
-def _check_count(name: str, value: Any, allow_none: bool = False, allow_inf: bool = False):
-    if value is None and allow_none:
-        return None
-    if allow_inf and isinstance(value, (float, np.floating)) and math.isinf(value) and value > 0:
-        return math.inf
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        allowed = "an integer >= 1" + (", or None" if allow_none else "") + (", or np.inf" if allow_inf else "")
-        raise ValueError(f"invalid {name}={value!r}; allowed: {allowed}")
-    return int(value)
 
 
 def _make_sampler(sampler, backend, seed, mode=None):
@@ -1005,11 +982,15 @@ def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qu
     """
     if not isinstance(arch, ArchitectureSpec):
         raise ValueError(f"invalid arch={type(arch).__name__}; allowed: an Architecture")
-    budget = _check_budget(qubit_budget)
-    shots = _check_count("shots", shots, allow_none=True)
-    num_samples = _check_count("num_samples", num_samples, allow_none=True, allow_inf=True)
-    max_executions_per_job = _check_count("max_executions_per_job", max_executions_per_job)
-    max_circuits = _check_count("max_circuits", max_circuits)
+    budget = check_int("qubit_budget", qubit_budget, 1)
+    shots = check_int("shots", shots, 1, allow_none=True, allowed="an integer >= 1, or None")
+    if is_number(num_samples) and num_samples == math.inf:  # the exact QPD weights
+        num_samples = math.inf
+    else:
+        num_samples = check_int("num_samples", num_samples, 1, allow_none=True,
+                                allowed="an integer >= 1, or None, or np.inf")
+    max_executions_per_job = check_int("max_executions_per_job", max_executions_per_job, 1)
+    max_circuits = check_int("max_circuits", max_circuits, 1)
     if shots is None and (sampler is not None or backend is not None):
         raise ValueError("invalid shots=None with a sampler or backend; shots=None is the exact, "
                          "sampler-free evaluation; allowed with a sampler/backend: an integer >= 1")
