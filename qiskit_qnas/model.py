@@ -13,6 +13,7 @@ from .circuits import amplitude_angles, make_qnn
 from .engines import StatevectorConnector
 from .engines.statevector import torch_threads_for
 from .spec import ArchitectureSpec
+from .validation import InvalidArgument, check_int, is_integer
 
 
 def feature_transform(arch: ArchitectureSpec, features: torch.Tensor) -> torch.Tensor:
@@ -91,10 +92,8 @@ def check_hidden(hidden: Hidden, allow_zero: bool = True) -> int | tuple[int, ..
     low = 0 if allow_zero else 1
     allowed = (f"an integer >= {low}, a tuple of integers >= 1 (dense widths), or 'cnn' / "
                "'cnn-C1-...-Ck-D' (5x5 conv channels C, then a dense width D)")
-    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
-        if hidden < low:
-            raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
-        return int(hidden)
+    if is_integer(hidden):
+        return check_int("hidden", hidden, low, allowed=allowed)
     if isinstance(hidden, str):
         parts = hidden.split("-")
         if parts[0] == "cnn":
@@ -102,11 +101,10 @@ def check_hidden(hidden: Hidden, allow_zero: bool = True) -> int | tuple[int, ..
                 return "cnn"
             if len(parts) >= 3 and all(p.isdigit() and int(p) >= 1 for p in parts[1:]):
                 return "-".join(["cnn"] + [str(int(p)) for p in parts[1:]])
-        raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
-    if isinstance(hidden, (tuple, list)) and hidden and all(
-            isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in hidden):
+        raise InvalidArgument("hidden", hidden, allowed)
+    if isinstance(hidden, (tuple, list)) and hidden and all(is_integer(h) and h >= 1 for h in hidden):
         return int(hidden[0]) if len(hidden) == 1 else tuple(int(h) for h in hidden)
-    raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
+    raise InvalidArgument("hidden", hidden, allowed)
 
 
 def classical_trunk(n_features: int, hidden: Hidden, dropout: float) -> tuple[nn.Sequential, int]:
@@ -174,11 +172,8 @@ class HQNN(nn.Module):
                  dropout: float = 0.1, engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
         super().__init__()
         hidden = check_hidden(hidden)
-        for name, value, low in (("n_features", n_features, 1), ("n_classes", n_classes, 2)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"invalid {name}={value!r}; allowed: an integer >= {low}")
+        self.n_features, self.n_classes = check_int("n_features", n_features, 1), check_int("n_classes", n_classes, 2)
         self.arch = arch
-        self.n_features, self.n_classes = int(n_features), int(n_classes)
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         with torch.random.fork_rng():
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
