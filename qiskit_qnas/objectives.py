@@ -40,6 +40,7 @@ from .cutting import CuttingCost, cutting_cost
 from .result import CUTTING_OBJECTIVES, RUNTIME_OBJECTIVES, Candidate
 from .space import Architecture
 from .supercircuit import SuperCircuit, finetune
+from .validation import check_choice
 
 #: objectives given to a candidate whose evaluation failed: never better than a real one
 FAILED_OBJECTIVES = (1.0, 1e12, 1e6)
@@ -102,10 +103,8 @@ def objectives_of(val_error: float, runtime: float, measured: float, cost: Cutti
 
 
 def check_objective_settings(runtime_objective: str, cutting_objective: str) -> None:
-    if runtime_objective not in RUNTIME_OBJECTIVES:
-        raise ValueError(f"invalid runtime_objective={runtime_objective!r}; allowed: {', '.join(RUNTIME_OBJECTIVES)}")
-    if cutting_objective not in CUTTING_OBJECTIVES:
-        raise ValueError(f"invalid cutting_objective={cutting_objective!r}; allowed: {', '.join(CUTTING_OBJECTIVES)}")
+    check_choice("runtime_objective", runtime_objective, RUNTIME_OBJECTIVES)
+    check_choice("cutting_objective", cutting_objective, CUTTING_OBJECTIVES)
 
 
 def evaluate_on_target(model, target, X) -> tuple[torch.Tensor, Any]:
