@@ -20,6 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 #: every module of the package, bottom first: each imports only modules before it (README "Development")
 LAYERS = [
     "qiskit_qnas._version",
+    "qiskit_qnas.validation",
     "qiskit_qnas.spec",
     "qiskit_qnas.seeds",
     "qiskit_qnas.isa",
