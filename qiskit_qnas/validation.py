@@ -70,13 +70,14 @@ def check_int(name: str, value: Any, low: int, high: int | None = None, allow_no
 def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
                  low_inclusive: bool = True, high_inclusive: bool = False, allow_none: bool = False,
                  allowed: str | None = None) -> float | None:
-    """``value`` as a ``float``: a number (:func:`is_number`, never NaN) between ``low`` and ``high``,
-    each bound inclusive or not; or None when ``allow_none``. The default upper bound, infinity
-    excluded, makes it a finite number. Else :class:`InvalidArgument` with ``allowed`` (default a
-    description of the interval)."""
+    """``value`` as a ``float``: a number (:func:`is_number`, never NaN or -inf) between ``low`` and
+    ``high``, each bound inclusive or not; or None when ``allow_none``. The default upper bound,
+    infinity excluded, makes it a finite number; ``high_inclusive`` with it admits infinity (a bound
+    that may be absent). Else :class:`InvalidArgument` with ``allowed`` (default a description of
+    the interval)."""
     if value is None and allow_none:
         return None
-    above = is_number(value) and (value >= low if low_inclusive else value > low)
+    above = is_number(value) and value > -math.inf and (value >= low if low_inclusive else value > low)
     if not (above and (value <= high if high_inclusive else value < high)):  # NaN fails every comparison
         raise InvalidArgument(name, value, allowed or _numbers(low, high, low_inclusive, high_inclusive, allow_none))
     return float(value)
