@@ -72,13 +72,12 @@ def resolve_executor(executor: Executor | None, n_jobs: int | None) -> tuple[Exe
     """
     if executor is not None:
         if not callable(getattr(executor, "submit", None)):
-            raise ValueError(f"invalid executor={executor!r}; allowed: a concurrent.futures.Executor (e.g. "
-                             f"dask.distributed.Client.get_executor()) or None")
+            raise InvalidArgument("executor", executor, "a concurrent.futures.Executor (e.g. "
+                                  "dask.distributed.Client.get_executor()) or None")
         return executor, False
     if n_jobs is None or n_jobs == 1:
         return None, False
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"invalid n_jobs={n_jobs!r}; allowed: an integer >= 1 or None")
+    n_jobs = check_int("n_jobs", n_jobs, 1, allow_none=True)
     # spawn: torch and OpenMP are not fork-safe once their thread pools exist
     return ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn")), True
 
