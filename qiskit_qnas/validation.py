@@ -25,8 +25,8 @@ class InvalidArgument(ValueError):
         name: the argument, as the function that refuses it calls it.
         value: what it was given.
         allowed: what it accepts, in words.
-        context: text right after the value (with its own leading space or colon) when the value is
-            refused only in combination with another argument, e.g. ``" for a non-Runtime target"``.
+        context: text right after the value (with its own leading space or colon) saying in what
+            setting it is refused, e.g. ``" for a non-Runtime target"``.
         message: the whole text instead, for the few checks worded otherwise; ``name``, ``value``
             and ``allowed`` still describe the argument.
     """
