@@ -1,6 +1,7 @@
 """What an architecture is, as a value: the gene vocabularies and :class:`ArchitectureSpec`.
 
-The bottom of the package: nothing here knows about circuits, engines or models. An
+Near the bottom of the package (it uses the argument checks of :mod:`qiskit_qnas.validation` alone):
+nothing here knows about circuits, engines or models. An
 ``ArchitectureSpec`` holds every field of an architecture, validates it, and gives its identity
 (ordering, ``key`` / ``from_key``, ``to_dict`` / ``from_dict``) and sizes. The public
 :class:`~qiskit_qnas.space.Architecture` is this value plus its Qiskit and torch views; modules below
