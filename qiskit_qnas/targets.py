@@ -126,8 +126,7 @@ def check_runtime_options(options) -> dict:
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise ValueError(f"invalid runtime_options={options!r}; allowed: None or a dict with keys "
-                         f"{', '.join(RUNTIME_OPTION_KEYS)}")
+        raise InvalidArgument("runtime_options", options, f"None or a dict with keys {', '.join(RUNTIME_OPTION_KEYS)}")
     unknown = sorted(set(options) - set(RUNTIME_OPTION_KEYS))
     if unknown:
         raise ValueError(f"invalid runtime_options key(s) {', '.join(map(repr, unknown))}; "
