@@ -267,9 +267,10 @@ def _sparse(candidate) -> bool:
 def candidate_row(c) -> dict[str, Any]:
     return {"architecture": c.architecture.key, "val_error": c.val_error, "runtime_proxy_s": c.runtime_proxy,
             "n_subcircuits": c.n_subcircuits, "objectives": list(c.objectives),
-            "n_subexperiments": c.cutting.get("n_subexperiments"),
-            "sampling_overhead": c.cutting.get("sampling_overhead"), "cut_exact": c.cutting.get("exact"),
-            "isa_depth": c.runtime.get("depth"), "generation": c.generation, "finetune_s": c.finetune_seconds}
+            "n_subexperiments": getattr(c.cutting, "n_subexperiments", None),
+            "sampling_overhead": getattr(c.cutting, "sampling_overhead", None),
+            "cut_exact": getattr(c.cutting, "exact", None), "isa_depth": getattr(c.runtime, "depth", None),
+            "generation": c.generation, "finetune_s": c.finetune_seconds}
 
 
 def search_phase(settings, seed, run_dir, X_search, y_search, X_test, y_test, out: Path) -> dict:

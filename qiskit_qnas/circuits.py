@@ -1,4 +1,5 @@
-"""Architecture -> Qiskit ``QuantumCircuit``: embeddings, rotation blocks and entanglers.
+"""An architecture's quantum layer in Qiskit: its ``QuantumCircuit`` (embeddings, rotation blocks and
+entanglers), the ``<Z_i>`` observables it outputs, and the ``NeuralNetwork`` that runs them (:func:`make_qnn`).
 
 Every circuit uses only gates in IBM's basis after transpilation (h, rx, ry, rz, rzz, cx), and the
 amplitude embedding is a tree of uniformly controlled RY rotations (no opaque ``initialize``), so
@@ -15,8 +16,9 @@ import torch
 from qiskit.circuit import Parameter, ParameterExpression, ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
+from .engines import circuit_qnn
 from .engines.statevector import RYTreePreparation
-from .space import ROTATION_GATES, Architecture
+from .spec import ROTATION_GATES, ArchitectureSpec
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def _uniformly_controlled_ry(qc: QuantumCircuit, angles: list, controls: list[in
             qc.cx(controls[c], target)
 
 
-def _embed(qc: QuantumCircuit, arch: Architecture, x: ParameterVector) -> None:
+def _embed(qc: QuantumCircuit, arch: ArchitectureSpec, x: ParameterVector) -> None:
     n = arch.n_qubits
     if arch.embedding == "angle_x":
         for i in range(n):
@@ -125,12 +127,12 @@ def _embed(qc: QuantumCircuit, arch: Architecture, x: ParameterVector) -> None:
             target = n - 1 - k
             angles = [x[2**k - 1 + j] for j in range(2**k)]
             _uniformly_controlled_ry(qc, angles, list(range(target + 1, n)), target)
-    else:  # pragma: no cover - Architecture validates
+    else:  # pragma: no cover - ArchitectureSpec validates
         raise ValueError(arch.embedding)
 
 
 @functools.lru_cache(maxsize=512)
-def build_circuit(arch: Architecture) -> BuiltCircuit:
+def build_circuit(arch: ArchitectureSpec) -> BuiltCircuit:
     """The circuit of ``arch`` (cached: parameters are the same objects on every call)."""
     n = arch.n_qubits
     x = ParameterVector("x", arch.n_inputs)
@@ -152,11 +154,19 @@ def build_circuit(arch: Architecture) -> BuiltCircuit:
     return BuiltCircuit(qc, x, w, preparation)
 
 
+def make_qnn(arch: ArchitectureSpec, engine: str = "statevector", estimator=None, input_gradients: bool = False,
+             **kwargs):
+    """The quantum layer of ``arch`` as a qiskit-machine-learning ``NeuralNetwork`` (outputs ``<Z_i>``)."""
+    built = build_circuit(arch)
+    return circuit_qnn(built.circuit, built.inputs, built.weights, z_observables(arch.n_qubits), engine=engine,
+                       estimator=estimator, input_gradients=input_gradients, preparation=built.preparation, **kwargs)
+
+
 #: gate slot of each rotation gate in a SuperCircuit's (layer, qubit, slot) weight table
 WEIGHT_SLOTS = {"rx": 0, "ry": 1, "rz": 2}
 
 
-def weight_slots(arch: Architecture) -> list[tuple[int, int, int]]:
+def weight_slots(arch: ArchitectureSpec) -> list[tuple[int, int, int]]:
     """(layer, qubit, gate slot) of each circuit weight, gate slot 0/1/2 = rx/ry/rz.
 
     A SuperCircuit stores one weight per (layer, qubit, slot); a candidate's weight k is the shared

@@ -51,6 +51,7 @@ from .rundir import (
     read_json_object,
     read_tensors,
 )
+from .validation import InvalidArgument
 
 PROG = "qnas"
 CONFIG_FORMAT = 1
@@ -416,13 +417,15 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
 # helpers
 # ------------------------------------------------------------------------------------------------
 def _library_error(exc: Exception, default_flag: str | None = None) -> str:
-    """A library ``ValueError`` (``invalid name=value; allowed: ...``) as a one-line CLI message."""
+    """A library error as a one-line CLI message: an :class:`~qiskit_qnas.validation.InvalidArgument`
+    under the flag of its argument (``--flag: invalid value VALUE; allowed: ...``), any other error
+    (scikit-learn's, Qiskit's, ...) as its text, after ``default_flag`` when given."""
+    if isinstance(exc, InvalidArgument):
+        flag = PARAM_FLAGS.get(exc.name, default_flag or f"--{exc.name.replace('_', '-')}")
+        problem = exc.message if exc.message is not None else (
+            f"invalid value {exc.value!r}{exc.context}; allowed: {exc.allowed}")
+        return " ".join(f"{flag}: {problem}".split())
     message = " ".join(str(exc).split())
-    match = re.match(r"^invalid (\w+)=(.*?); allowed: (.*)$", message)
-    if match:
-        name, value, allowed = match.groups()
-        flag = PARAM_FLAGS.get(name, default_flag or f"--{name.replace('_', '-')}")
-        return f"{flag}: invalid value {value}; allowed: {allowed}"
     return f"{default_flag}: {message}" if default_flag else message
 
 

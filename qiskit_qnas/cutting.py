@@ -81,7 +81,7 @@ import threading
 import time
 import warnings
 from collections.abc import Hashable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -102,7 +102,11 @@ from qiskit_addon_cutting.instructions import CutWire
 from qiskit_addon_cutting.qpd import QPDBasis, WeightType
 from qiskit_addon_cutting.utils.observable_grouping import ObservableCollection
 
-from .space import Architecture
+from .circuits import build_circuit
+from .isa import isa_pass_manager
+from .seeds import simulator_seed
+from .spec import ArchitectureSpec
+from .validation import InvalidArgument, check_int, check_number, check_positive, is_number
 
 __all__ = [
     "CuttingCost",
@@ -217,7 +221,9 @@ class CuttingCost:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CuttingCost:
-        data = dict(data)
+        """The cost :meth:`to_dict` wrote (keys it does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
         data["cuts"] = tuple(tuple(c) for c in data.get("cuts", ()))
         data["partition_widths"] = tuple(data.get("partition_widths", ()))
         data["packing"] = tuple(tuple(device) for device in data.get("packing", ()))
@@ -241,22 +247,9 @@ def _log10(n: int | float) -> float:
 # ------------------------------------------------------------------------------------------------
 # validation and inputs
 # ------------------------------------------------------------------------------------------------
-def _check_budget(qubit_budget: Any) -> int:
-    if isinstance(qubit_budget, bool) or not isinstance(qubit_budget, (int, np.integer)) or qubit_budget < 1:
-        raise ValueError(f"invalid qubit_budget={qubit_budget!r}; allowed: an integer >= 1")
-    return int(qubit_budget)
-
-
-def _check_time_limit(time_limit: Any) -> float:
-    if (isinstance(time_limit, bool) or not isinstance(time_limit, (int, float, np.floating))
-            or not math.isfinite(time_limit) or time_limit <= 0):
-        raise ValueError(f"invalid time_limit={time_limit!r}; allowed: a positive number of seconds")
-    return float(time_limit)
-
-
 def _as_circuit(arch_or_circuit: Any) -> QuantumCircuit:
-    if isinstance(arch_or_circuit, Architecture):
-        return arch_or_circuit.circuit()
+    if isinstance(arch_or_circuit, ArchitectureSpec):
+        return build_circuit(arch_or_circuit).circuit.copy()
     if isinstance(arch_or_circuit, QuantumCircuit):
         qc = arch_or_circuit
         if qc.num_clbits:
@@ -465,7 +458,7 @@ def pack_pieces(widths: Sequence[int], qubit_budget: int) -> tuple[tuple[int, ..
     meets the lower bound ``ceil(sum(widths) / qubit_budget)``, else a dynamic programme over
     subsets); first-fit decreasing (an upper bound) beyond.
     """
-    budget = _check_budget(qubit_budget)
+    budget = check_int("qubit_budget", qubit_budget, 1)
     widths = [int(w) for w in widths]
     if any(w < 0 or w > budget for w in widths):
         raise ValueError(f"invalid widths={widths!r}; allowed: piece widths between 0 and qubit_budget={budget}")
@@ -561,7 +554,7 @@ def clear_cache() -> None:
         _STATS.update(hits=0, misses=0)
 
 
-def cutting_cost(arch_or_circuit: Architecture | QuantumCircuit, qubit_budget: int, time_limit: float = 5.0,
+def cutting_cost(arch_or_circuit: ArchitectureSpec | QuantumCircuit, qubit_budget: int, time_limit: float = 5.0,
                  observables: Any = None, *, max_backjumps: int | None = None, max_gamma: float = math.inf,
                  seed: int = 0) -> CuttingCost:
     """What circuit cutting needs to run a circuit on devices of ``qubit_budget`` qubits.
@@ -587,18 +580,16 @@ def cutting_cost(arch_or_circuit: Architecture | QuantumCircuit, qubit_budget: i
         ``find_cuts`` on :func:`worst_case_circuit` and the counts of the module docstring; when a
         bound stops the search the result is an achievable upper bound with ``exact=False``.
     """
-    budget = _check_budget(qubit_budget)
-    time_limit = _check_time_limit(time_limit)
+    budget = check_int("qubit_budget", qubit_budget, 1)
+    time_limit = check_positive("time_limit", time_limit, allowed="a positive number of seconds")
     if max_backjumps is None:
         max_backjumps = max(1, int(BACKJUMPS_PER_SECOND * time_limit))
-    elif (isinstance(max_backjumps, bool) or not isinstance(max_backjumps, (int, np.integer))
-          or max_backjumps < 0):
-        raise ValueError(f"invalid max_backjumps={max_backjumps!r}; allowed: None or an integer >= 0")
-    if not (max_gamma >= 1):
-        raise ValueError(f"invalid max_gamma={max_gamma!r}; allowed: a number >= 1")
+    else:
+        check_int("max_backjumps", max_backjumps, 0, allowed="None or an integer >= 0")
+    check_number("max_gamma", max_gamma, 1, high_inclusive=True, allowed="a number >= 1")  # inf: no bound
 
     key = None
-    if isinstance(arch_or_circuit, Architecture) and observables is None:
+    if isinstance(arch_or_circuit, ArchitectureSpec) and observables is None:
         key = (arch_or_circuit, budget, time_limit, int(max_backjumps), float(max_gamma), seed)
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
@@ -652,22 +643,13 @@ def _check_values(name: str, values: Any, length: int, two_d: bool) -> np.ndarra
     want = 2 if two_d else 1
     shape = f"(n_samples, {length})" if two_d else f"({length},)"
     if array.ndim != want or array.shape[-1] != length or not np.all(np.isfinite(array)):
-        raise ValueError(f"invalid {name} of shape {np.shape(values)}; "
-                         f"allowed: finite numbers of shape {shape}")
+        allowed = f"finite numbers of shape {shape}"
+        raise InvalidArgument(name, values, allowed, message=f"invalid {name} of shape {np.shape(values)}; "
+                                                             f"allowed: {allowed}")
     if two_d and array.shape[0] == 0:
-        raise ValueError(f"invalid {name}: no rows; allowed: at least one sample of shape {shape}")
+        allowed = f"at least one sample of shape {shape}"
+        raise InvalidArgument(name, values, allowed, message=f"invalid {name}: no rows; allowed: {allowed}")
     return array
-
-
-def _check_count(name: str, value: Any, allow_none: bool = False, allow_inf: bool = False):
-    if value is None and allow_none:
-        return None
-    if allow_inf and isinstance(value, (float, np.floating)) and math.isinf(value) and value > 0:
-        return math.inf
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        allowed = "an integer >= 1" + (", or None" if allow_none else "") + (", or np.inf" if allow_inf else "")
-        raise ValueError(f"invalid {name}={value!r}; allowed: {allowed}")
-    return int(value)
 
 
 def _make_sampler(sampler, backend, seed, mode=None):
@@ -684,14 +666,13 @@ def _make_sampler(sampler, backend, seed, mode=None):
             runtime_sampler = RuntimeSampler(mode=backend if mode is None else mode)
         if seed is not None:
             try:  # local testing mode (fake backends) accepts a simulator seed
-                runtime_sampler.options.simulator.seed_simulator = int(seed) + 1
+                runtime_sampler.options.simulator.seed_simulator = simulator_seed(seed)
             except Exception:  # noqa: BLE001 - real backends have no simulator options
                 pass
         return runtime_sampler
     from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-    # seed + 1: some Aer versions treat seed_simulator=0 as "unseeded"
-    return AerSampler(seed=None if seed is None else int(seed) + 1)
+    return AerSampler(seed=simulator_seed(seed))
 
 
 def _pub_executions(pub: tuple, shots: int) -> int:
@@ -919,7 +900,7 @@ def _z_from_distribution(counts: dict[int, float], n: int) -> np.ndarray:
     return signs @ weights / weights.sum()
 
 
-def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
+def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
                            shots: int | None = 4096, seed: int | None = None, backend=None,
                            time_limit: float = 5.0, num_samples: float | None = None, *,
                            optimization_level: int = 1, max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB,
@@ -974,8 +955,9 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
         weights: the candidate's weights, shape ``(len(arch.weight_params),)``.
         qubit_budget: qubits per device.
         sampler: a ``BaseSamplerV2`` (e.g. Aer's ``SamplerV2``, or Runtime's ``SamplerV2`` in a
-            ``Batch``); default Aer's ``SamplerV2(seed=seed + 1)``, or, with a ``backend``,
-            ``qiskit_ibm_runtime.SamplerV2`` on it (local testing mode for fake backends).
+            ``Batch``); default Aer's ``SamplerV2`` (seeded by :func:`~qiskit_qnas.seeds.simulator_seed`),
+            or, with a ``backend``, ``qiskit_ibm_runtime.SamplerV2`` on it (local testing mode for
+            fake backends).
         shots: shots per sub-experiment and parameter set; ``None`` computes the outcome
             distributions exactly instead (no sampler, no backend).
         seed: seeds the simulator and the QPD sampling (None: random).
@@ -998,28 +980,30 @@ def cut_expectation_values(arch: Architecture, inputs: Any, weights: Any, qubit_
     Returns:
         ``np.ndarray`` of shape ``(n_samples, n_qubits)``: reconstructed ``<Z_i>`` in qubit order.
     """
-    if not isinstance(arch, Architecture):
+    if not isinstance(arch, ArchitectureSpec):
         raise ValueError(f"invalid arch={type(arch).__name__}; allowed: an Architecture")
-    budget = _check_budget(qubit_budget)
-    shots = _check_count("shots", shots, allow_none=True)
-    num_samples = _check_count("num_samples", num_samples, allow_none=True, allow_inf=True)
-    max_executions_per_job = _check_count("max_executions_per_job", max_executions_per_job)
-    max_circuits = _check_count("max_circuits", max_circuits)
+    budget = check_int("qubit_budget", qubit_budget, 1)
+    shots = check_int("shots", shots, 1, allow_none=True, allowed="an integer >= 1, or None")
+    if is_number(num_samples) and num_samples == math.inf:  # the exact QPD weights
+        num_samples = math.inf
+    else:
+        num_samples = check_int("num_samples", num_samples, 1, allow_none=True,
+                                allowed="an integer >= 1, or None, or np.inf")
+    max_executions_per_job = check_int("max_executions_per_job", max_executions_per_job, 1)
+    max_circuits = check_int("max_circuits", max_circuits, 1)
     if shots is None and (sampler is not None or backend is not None):
         raise ValueError("invalid shots=None with a sampler or backend; shots=None is the exact, "
                          "sampler-free evaluation; allowed with a sampler/backend: an integer >= 1")
-    x_params, w_params = arch.input_params, arch.weight_params
+    built = build_circuit(arch)
+    x_params, w_params = list(built.inputs), list(built.weights)
     x = _check_values("inputs", inputs, len(x_params), two_d=True)
     w = _check_values("weights", weights, len(w_params), two_d=False)
     n_samples, n = x.shape[0], arch.n_qubits
-    circuit = arch.circuit()
+    circuit = built.circuit.copy()
     values = [{**dict(zip(x_params, row)), **dict(zip(w_params, w))} for row in x]
     info = {} if info is None else info
     if backend is not None:
-        from qiskit.transpiler import generate_preset_pass_manager
-
-        pass_manager = generate_preset_pass_manager(backend=backend, optimization_level=optimization_level,
-                                                    seed_transpiler=None if seed is None else int(seed))
+        pass_manager = isa_pass_manager(backend, optimization_level, None if seed is None else int(seed))
         isa = lambda circuits: pass_manager.run(list(circuits))
     else:
         isa = list

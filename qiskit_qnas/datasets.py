@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from .validation import InvalidArgument, check_fraction, check_int, is_integer
+
 __all__ = ["DATASETS", "IMAGE_DATASETS", "Dataset", "load_dataset", "load_csv", "read_idx"]
 
 #: names accepted by :func:`load_dataset`
@@ -121,35 +123,24 @@ class Dataset:
 # ------------------------------------------------------------------------------------------------
 # validation
 # ------------------------------------------------------------------------------------------------
-def _fail(name: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"invalid {name}={value!r}; allowed: {allowed}")
-
-
-def _optional_int(name: str, value: Any, low: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise _fail(name, value, f"None or an integer >= {low}")
-    return int(value)
-
-
 def _image_size(value: Any) -> tuple[int, int] | None:
     if value is None:
         return None
-    size = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+    size = (value, value) if is_integer(value) else value
+    allowed = "None, an integer n (n x n) or a pair (h, w) of integers >= 1"
     try:
         h, w = size
     except (TypeError, ValueError):
-        raise _fail("image_size", value, "None, an integer n (n x n) or a pair (h, w) of integers >= 1") from None
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in (h, w)):
-        raise _fail("image_size", value, "None, an integer n (n x n) or a pair (h, w) of integers >= 1")
+        raise InvalidArgument("image_size", value, allowed) from None
+    if any(not is_integer(v) or v < 1 for v in (h, w)):
+        raise InvalidArgument("image_size", value, allowed)
     return int(h), int(w)
 
 
 def _normalise_name(name: Any) -> str:
     key = name.strip().lower().replace("-", "_") if isinstance(name, str) else name
     if key not in DATASETS:
-        raise _fail("name", name, ", ".join(DATASETS))
+        raise InvalidArgument("name", name, ", ".join(DATASETS))
     return key
 
 
@@ -188,7 +179,7 @@ def read_idx(path: str | os.PathLike | Sequence[str | os.PathLike]) -> np.ndarra
     """
     paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
     if not paths:
-        raise _fail("path", path, "an IDX file or a non-empty sequence of its parts")
+        raise InvalidArgument("path", path, "an IDX file or a non-empty sequence of its parts")
     for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"IDX file not found: {p}")
@@ -247,7 +238,7 @@ def _find_idx(data_dir: Path, name: str, stem: str) -> list[Path]:
 def _load_idx_set(name: str, data_dir: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
-        raise _fail("data_dir", str(data_dir), "an existing directory holding the IDX files")
+        raise InvalidArgument("data_dir", str(data_dir), "an existing directory holding the IDX files")
     arrays, sources, found_in = {}, [], {}
     for key, stem in IDX_FILES.items():
         paths = _find_idx(folder, name, stem)
@@ -318,8 +309,8 @@ def _subset(X, y, subset: int | None, random_state, steps: list[str]):
         return X, y
     n_classes = len(np.unique(y))
     if subset > len(y) or subset < n_classes:
-        raise _fail("subset", subset, f"None or an integer from {n_classes} (one per class) to {len(y)} "
-                                      "(the training samples)")
+        raise InvalidArgument("subset", subset, f"None or an integer from {n_classes} (one per class) to {len(y)} "
+                                                "(the training samples)")
     from sklearn.model_selection import train_test_split
 
     X, _, y, _ = train_test_split(X, y, train_size=subset, stratify=y, random_state=random_state)
@@ -347,8 +338,8 @@ def _pca(X_train, X_test, feature_names, n_components: int | None, random_state,
         return X_train, X_test, feature_names
     limit = min(X_train.shape)
     if n_components > limit:
-        raise _fail("n_components", n_components, f"None or an integer from 1 to {limit} "
-                                                  "(min(training samples, features))")
+        raise InvalidArgument("n_components", n_components, f"None or an integer from 1 to {limit} "
+                                                            "(min(training samples, features))")
     from sklearn.decomposition import PCA
 
     pca = PCA(n_components=n_components, random_state=random_state).fit(X_train)
@@ -365,7 +356,7 @@ def _images_to_features(train, test, scale: float, image_size, steps: list[str])
     height, width = train.shape[1:]
     if image_size is not None and image_size != (height, width):
         if image_size[0] > height or image_size[1] > width:
-            raise _fail("image_size", image_size, f"None or at most the images' size ({height}, {width})")
+            raise InvalidArgument("image_size", image_size, f"None or at most the images' size ({height}, {width})")
         train, test = _pool(train, image_size), _pool(test, image_size)
         steps.append(f"downsampled from {height}x{width} to {image_size[0]}x{image_size[1]} by average pooling")
         height, width = image_size
@@ -402,14 +393,15 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, n_comp
         ValueError: an unknown ``name`` (the message lists the allowed ones) or an invalid option.
     """
     key = _normalise_name(name)
-    n_components = _optional_int("n_components", n_components, 1)
-    subset = _optional_int("subset", subset, 2)
+    n_components = check_int("n_components", n_components, 1, allow_none=True, allowed="None or an integer >= 1")
+    subset = check_int("subset", subset, 2, allow_none=True, allowed="None or an integer >= 2")
     size = _image_size(image_size)
     if size is not None and key not in IMAGE_DATASETS:
-        raise _fail("image_size", image_size, f"None for {key} (image_size applies to {', '.join(IMAGE_DATASETS)})")
+        raise InvalidArgument("image_size", image_size,
+                              f"None for {key} (image_size applies to {', '.join(IMAGE_DATASETS)})")
     if data_dir is not None and key not in OPENML:
-        raise _fail("data_dir", str(data_dir), f"None for {key} (it ships with scikit-learn; data_dir applies to "
-                                               f"{', '.join(OPENML)})")
+        raise InvalidArgument("data_dir", str(data_dir), f"None for {key} (it ships with scikit-learn; data_dir "
+                                                         f"applies to {', '.join(OPENML)})")
     steps: list[str] = []
     if key in OPENML:
         if data_dir is not None:
@@ -468,24 +460,23 @@ def load_csv(path: str | os.PathLike, target_column: str | int, *, test_size: fl
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"CSV file not found: {file}")
-    if not (isinstance(test_size, (float, int)) and not isinstance(test_size, bool) and 0 < test_size < 1):
-        raise _fail("test_size", test_size, "a fraction strictly between 0 and 1")
-    n_components = _optional_int("n_components", n_components, 1)
-    subset = _optional_int("subset", subset, 2)
+    check_fraction("test_size", test_size, allowed="a fraction strictly between 0 and 1")
+    n_components = check_int("n_components", n_components, 1, allow_none=True, allowed="None or an integer >= 1")
+    subset = check_int("subset", subset, 2, allow_none=True, allowed="None or an integer >= 2")
     with open(file, newline="", encoding="utf-8-sig") as handle:
         rows = [row for row in csv.reader(handle, delimiter=delimiter)]
     if not rows:
         raise ValueError(f"{file}: empty CSV file; expected a header row and data rows")
     header = [h.strip() for h in rows[0]]
-    if isinstance(target_column, (int, np.integer)) and not isinstance(target_column, bool):
+    if is_integer(target_column):
         if not -len(header) <= target_column < len(header):
-            raise _fail("target_column", target_column, f"a column name ({', '.join(header)}) or a position "
-                                                        f"from 0 to {len(header) - 1}")
+            raise InvalidArgument("target_column", target_column, f"a column name ({', '.join(header)}) or a "
+                                                                  f"position from 0 to {len(header) - 1}")
         target = int(target_column) % len(header)
     elif isinstance(target_column, str) and target_column.strip() in header:
         target = header.index(target_column.strip())
     else:
-        raise _fail("target_column", target_column, ", ".join(header))
+        raise InvalidArgument("target_column", target_column, ", ".join(header))
     body = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
     if not body:
         raise ValueError(f"{file}: no data rows below the header")

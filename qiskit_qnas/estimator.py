@@ -23,7 +23,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._version import __version__
-from .cutting import _check_budget
+from .cutting import cut_expectation_values
+from .isa import to_isa
 from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
 from .noise import TrainingNoise
@@ -42,6 +43,15 @@ from .search import run_nsga2
 from .space import SearchSpace
 from .supercircuit import SuperCircuit, finetune, train_supercircuit
 from .targets import ExecutionTarget, check_runtime_options, resolve_target
+from .validation import (
+    InvalidArgument,
+    check_choice,
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+    is_integer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,30 +59,6 @@ SELECTIONS = ("min_error", "min_runtime", "min_subcircuits")
 #: optimiser steps the SuperCircuit gets by default (epochs = this / batches per epoch, in [5, 100])
 SUPERCIRCUIT_STEPS = 600
 TARGET_MODES = ("auto", "exact", "aer", "runtime")
-
-
-def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"invalid {name}={value!r}; allowed: an integer >= {low}{' or None' if allow_none else ''}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_fraction(name: str, value: Any) -> None:
-    if not _is_number(value) or not 0 < value < 1:
-        raise ValueError(f"invalid {name}={value!r}; allowed: a number strictly between 0 and 1")
-
-
-def _check_seconds(name: str, value: Any, allow_none: bool = False, allow_zero: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not _is_number(value) or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"invalid {name}={value!r}; allowed: a finite number {'>=' if allow_zero else '>'} 0"
-                         f"{' or None' if allow_none else ''}")
 
 
 @dataclass
@@ -273,11 +259,11 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if isinstance(self.search_space, dict):
             return SearchSpace.from_dict(self.search_space)
         if not isinstance(self.search_space, SearchSpace):
-            raise ValueError(f"invalid search_space={self.search_space!r}; allowed: a SearchSpace, its dict, or None")
+            raise InvalidArgument("search_space", self.search_space, "a SearchSpace, its dict, or None")
         return self.search_space
 
     def _check_params(self) -> None:
-        _check_budget(self.qubit_budget)
+        check_int("qubit_budget", self.qubit_budget, 1)
         # (name, lowest value, None allowed)
         for name, low, optional in (("population_size", 2, False), ("n_generations", 1, False),
                                     ("supercircuit_epochs", 1, True), ("finetune_epochs", 0, False),
@@ -286,53 +272,49 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                                     ("optimization_level", 0, False), ("n_jobs", 1, True),
                                     ("max_concurrent_jobs", 1, False), ("shots", 1, True),
                                     ("max_subcircuits", 1, True)):
-            _check_int(name, getattr(self, name), low, allow_none=optional)
+            check_int(name, getattr(self, name), low, allow_none=optional)
         check_hidden(self.hidden, allow_zero=False)
         if not isinstance(self.noise_aware, (bool, np.bool_)):
-            raise ValueError(f"invalid noise_aware={self.noise_aware!r}; allowed: True or False")
-        _check_fraction("validation_size", self.validation_size)
-        if not (_is_number(self.dropout) and 0 <= self.dropout < 1):
-            raise ValueError(f"invalid dropout={self.dropout!r}; allowed: a number with 0 <= dropout < 1")
-        if not (_is_number(self.learning_rate) and 0 < self.learning_rate < math.inf):
-            raise ValueError(f"invalid learning_rate={self.learning_rate!r}; allowed: a positive finite number")
-        _check_seconds("cut_time_limit", self.cut_time_limit)
-        _check_seconds("max_runtime", self.max_runtime, allow_none=True, allow_zero=True)
+            raise InvalidArgument("noise_aware", self.noise_aware, "True or False")
+        check_fraction("validation_size", self.validation_size)
+        check_number("dropout", self.dropout, 0, 1, allowed="a number with 0 <= dropout < 1")
+        check_positive("learning_rate", self.learning_rate, allowed="a positive finite number")
+        check_positive("cut_time_limit", self.cut_time_limit)
+        check_positive("max_runtime", self.max_runtime, allow_zero=True, allow_none=True)
         for name in ("runtime_objective", "cutting_objective", "target_mode"):
             if not isinstance(getattr(self, name), str):
-                raise ValueError(f"invalid {name}={getattr(self, name)!r}; allowed: a string (see the docstring)")
+                raise InvalidArgument(name, getattr(self, name), "a string (see the docstring)")
         check_objective_settings(self.runtime_objective, self.cutting_objective)
-        if self.target_mode not in TARGET_MODES:
-            raise ValueError(f"invalid target_mode={self.target_mode!r}; allowed: {', '.join(TARGET_MODES)}")
+        check_choice("target_mode", self.target_mode, TARGET_MODES)
         if not (callable(self.selection) or (isinstance(self.selection, str) and self.selection in SELECTIONS)):
-            raise ValueError(f"invalid selection={self.selection!r}; allowed: {', '.join(SELECTIONS)} or a callable")
+            raise InvalidArgument("selection", self.selection, f"{', '.join(SELECTIONS)} or a callable")
         if not isinstance(self.scale_inputs, (bool, np.bool_)):
-            raise ValueError(f"invalid scale_inputs={self.scale_inputs!r}; allowed: True, False")
+            raise InvalidArgument("scale_inputs", self.scale_inputs, "True, False")
         if self.optimization_level > 3:
-            raise ValueError(f"invalid optimization_level={self.optimization_level!r}; allowed: 0, 1, 2, 3")
+            raise InvalidArgument("optimization_level", self.optimization_level, "0, 1, 2, 3")
         if self.reference_backend is not None and not hasattr(self.reference_backend, "target"):
-            raise ValueError(f"invalid reference_backend={self.reference_backend!r}; allowed: None or a BackendV2")
+            raise InvalidArgument("reference_backend", self.reference_backend, "None or a BackendV2")
         if self.executor is not None and not callable(getattr(self.executor, "submit", None)):
-            raise ValueError(f"invalid executor={self.executor!r}; allowed: a concurrent.futures.Executor (e.g. "
-                             f"dask.distributed.Client.get_executor()) or None")
+            raise InvalidArgument("executor", self.executor, "a concurrent.futures.Executor (e.g. "
+                                  "dask.distributed.Client.get_executor()) or None")
         if self.executor is not None and self.n_jobs is not None:
             raise ValueError("pass executor= or n_jobs=, not both")
         if self.checkpoint_dir is not None and not isinstance(self.checkpoint_dir, (str, os.PathLike)):
-            raise ValueError(f"invalid checkpoint_dir={self.checkpoint_dir!r}; allowed: None or a directory path")
+            raise InvalidArgument("checkpoint_dir", self.checkpoint_dir, "None or a directory path")
         check_runtime_options(self.runtime_options)
         parse_memory(self.max_memory)
         random_state = self.random_state
         if not (random_state is None or isinstance(random_state, np.random.RandomState) or (
-                isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)
-                and 0 <= random_state < 2**32)):
-            raise ValueError(f"invalid random_state={random_state!r}; allowed: None, an integer from 0 to 2**32 - 1, "
-                             f"or a numpy.random.RandomState")
+                is_integer(random_state) and 0 <= random_state < 2**32)):
+            raise InvalidArgument("random_state", random_state, "None, an integer from 0 to 2**32 - 1, "
+                                  "or a numpy.random.RandomState")
         if not (isinstance(self.verbose, (bool, np.bool_, int, np.integer)) and self.verbose >= 0):
-            raise ValueError(f"invalid verbose={self.verbose!r}; allowed: 0 (silent), 1 (progress bars), or a bool")
+            raise InvalidArgument("verbose", self.verbose, "0 (silent), 1 (progress bars), or a bool")
         if self.callback is not None and not callable(self.callback):
-            raise ValueError(f"invalid callback={self.callback!r}; allowed: None or a callable")
+            raise InvalidArgument("callback", self.callback, "None or a callable")
 
     def _seed(self, run_dir: Path | None = None) -> int:
-        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
+        if is_integer(self.random_state):
             return int(self.random_state)
         if self.random_state is None and run_dir is not None:
             recorded = read_seed(run_dir)  # a run of random_state=None keeps the seed it drew
@@ -374,7 +356,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         needed = max(exact_engine_bytes(n, batch), target.memory_bytes(n, n_val))
         check_memory(needed, f"the widest candidate ({n} qubits) on target {target.name}, {batch} samples at once "
                      f"in training/prediction and a validation split of {n_val}", self.max_memory,
-                     subject=f"invalid qubits={space.qubits!r}: ")
+                     argument=("qubits", space.qubits))
         with np.errstate(over="ignore", invalid="ignore"):
             mean = X.mean(0) if self.scale_inputs else np.zeros(X.shape[1])
             std = X.std(0) if self.scale_inputs else np.ones(X.shape[1])
@@ -489,8 +471,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             for name, value, default in (("max_concurrent_jobs", self.max_concurrent_jobs, 1),
                                          ("runtime_options", self.runtime_options, None)):
                 if value != default:
-                    raise ValueError(f"invalid {name}={value!r} with a configured target; allowed: {default} "
-                                     f"(set it on the target: RuntimeTarget(..., {name}=...))")
+                    raise InvalidArgument(name, value, f"{default} (set it on the target: RuntimeTarget(..., "
+                                          f"{name}=...))", context=" with a configured target")
             return self.backend
         if self.random_state is None:
             seed = None
@@ -562,7 +544,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             t = time.perf_counter()
             found = evaluate_generation(executor, archs, context, generation)
             evaluation_seconds[0] += time.perf_counter() - t
-            evaluation_seconds[1] += sum(c.cutting.get("seconds", 0.0) for c in found)
+            evaluation_seconds[1] += sum(c.cutting.seconds for c in found if c.cutting is not None)
             return found
 
         def progress(generation, entry):
@@ -646,8 +628,6 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             check_memory(exact_engine_bytes(n, batch), f"predicting with {n} qubits, {batch} samples at once",
                          self.max_memory)
             return predict_logits(self.model_, X)
-        from .cutting import cut_expectation_values
-
         arch = self.best_architecture_
         with torch.no_grad():
             inputs = self.model_.circuit_inputs(torch.as_tensor(X)).to(torch.float64).numpy()
@@ -715,8 +695,5 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         weights = self.model_.quantum.weight.detach().to(torch.float64).numpy()
         qc = arch.circuit().assign_parameters(dict(zip(arch.weight_params, weights)))
         if isa:
-            from qiskit.transpiler import generate_preset_pass_manager
-
-            qc = generate_preset_pass_manager(optimization_level=int(self.optimization_level),
-                                              backend=self.target_.backend, seed_transpiler=0).run(qc)
+            qc = to_isa(qc, self.target_.backend, int(self.optimization_level))
         return qc

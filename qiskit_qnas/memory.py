@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .validation import InvalidArgument, is_integer
 
 #: the units ``max_memory`` strings may use (binary and decimal)
 UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -29,9 +29,9 @@ def parse_memory(value: Any, name: str = "max_memory") -> int | None:
     """``max_memory`` in bytes: None (no cap besides the machine), an int, or ``"<number><unit>"``."""
     if value is None:
         return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    if is_integer(value):
         if value <= 0:
-            raise ValueError(f"invalid {name}={value!r}; allowed: {MEMORY_SYNTAX} (positive)")
+            raise InvalidArgument(name, value, f"{MEMORY_SYNTAX} (positive)")
         return int(value)
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
@@ -40,7 +40,7 @@ def parse_memory(value: Any, name: str = "max_memory") -> int | None:
             number = float(match.group(1)) * UNITS[unit]
             if 0 < number < math.inf:
                 return int(number)
-    raise ValueError(f"invalid {name}={value!r}; allowed: {MEMORY_SYNTAX}")
+    raise InvalidArgument(name, value, MEMORY_SYNTAX)
 
 
 def format_bytes(n: float) -> str:
@@ -99,13 +99,19 @@ def exact_engine_bytes(n_qubits: int, batch: int) -> int:
     return 2**int(n_qubits) * int(batch) * EXACT_BYTES_PER_AMPLITUDE
 
 
-def check_memory(needed: int, what: str, max_memory: Any = None, subject: str = "") -> None:
+def check_memory(needed: int, what: str, max_memory: Any = None, argument: tuple[str, Any] | None = None) -> None:
     """Raise ``ValueError`` when ``needed`` bytes (for ``what``, e.g. ``"a candidate of 30 qubits on
     target statevector with 16 samples at once"``) exceed the limit (see :func:`memory_limit`);
-    ``subject`` starts the message (e.g. ``"invalid qubits=(30, 30): "``)."""
+    ``argument``, the ``(name, value)`` that asks for that much (e.g. ``("qubits", (30, 30))``), makes
+    it an :class:`~qiskit_qnas.validation.InvalidArgument` about it (``invalid qubits=(30, 30): ...``)."""
     limit, source = memory_limit(max_memory)
     if limit is None or needed <= limit:
         return
-    raise ValueError(f"{subject}{what} needs about {format_bytes(needed)} ({needed} bytes), more than the limit of "
-                     f"{format_bytes(limit)} ({limit} bytes, {source}); allowed: fewer qubits, a smaller batch_size "
-                     f"or validation split, or {'a larger max_memory' if source == 'max_memory' else 'more memory'}")
+    problem = (f"{what} needs about {format_bytes(needed)} ({needed} bytes), more than the limit of "
+               f"{format_bytes(limit)} ({limit} bytes, {source})")
+    allowed = (f"fewer qubits, a smaller batch_size or validation split, or "
+               f"{'a larger max_memory' if source == 'max_memory' else 'more memory'}")
+    if argument is None:
+        raise ValueError(f"{problem}; allowed: {allowed}")
+    name, value = argument
+    raise InvalidArgument(name, value, allowed, context=f": {problem}")

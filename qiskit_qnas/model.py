@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .circuits import amplitude_angles
+from .circuits import amplitude_angles, make_qnn
 from .engines import StatevectorConnector
 from .engines.statevector import torch_threads_for
-from .space import Architecture
+from .spec import ArchitectureSpec
+from .validation import InvalidArgument, check_int, is_integer
 
 
-def feature_transform(arch: Architecture, features: torch.Tensor) -> torch.Tensor:
+def feature_transform(arch: ArchitectureSpec, features: torch.Tensor) -> torch.Tensor:
     """Turn the (normalised, see :func:`embedding_norm`) pre-layer outputs into the circuit's inputs.
 
     * ``angle_x`` / ``angle_y`` / ``angle_z``: ``pi * tanh(f)``, a rotation angle in (-pi, pi);
@@ -91,10 +92,8 @@ def check_hidden(hidden: Hidden, allow_zero: bool = True) -> int | tuple[int, ..
     low = 0 if allow_zero else 1
     allowed = (f"an integer >= {low}, a tuple of integers >= 1 (dense widths), or 'cnn' / "
                "'cnn-C1-...-Ck-D' (5x5 conv channels C, then a dense width D)")
-    if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
-        if hidden < low:
-            raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
-        return int(hidden)
+    if is_integer(hidden):
+        return check_int("hidden", hidden, low, allowed=allowed)
     if isinstance(hidden, str):
         parts = hidden.split("-")
         if parts[0] == "cnn":
@@ -102,11 +101,10 @@ def check_hidden(hidden: Hidden, allow_zero: bool = True) -> int | tuple[int, ..
                 return "cnn"
             if len(parts) >= 3 and all(p.isdigit() and int(p) >= 1 for p in parts[1:]):
                 return "-".join(["cnn"] + [str(int(p)) for p in parts[1:]])
-        raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
-    if isinstance(hidden, (tuple, list)) and hidden and all(
-            isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in hidden):
+        raise InvalidArgument("hidden", hidden, allowed)
+    if isinstance(hidden, (tuple, list)) and hidden and all(is_integer(h) and h >= 1 for h in hidden):
         return int(hidden[0]) if len(hidden) == 1 else tuple(int(h) for h in hidden)
-    raise ValueError(f"invalid hidden={hidden!r}; allowed: {allowed}")
+    raise InvalidArgument("hidden", hidden, allowed)
 
 
 def classical_trunk(n_features: int, hidden: Hidden, dropout: float) -> tuple[nn.Sequential, int]:
@@ -166,19 +164,16 @@ class HQNN(nn.Module):
         n_features: input width; n_classes: number of logits.
         hidden, dropout: pre-layer width (0 for none; or a tuple of widths, or ``"cnn"``: see
             :func:`classical_trunk`) and dropout.
-        engine, estimator: which QNN runs the circuit (see :meth:`Architecture.qnn`).
+        engine, estimator: which QNN runs the circuit (see :func:`~qiskit_qnas.circuits.make_qnn`).
         seed: seeds the initial weights (classical and quantum).
     """
 
-    def __init__(self, arch: Architecture, n_features: int, n_classes: int, hidden: Hidden = 64, dropout: float = 0.1,
-                 engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
+    def __init__(self, arch: ArchitectureSpec, n_features: int, n_classes: int, hidden: Hidden = 64,
+                 dropout: float = 0.1, engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
         super().__init__()
         hidden = check_hidden(hidden)
-        for name, value, low in (("n_features", n_features, 1), ("n_classes", n_classes, 2)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"invalid {name}={value!r}; allowed: an integer >= {low}")
+        self.n_features, self.n_classes = check_int("n_features", n_features, 1), check_int("n_classes", n_classes, 2)
         self.arch = arch
-        self.n_features, self.n_classes = int(n_features), int(n_classes)
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         with torch.random.fork_rng():
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -186,7 +181,7 @@ class HQNN(nn.Module):
             self.head = nn.Linear(arch.n_qubits, self.n_classes)
             self.norm = embedding_norm(arch.embedding, arch.n_features)
         if qnn is None:
-            qnn = arch.qnn(engine=engine, estimator=estimator, input_gradients=True)
+            qnn = make_qnn(arch, engine=engine, estimator=estimator, input_gradients=True)
         qnn.input_gradients = True
         initial = torch.empty(arch.n_weights, dtype=torch.float64).uniform_(-math.pi, math.pi, generator=generator)
         self.quantum = StatevectorConnector(qnn, initial_weights=initial.numpy())
@@ -238,7 +233,7 @@ def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, 
     losses = []
     model.train()
     arch = getattr(model, "arch", None)
-    threads = (torch_threads_for(batch_size * 2**arch.n_qubits) if isinstance(arch, Architecture)
+    threads = (torch_threads_for(batch_size * 2**arch.n_qubits) if isinstance(arch, ArchitectureSpec)
                else contextlib.nullcontext())
     with torch.random.fork_rng(), threads:
         torch.manual_seed(seed)  # dropout masks: the same seed trains the same model

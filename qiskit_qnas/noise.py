@@ -60,6 +60,7 @@ from .engines.density_matrix import MAX_QUBITS as DENSITY_MATRIX_MAX_QUBITS
 from .engines.density_matrix import DensityMatrixProgram
 from .space import Architecture
 from .targets import AerTarget, ExecutionTarget, PrimitiveTarget
+from .validation import check_int
 
 _NOT_GATES = {"barrier", "delay"}
 #: trajectories per sample and step where the averaged channel is not simulated exactly
@@ -213,11 +214,9 @@ class TrainingNoise:
     """
 
     def __init__(self, target: ExecutionTarget, trajectories: int | None = None):
-        if trajectories is not None and (isinstance(trajectories, bool) or not isinstance(
-                trajectories, (int, np.integer)) or trajectories < 1):
-            raise ValueError(f"invalid trajectories={trajectories!r}; allowed: None (the averaged channel, "
-                             f"exactly where the circuit has at most {DENSITY_MATRIX_MAX_QUBITS} qubits) or "
-                             f"an integer >= 1")
+        check_int("trajectories", trajectories, 1, allow_none=True,
+                  allowed=f"None (the averaged channel, exactly where the circuit has at most "
+                          f"{DENSITY_MATRIX_MAX_QUBITS} qubits) or an integer >= 1")
         check_noise_aware_target(target)
         self.target = target
         self.trajectories = None if trajectories is None else int(trajectories)
@@ -330,9 +329,7 @@ class TrainingNoise:
                             generator_seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
         """Mean read-out ``<Z_i>`` over ``n_trajectories`` sampled trajectories per sample and its
         standard error, both ``(N, n_qubits)``: the sampled noise's average effect."""
-        if isinstance(n_trajectories, bool) or not isinstance(n_trajectories, (int, np.integer)) \
-                or n_trajectories < 2:
-            raise ValueError(f"invalid n_trajectories={n_trajectories!r}; allowed: an integer >= 2")
+        check_int("n_trajectories", n_trajectories, 2)
         noisy = self.program(arch)
         inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float64))
         weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))

@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .cutting import cutting_cost
+from .cutting import CuttingCost, cutting_cost
 from .result import CUTTING_OBJECTIVES, RUNTIME_OBJECTIVES, Candidate
 from .space import Architecture
 from .supercircuit import SuperCircuit, finetune
+from .validation import check_choice
 
 #: objectives given to a candidate whose evaluation failed: never better than a real one
 FAILED_OBJECTIVES = (1.0, 1e12, 1e6)
@@ -88,24 +89,22 @@ def finetune_subset(context: EvaluationContext) -> tuple[np.ndarray, np.ndarray]
     return context.X_train[index], context.y_train[index]
 
 
-def objectives_of(val_error: float, runtime: float, measured: float, n_subcircuits: int, cost: dict,
+def objectives_of(val_error: float, runtime: float, measured: float, cost: CuttingCost,
                   runtime_objective: str, cutting_objective: str) -> tuple[float, float, float]:
     """The tuple the search minimises, following the objective settings."""
     second = runtime if runtime_objective == "proxy" else measured
     if cutting_objective == "subcircuits":
-        third = float(n_subcircuits)
+        third = float(cost.n_subcircuits)
     elif cutting_objective == "subexperiments":
-        third = float(cost["log10_subexperiments"])
+        third = float(cost.log10_subexperiments)
     else:
-        third = float(cost["log10_sampling_overhead"])
+        third = float(cost.log10_sampling_overhead)
     return float(val_error), float(second), third
 
 
 def check_objective_settings(runtime_objective: str, cutting_objective: str) -> None:
-    if runtime_objective not in RUNTIME_OBJECTIVES:
-        raise ValueError(f"invalid runtime_objective={runtime_objective!r}; allowed: {', '.join(RUNTIME_OBJECTIVES)}")
-    if cutting_objective not in CUTTING_OBJECTIVES:
-        raise ValueError(f"invalid cutting_objective={cutting_objective!r}; allowed: {', '.join(CUTTING_OBJECTIVES)}")
+    check_choice("runtime_objective", runtime_objective, RUNTIME_OBJECTIVES)
+    check_choice("cutting_objective", cutting_objective, CUTTING_OBJECTIVES)
 
 
 def evaluate_on_target(model, target, X) -> tuple[torch.Tensor, Any]:
@@ -135,7 +134,7 @@ def target_logits(model, target, X, chunk_samples: int = TARGET_CHUNK_SAMPLES) -
 
 def evaluate_candidate(arch: Architecture, context: EvaluationContext, generation: int = 0) -> Candidate:
     """Inherit, fine-tune and measure one candidate; a failure on the target is recorded, not raised."""
-    cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit).to_dict()
+    cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit)
     runtime = context.target.runtime_estimate(arch, n_circuits=len(context.X_val))
     started = time.perf_counter()
     X_tune, y_tune = finetune_subset(context)
@@ -144,21 +143,21 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
                      seed=candidate_seed(context.seed, arch))
     finetune_seconds = time.perf_counter() - started
     weights = model.quantum.weight.detach().to(torch.float64).numpy().copy()
-    common = dict(architecture=arch, runtime=runtime.to_dict(), cutting=cost, weights=weights.tolist(),
+    common = dict(architecture=arch, runtime=runtime, cutting=cost, weights=weights.tolist(),
                   finetune_seconds=finetune_seconds, generation=generation)
     try:
         logits, evaluation = evaluate_on_target(model, context.target, context.X_val)
     except Exception as exc:  # noqa: BLE001 - any target failure is recorded with the candidate
-        return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_subcircuits"],
+        return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost.n_subcircuits,
                          objectives=FAILED_OBJECTIVES, failed=True, error=f"{type(exc).__name__}: {exc}",
                          attempts=getattr(exc, "attempts", 1), **common)
     y_val = np.asarray(context.y_val)
     accuracy = float((logits.argmax(1).numpy() == y_val).mean())
     val_loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y_val, dtype=torch.long)))
     val_error = 1.0 - accuracy
-    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost["n_subcircuits"], cost,
+    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost,
                                context.runtime_objective, context.cutting_objective)
-    return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost["n_subcircuits"],
+    return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost.n_subcircuits,
                      objectives=objectives, val_accuracy=accuracy, val_loss=val_loss,
                      measured_seconds=evaluation.wall_seconds,
                      job_seconds=evaluation.job_seconds, attempts=evaluation.attempts, **common)

@@ -53,6 +53,7 @@ from typing import Any
 from .objectives import EvaluationContext, evaluate_candidate
 from .result import Candidate
 from .space import Architecture
+from .validation import InvalidArgument, check_int, is_integer
 
 #: one candidate's torch work at a time in a process (see the module docstring)
 _TORCH_LOCK = threading.Lock()
@@ -71,13 +72,12 @@ def resolve_executor(executor: Executor | None, n_jobs: int | None) -> tuple[Exe
     """
     if executor is not None:
         if not callable(getattr(executor, "submit", None)):
-            raise ValueError(f"invalid executor={executor!r}; allowed: a concurrent.futures.Executor (e.g. "
-                             f"dask.distributed.Client.get_executor()) or None")
+            raise InvalidArgument("executor", executor, "a concurrent.futures.Executor (e.g. "
+                                  "dask.distributed.Client.get_executor()) or None")
         return executor, False
     if n_jobs is None or n_jobs == 1:
         return None, False
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"invalid n_jobs={n_jobs!r}; allowed: an integer >= 1 or None")
+    n_jobs = check_int("n_jobs", n_jobs, 1, allow_none=True)
     # spawn: torch and OpenMP are not fork-safe once their thread pools exist
     return ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn")), True
 
@@ -102,10 +102,8 @@ def dask_executor(address: str | None = None, workers: int | None = None, **clus
     if address is not None and workers is not None:
         raise ValueError("pass address= (a running Dask scheduler) or workers= (a local cluster), not both")
     if address is not None and not isinstance(address, str):
-        raise ValueError(f"invalid address={address!r}; allowed: a Dask scheduler address such as "
-                         f"'tcp://host:8786', or None")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"invalid workers={workers!r}; allowed: an integer >= 1 or None")
+        raise InvalidArgument("address", address, "a Dask scheduler address such as 'tcp://host:8786', or None")
+    workers = check_int("workers", workers, 1, allow_none=True)
     if address is not None and cluster_options:
         raise ValueError(f"cluster options {sorted(cluster_options)} apply to a local cluster, not to address=")
     try:
@@ -161,9 +159,9 @@ def max_concurrent_jobs(target) -> int:
     cap = getattr(target, "max_concurrent_jobs", None)
     if cap is None:
         return 1
-    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-        raise ValueError(f"invalid max_concurrent_jobs={cap!r} on target {target!r}; allowed: an integer >= 1")
-    return cap
+    if not is_integer(cap) or cap < 1:
+        raise InvalidArgument("max_concurrent_jobs", cap, "an integer >= 1", context=f" on target {target!r}")
+    return int(cap)
 
 
 # ------------------------------------------------------------------------------------------------

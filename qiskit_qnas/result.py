@@ -6,14 +6,17 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from .cutting import CuttingCost
+from .isa import to_isa
 from .space import Architecture, SearchSpace
+from .targets import RuntimeEstimate
 
 #: what each of the three objectives is, in order (all minimised)
 OBJECTIVE_NAMES = ("val_error", "runtime_proxy", "n_subcircuits")
@@ -73,13 +76,14 @@ class Candidate:
         runtime_proxy: estimated seconds to evaluate the validation split on the target's backend
             (see :func:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`).
         n_subcircuits: devices of ``qubit_budget`` qubits the cut circuit's pieces need, pieces that fit
-            together sharing one (1 if it fits; ``cutting["n_pieces"]`` counts the pieces).
+            together sharing one (1 if it fits; ``cutting.n_pieces`` counts the pieces).
         objectives: the three minimised values the search used, in the order of
             ``SearchResult.objective_names`` (by default ``(val_error, runtime_proxy, n_subcircuits)``).
         val_accuracy, val_loss: accuracy and mean cross-entropy on the validation split (the loss
             breaks ties between candidates of equal objectives when a model is selected).
         weights: the candidate's circuit weights after fine-tuning (ordered as ``arch.weight_params``).
-        runtime, cutting: the ingredients (``RuntimeEstimate`` and ``CuttingCost`` as dicts).
+        runtime, cutting: the ingredients, a :class:`~qiskit_qnas.targets.RuntimeEstimate` and a
+            :class:`~qiskit_qnas.cutting.CuttingCost` (None for a candidate built without them).
         measured_seconds, job_seconds: wall clock of the validation evaluation, and what the
             simulator or service reported as job time (None where it reports none).
         failed, error: a candidate whose evaluation failed carries the error and worst-case objectives.
@@ -93,8 +97,8 @@ class Candidate:
     val_accuracy: float = float("nan")
     val_loss: float = float("nan")
     weights: list[float] = field(default_factory=list)
-    runtime: dict[str, Any] = field(default_factory=dict)
-    cutting: dict[str, Any] = field(default_factory=dict)
+    runtime: RuntimeEstimate | None = None
+    cutting: CuttingCost | None = None
     measured_seconds: float = float("nan")
     job_seconds: float | None = None
     finetune_seconds: float = 0.0
@@ -104,9 +108,13 @@ class Candidate:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """JSON-safe dict; :meth:`from_dict` reads it back to an equal candidate."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["architecture"] = self.architecture.to_dict()
         data["objectives"] = list(self.objectives)
+        data["weights"] = list(self.weights)
+        data["runtime"] = None if self.runtime is None else self.runtime.to_dict()
+        data["cutting"] = None if self.cutting is None else self.cutting.to_dict()
         return data
 
     @classmethod
@@ -115,13 +123,16 @@ class Candidate:
         data = {k: v for k, v in data.items() if k in known}
         data["architecture"] = Architecture.from_dict(data["architecture"])
         data["objectives"] = tuple(float(v) for v in data["objectives"])
+        # an empty dict is what results written before these were typed hold for "none"
+        data["runtime"] = RuntimeEstimate.from_dict(data["runtime"]) if data.get("runtime") else None
+        data["cutting"] = CuttingCost.from_dict(data["cutting"]) if data.get("cutting") else None
         return cls(**data)
 
     def summary(self) -> str:
-        cut = self.cutting
+        upper_bound = self.cutting is not None and not self.cutting.exact
         state = f"FAILED: {self.error}" if self.failed else (
             f"error {self.val_error:.4f}  runtime {self.runtime_proxy:.4g} s  subcircuits {self.n_subcircuits}"
-            f"{'' if cut.get('exact', True) else ' (upper bound)'}")
+            f"{' (upper bound)' if upper_bound else ''}")
         return f"{self.architecture.key}: {state}"
 
 
@@ -189,10 +200,11 @@ class SearchResult:
                 "entangle_range": "/".join(map(str, a.entangle_range)),
                 "val_error": c.val_error, "runtime_proxy": c.runtime_proxy, "n_subcircuits": c.n_subcircuits,
                 **{f"objective_{k}": v for k, v in zip(self.objective_names, c.objectives)},
-                "depth": c.runtime.get("depth"), "n_two_qubit_gates": c.runtime.get("n_two_qubit_gates"),
-                "n_subexperiments": c.cutting.get("n_subexperiments"),
-                "sampling_overhead": c.cutting.get("sampling_overhead"),
-                "cut_exact": c.cutting.get("exact"), "measured_seconds": c.measured_seconds,
+                "depth": getattr(c.runtime, "depth", None),
+                "n_two_qubit_gates": getattr(c.runtime, "n_two_qubit_gates", None),
+                "n_subexperiments": getattr(c.cutting, "n_subexperiments", None),
+                "sampling_overhead": getattr(c.cutting, "sampling_overhead", None),
+                "cut_exact": getattr(c.cutting, "exact", None), "measured_seconds": c.measured_seconds,
                 "generation": c.generation, "pareto": bool(self.pareto_mask[self.candidates.index(c)]),
                 "chosen": c is chosen, "failed": c.failed, "error": c.error,
             })
@@ -319,16 +331,13 @@ class SearchResult:
                backend=None, optimization_level: int = 1, seed_transpiler: int = 0) -> Path:
         """Write the circuit of front member ``index`` (default: the chosen one) as QPY or OpenQASM 3.
 
-        With ``backend`` it is the ISA circuit for that backend (``generate_preset_pass_manager``);
+        With ``backend`` it is the ISA circuit for that backend (:func:`qiskit_qnas.isa.to_isa`);
         without, the logical circuit."""
         if format not in ("qpy", "qasm3"):
             raise ValueError(f"invalid format={format!r}; allowed: qpy, qasm3")
         qc = self.circuit(index)
         if backend is not None:
-            from qiskit.transpiler import generate_preset_pass_manager
-
-            qc = generate_preset_pass_manager(optimization_level=optimization_level, backend=backend,
-                                              seed_transpiler=seed_transpiler).run(qc)
+            qc = to_isa(qc, backend, optimization_level, seed_transpiler)
         import io
 
         if format == "qpy":

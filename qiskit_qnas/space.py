@@ -1,16 +1,16 @@
 """The search vocabulary: :class:`Architecture` (one HQNN's quantum layer) and :class:`SearchSpace`.
 
-An architecture is a value: immutable, hashable, ordered, and round-trips through
+An architecture is a value (its fields, validation, identity and sizes are
+:class:`~qiskit_qnas.spec.ArchitectureSpec`'s): immutable, hashable, ordered, and round-trips through
 ``to_dict``/``from_dict``, a short string ``key``, an integer gene (``SearchSpace.encode`` /
 ``SearchSpace.decode``) and the mixed-variable gene pymoo searches over (``SearchSpace.variables``,
-``SearchSpace.encode_vars`` / ``SearchSpace.decode_vars``).
+``SearchSpace.encode_vars`` / ``SearchSpace.decode_vars``). :class:`Architecture` adds its Qiskit and
+torch views: the circuit, the QNN, the HQNN model and the cutting cost.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,40 +18,27 @@ from typing import Any
 import numpy as np
 from pymoo.core.variable import Choice, Integer, Real, Variable
 
-EMBEDDINGS = ("angle_x", "angle_y", "angle_z", "amplitude", "zz")
-ROTATIONS = ("ry", "rxry", "rxryrz")
-ENTANGLERS = ("none", "odd", "even", "all", "chain", "full")
-#: entanglers whose CNOT pairs depend on the entanglement range r
-RANGED_ENTANGLERS = ("odd", "even", "all")
-#: rotation gates of each trainable block, in circuit order
-ROTATION_GATES = {"ry": ("ry",), "rxry": ("rx", "ry"), "rxryrz": ("rx", "ry", "rz")}
-#: widest amplitude embedding accepted (2**n features; beyond this the state preparation explodes)
-MAX_AMPLITUDE_QUBITS = 12
+from .circuits import build_circuit, make_qnn
+from .cutting import cutting_cost
+from .model import HQNN
+from .spec import (
+    EMBEDDINGS,
+    ENTANGLERS,
+    MAX_AMPLITUDE_QUBITS,
+    RANGED_ENTANGLERS,
+    ROTATION_GATES,
+    ROTATIONS,
+    ArchitectureSpec,
+)
+from .validation import InvalidArgument, check_choice, is_integer, is_number
 
 
-def _fail(field: str, value: Any, allowed: str) -> ValueError:
-    return ValueError(f"invalid {field}={value!r}; allowed: {allowed}")
-
-
-def _check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise _fail(field, value, f"an integer >= {low}" + (f" and <= {high}" if high else ""))
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        raise _fail(field, value, f"an integer from {low} to {high}" if high else f"an integer >= {low}")
-    return value
-
-
-def _check_choice(field: str, value: Any, allowed: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise _fail(field, value, ", ".join(allowed))
-    return value
-
-
-@functools.total_ordering
 @dataclass(frozen=True, eq=True)
-class Architecture:
-    """The quantum layer of one hybrid quantum-classical network.
+class Architecture(ArchitectureSpec):
+    """The quantum layer of one hybrid quantum-classical network, with its Qiskit and torch views.
+
+    Fields, validation, identity and sizes are :class:`~qiskit_qnas.spec.ArchitectureSpec`'s; this class
+    adds :meth:`circuit`, :meth:`qnn`, :meth:`model` and :meth:`cutting_cost`.
 
     Args:
         n_qubits: number of qubits (width).
@@ -70,130 +57,16 @@ class Architecture:
         learning_rate: optional fine-tuning learning rate searched with the architecture.
     """
 
-    n_qubits: int
-    n_layers: int
-    embedding: str = "angle_y"
-    rotation: str = "ry"
-    entangler: tuple[str, ...] | str = "chain"
-    entangle_range: tuple[int, ...] | int = 1
-    learning_rate: float | None = None
-
-    def __post_init__(self) -> None:
-        n = _check_int("n_qubits", self.n_qubits, 1)
-        layers = _check_int("n_layers", self.n_layers, 1)
-        embedding = _check_choice("embedding", self.embedding, EMBEDDINGS)
-        if embedding == "amplitude" and n > MAX_AMPLITUDE_QUBITS:
-            raise _fail("n_qubits", n, f"at most {MAX_AMPLITUDE_QUBITS} with the amplitude embedding")
-        _check_choice("rotation", self.rotation, ROTATIONS)
-        entanglers = self._per_layer("entangler", self.entangler, layers)
-        entanglers = tuple(_check_choice("entangler", e, ENTANGLERS) for e in entanglers)
-        ranges = self._per_layer("entangle_range", self.entangle_range, layers)
-        # every range is an integer >= 1; only the ranged entanglers use (and bound) it
-        ranges = tuple(_check_int("entangle_range", r, 1, max(1, n - 1) if e in RANGED_ENTANGLERS else None)
-                       for e, r in zip(entanglers, ranges))
-        ranges = tuple(r if e in RANGED_ENTANGLERS else 1 for e, r in zip(entanglers, ranges))
-        lr = self.learning_rate
-        if lr is not None:
-            if (isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating))
-                    or not math.isfinite(lr) or lr <= 0):
-                raise _fail("learning_rate", lr, "None or a positive finite float")
-            lr = float(lr)
-        for name, value in [("n_qubits", n), ("n_layers", layers), ("entangler", entanglers),
-                            ("entangle_range", ranges), ("learning_rate", lr)]:
-            object.__setattr__(self, name, value)
-
-    @staticmethod
-    def _per_layer(field: str, value: Any, n_layers: int) -> tuple:
-        if isinstance(value, (str, int, float, np.integer)):
-            return (value,) * n_layers
-        try:
-            values = tuple(value)
-        except TypeError:
-            raise ValueError(f"invalid {field}={value!r}; allowed: one value, or one per layer ({n_layers})") from None
-        if len(values) != n_layers:
-            raise ValueError(f"invalid {field}={value!r}; allowed: one value, or one per layer ({n_layers})")
-        return values
-
-    # --- identity -----------------------------------------------------------------------------
-    def _sort_key(self) -> tuple:
-        return (self.n_qubits, self.n_layers, EMBEDDINGS.index(self.embedding),
-                ROTATIONS.index(self.rotation), tuple(ENTANGLERS.index(e) for e in self.entangler),
-                self.entangle_range, -1.0 if self.learning_rate is None else self.learning_rate)
-
-    def __lt__(self, other: Architecture) -> bool:
-        if not isinstance(other, Architecture):
-            return NotImplemented
-        return self._sort_key() < other._sort_key()
-
-    @property
-    def key(self) -> str:
-        """Stable short string, e.g. ``q4-l2-angle_y-ry-odd1.even1`` (``-lr0.01`` when searched)."""
-        layers = ".".join(f"{e}{r}" for e, r in zip(self.entangler, self.entangle_range))
-        key = f"q{self.n_qubits}-l{self.n_layers}-{self.embedding}-{self.rotation}-{layers}"
-        return key if self.learning_rate is None else f"{key}-lr{self.learning_rate!r}"
-
-    _KEY = re.compile(r"^q(\d+)-l(\d+)-([a-z_]+)-([a-z]+)-([a-z0-9.]+?)(?:-lr(.+))?$")
-
-    @classmethod
-    def from_key(cls, key: str) -> Architecture:
-        match = cls._KEY.match(key)
-        if not match:
-            raise ValueError(f"invalid architecture key {key!r}; expected e.g. 'q4-l2-angle_y-ry-odd1.even1'")
-        n, layers, embedding, rotation, ents, lr = match.groups()
-        pairs = [re.match(r"^([a-z]+)(\d+)$", part) for part in ents.split(".")]
-        if not all(pairs):
-            raise ValueError(f"invalid architecture key {key!r}: bad entangler part {ents!r}")
-        return cls(int(n), int(layers), embedding, rotation, tuple(p.group(1) for p in pairs),
-                   tuple(int(p.group(2)) for p in pairs), None if lr is None else float(lr))
-
-    def __str__(self) -> str:
-        return self.key
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n_qubits": self.n_qubits, "n_layers": self.n_layers, "embedding": self.embedding,
-                "rotation": self.rotation, "entangler": list(self.entangler),
-                "entangle_range": list(self.entangle_range), "learning_rate": self.learning_rate}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Architecture:
-        data = dict(data)
-        for field in ("entangler", "entangle_range"):
-            if isinstance(data.get(field), list):
-                data[field] = tuple(data[field])
-        return cls(**data)
-
-    # --- sizes --------------------------------------------------------------------------------
-    @property
-    def n_features(self) -> int:
-        """Number of classical values the embedding takes (what the model's pre-layer produces)."""
-        return 2**self.n_qubits if self.embedding == "amplitude" else self.n_qubits
-
-    @property
-    def n_inputs(self) -> int:
-        """Number of circuit input parameters (amplitude: 2**n - 1 RY-tree angles)."""
-        return 2**self.n_qubits - 1 if self.embedding == "amplitude" else self.n_qubits
-
-    @property
-    def n_weights(self) -> int:
-        return self.n_layers * self.n_qubits * len(ROTATION_GATES[self.rotation])
-
-    # --- the Qiskit and torch views (built in later modules) ----------------------------------
     def circuit(self):
         """The ``QuantumCircuit``: inputs in ``ParameterVector("x")``, weights in ``ParameterVector("w")``."""
-        from .circuits import build_circuit
-
         return build_circuit(self).circuit.copy()
 
     @property
     def input_params(self) -> list:
-        from .circuits import build_circuit
-
         return list(build_circuit(self).inputs)
 
     @property
     def weight_params(self) -> list:
-        from .circuits import build_circuit
-
         return list(build_circuit(self).weights)
 
     def qnn(self, engine: str = "statevector", estimator=None, input_gradients: bool = False, **kwargs):
@@ -202,40 +75,30 @@ class Architecture:
         ``engine="statevector"``: the exact, batched torch simulator of :meth:`circuit` (default).
         ``engine="estimator"``: ``EstimatorQNN`` over ``estimator`` (default ``StatevectorEstimator``).
         """
-        from .engines import make_qnn
-
         return make_qnn(self, engine=engine, estimator=estimator, input_gradients=input_gradients, **kwargs)
 
     def model(self, n_features: int, n_classes: int, **kwargs):
         """The HQNN ``torch.nn.Module``: pre-layer, quantum layer through ``TorchConnector``, head."""
-        from .model import HQNN
-
         return HQNN(self, n_features=n_features, n_classes=n_classes, **kwargs)
 
     def cutting_cost(self, qubit_budget: int, time_limit: float = 5.0):
         """What circuit cutting needs to run this circuit on devices of ``qubit_budget`` qubits."""
-        from .cutting import cutting_cost
-
         return cutting_cost(self, qubit_budget=qubit_budget, time_limit=time_limit)
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
 def _bounds(field: str, value: Any, low: int) -> tuple[int, int]:
-    if _is_integer(value):
+    if is_integer(value):
         value = (value, value)
     try:
         pair = tuple(value)
     except TypeError:
         pair = ()
-    if isinstance(value, str) or len(pair) != 2 or not all(_is_integer(v) for v in pair):
+    if isinstance(value, str) or len(pair) != 2 or not all(is_integer(v) for v in pair):
         # no rounding: 2.7 or True is not silently a qubit count
-        raise _fail(field, value, f"an integer or a (min, max) pair of integers >= {low}")
+        raise InvalidArgument(field, value, f"an integer or a (min, max) pair of integers >= {low}")
     lo, hi = (int(v) for v in pair)
     if lo < low or hi < lo:
-        raise _fail(field, value, f"a (min, max) pair with {low} <= min <= max")
+        raise InvalidArgument(field, value, f"a (min, max) pair with {low} <= min <= max")
     return lo, hi
 
 
@@ -243,11 +106,11 @@ def _choices(field: str, values: Any, allowed: Sequence[str]) -> tuple[str, ...]
     try:
         values = (values,) if isinstance(values, str) else tuple(values)
     except TypeError:
-        raise _fail(field, values, f"one of, or a sequence of: {', '.join(allowed)}") from None
+        raise InvalidArgument(field, values, f"one of, or a sequence of: {', '.join(allowed)}") from None
     if not values:
         raise ValueError(f"empty search space: {field} is empty; allowed: {', '.join(allowed)}")
     for value in values:
-        _check_choice(field, value, allowed)
+        check_choice(field, value, allowed)
     return tuple(dict.fromkeys(values))
 
 
@@ -278,18 +141,18 @@ class SearchSpace:
         self.entanglers = _choices("entanglers", entanglers, ENTANGLERS)
         self.ranges = _bounds("ranges", ranges, 1)
         if "amplitude" in self.embeddings and self.qubits[1] > MAX_AMPLITUDE_QUBITS:
-            raise _fail("qubits", qubits, f"max <= {MAX_AMPLITUDE_QUBITS} when 'amplitude' is an embedding")
+            raise InvalidArgument("qubits", qubits, f"max <= {MAX_AMPLITUDE_QUBITS} when 'amplitude' is an embedding")
         if learning_rates is not None:
             try:
                 pair = tuple(learning_rates)
             except TypeError:
                 pair = ()
-            if len(pair) != 2 or not all(isinstance(v, (int, float, np.integer, np.floating))
-                                         and not isinstance(v, (bool, np.bool_)) for v in pair):
-                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair of numbers")
+            if len(pair) != 2 or not all(is_number(v) for v in pair):
+                raise InvalidArgument("learning_rates", learning_rates, "None or a (low, high) pair of numbers")
             lo, hi = (float(v) for v in pair)
             if not (0 < lo <= hi and math.isfinite(hi)):
-                raise _fail("learning_rates", learning_rates, "None or a (low, high) pair with 0 < low <= high")
+                raise InvalidArgument("learning_rates", learning_rates,
+                                      "None or a (low, high) pair with 0 < low <= high")
             learning_rates = (lo, hi)
         self.learning_rates = learning_rates
 
@@ -440,13 +303,11 @@ class SearchSpace:
         for name in names:
             value, choices = gene[name], self._choices_of(name)
             if choices is not None:
-                if not isinstance(value, str) or value not in choices:
-                    raise _fail(name, value, ", ".join(choices))
-                values.append(choices.index(value))
-            elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                values.append(choices.index(check_choice(name, value, choices)))
+            elif is_number(value):
                 values.append(float(value))
             else:
-                raise _fail(name, value, "a finite number")
+                raise InvalidArgument(name, value, "a finite number")
         return self.decode(values)
 
     def encode_vars(self, arch: Architecture) -> dict[str, Any]:

@@ -54,18 +54,22 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import generate_preset_pass_manager
 
 from .circuits import build_circuit, z_observables
+from .engines import StatevectorProgram
+from .engines.statevector import torch_threads_for
+from .isa import to_isa
 from .memory import exact_engine_bytes
+from .seeds import simulator_seed
 from .space import Architecture
+from .validation import InvalidArgument, check_choice, check_int, check_number, is_integer
 
 #: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
 DEFAULT_PROXY_SHOTS = 4096
@@ -73,10 +77,6 @@ DEFAULT_PROXY_SHOTS = 4096
 DEFAULT_RUNTIME_SHOTS = 4096
 #: durations assumed when the backend's target has none at all (seconds)
 FALLBACK_DURATIONS = {1: 50e-9, 2: 300e-9, "measure": 1e-6}
-#: the simulator seed used for ``seed=0`` (Runtime's local service drops a falsy ``seed_simulator``)
-SEED_FOR_ZERO = 2**31 - 1
-#: ``seed_transpiler`` of every ISA circuit (ISA circuits, hence the proxy, are deterministic)
-SEED_TRANSPILER = 0
 MODES = ("auto", "exact", "aer", "runtime")
 #: shots of an Aer run that sets none (Aer's default): with a noise model, Aer's automatic method
 #: simulates the density matrix only when the shots exceed 2**n, else one statevector per shot
@@ -93,7 +93,7 @@ RUNTIME_OPTION_KEYS = ("resilience_level", "twirling", "dynamical_decoupling", "
 def _count_or_auto(name: str, value) -> int | str:
     if value == "auto":
         return "auto"
-    if not _integer(value) or value < 1:
+    if not is_integer(value) or value < 1:
         raise ValueError(f"invalid runtime_options {name}={value!r}; allowed: 'auto' or an integer >= 1")
     return int(value)
 
@@ -126,8 +126,7 @@ def check_runtime_options(options) -> dict:
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise ValueError(f"invalid runtime_options={options!r}; allowed: None or a dict with keys "
-                         f"{', '.join(RUNTIME_OPTION_KEYS)}")
+        raise InvalidArgument("runtime_options", options, f"None or a dict with keys {', '.join(RUNTIME_OPTION_KEYS)}")
     unknown = sorted(set(options) - set(RUNTIME_OPTION_KEYS))
     if unknown:
         raise ValueError(f"invalid runtime_options key(s) {', '.join(map(repr, unknown))}; "
@@ -135,7 +134,7 @@ def check_runtime_options(options) -> dict:
     out: dict = {}
     if "resilience_level" in options:
         level = options["resilience_level"]
-        if not _integer(level) or not 0 <= level <= 2:
+        if not is_integer(level) or not 0 <= level <= 2:
             raise ValueError(f"invalid runtime_options resilience_level={level!r}; allowed: 0, 1, 2")
         out["resilience_level"] = int(level)
     if "twirling" in options:
@@ -208,6 +207,12 @@ class RuntimeEstimate:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> RuntimeEstimate:
+        """The estimate :meth:`to_dict` wrote (keys it does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
 
 @dataclass
 class Evaluation:
@@ -226,15 +231,6 @@ def default_reference_backend():
     from qiskit_ibm_runtime.fake_provider import FakeTorino
 
     return FakeTorino()
-
-
-def simulator_seed(seed: int | None) -> int | None:
-    """The simulator seed of a user seed: ``seed`` itself, except 0 -> :data:`SEED_FOR_ZERO`
-    (Runtime's local testing mode silently treats ``seed_simulator=0`` as "no seed")."""
-    if seed is None:
-        return None
-    seed = int(seed)
-    return SEED_FOR_ZERO if seed == 0 else seed
 
 
 def _n_qubits_of(backend) -> int | None:
@@ -328,9 +324,7 @@ class ExecutionTarget:
             cached = self._isa.get(key)
         if cached is not None:
             return cached
-        pm = generate_preset_pass_manager(backend=backend, optimization_level=self.optimization_level,
-                                          seed_transpiler=SEED_TRANSPILER)
-        isa = pm.run(build_circuit(arch).circuit)
+        isa = to_isa(build_circuit(arch).circuit, backend, self.optimization_level)
         observables = [o.apply_layout(isa.layout) for o in z_observables(arch.n_qubits)]
         with self._lock:
             return self._isa.setdefault(key, (isa, observables))
@@ -426,8 +420,7 @@ class ExecutionTarget:
     def runtime_estimate(self, arch: Architecture, n_circuits: int = 1) -> RuntimeEstimate:
         """The runtime proxy of evaluating ``arch`` on ``n_circuits`` parameter sets (deterministic)."""
         arch = _check_arch(arch)
-        if isinstance(n_circuits, bool) or not isinstance(n_circuits, (int, np.integer)) or n_circuits < 0:
-            raise ValueError(f"invalid n_circuits={n_circuits!r}; allowed: an integer >= 0")
+        check_int("n_circuits", n_circuits, 0)
         critical, depth, two_depth, n_two = self._critical_path(arch)
         shots = self.proxy_shots
         executions, calibration = self._executions(shots)
@@ -517,8 +510,6 @@ class ExactTarget(ExecutionTarget):
 
     def program(self, arch: Architecture):
         """The compiled :class:`~qiskit_qnas.engines.StatevectorProgram` of ``arch`` (cached)."""
-        from .engines import StatevectorProgram
-
         with self._lock:
             program = self._programs.get(arch)
         if program is None:
@@ -535,8 +526,6 @@ class ExactTarget(ExecutionTarget):
 
     def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
         import torch
-
-        from .engines.statevector import torch_threads_for
 
         arch = _check_arch(arch)
         started = time.perf_counter()
@@ -870,14 +859,13 @@ class RuntimeTarget(PrimitiveTarget):
                  reference_backend=None, estimator=None, resilience_level: int = 0, session: bool = False,
                  max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
                  per_circuit_overhead: float = 0.0, max_concurrent_jobs: int = 1, runtime_options=None):
-        _check_concurrent_jobs(max_concurrent_jobs)
-        self.max_concurrent_jobs = int(max_concurrent_jobs)
+        self.max_concurrent_jobs = check_int("max_concurrent_jobs", max_concurrent_jobs, 1)
         self.local = _is_fake_backend(backend) or _is_aer(backend)
         self.runtime_options = check_runtime_options(runtime_options)
         level = self.runtime_options.get("resilience_level", resilience_level)
         if level != resilience_level and resilience_level != 0:
-            raise ValueError(f"invalid resilience_level={resilience_level!r} with runtime_options resilience_level="
-                             f"{level!r}; allowed: one of them (or equal values)")
+            raise InvalidArgument("resilience_level", resilience_level, "one of them (or equal values)",
+                                  context=f" with runtime_options resilience_level={level!r}")
         self.resilience_level = int(level)
         self.session = bool(session)
         prefix = "runtime-local" if self.local else "ibm"
@@ -989,35 +977,19 @@ class RuntimeTarget(PrimitiveTarget):
 # ------------------------------------------------------------------------------------------------
 # resolve_target
 # ------------------------------------------------------------------------------------------------
-def _integer(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _check_concurrent_jobs(max_concurrent_jobs) -> None:
-    if not _integer(max_concurrent_jobs) or max_concurrent_jobs < 1:
-        raise ValueError(f"invalid max_concurrent_jobs={max_concurrent_jobs!r}; allowed: an integer >= 1")
-
-
 def _check_options(mode, shots, seed, optimization_level, max_retries, retry_backoff, job_timeout,
                    resilience_level, max_concurrent_jobs) -> None:
-    if mode not in MODES:
-        raise ValueError(f"invalid mode={mode!r}; allowed: {', '.join(MODES)}")
-    if shots is not None and (not _integer(shots) or shots < 1):
-        raise ValueError(f"invalid shots={shots!r}; allowed: None (exact) or an integer >= 1")
-    if seed is not None and (not _integer(seed) or seed < 0):
-        raise ValueError(f"invalid seed={seed!r}; allowed: None or an integer >= 0")
-    if not _integer(optimization_level) or not 0 <= optimization_level <= 3:
-        raise ValueError(f"invalid optimization_level={optimization_level!r}; allowed: 0, 1, 2, 3")
-    if not _integer(max_retries) or max_retries < 0:
-        raise ValueError(f"invalid max_retries={max_retries!r}; allowed: an integer >= 0")
-    if isinstance(retry_backoff, bool) or not isinstance(retry_backoff, (int, float)) or retry_backoff < 0:
-        raise ValueError(f"invalid retry_backoff={retry_backoff!r}; allowed: a number of seconds >= 0")
-    if job_timeout is not None and (isinstance(job_timeout, bool) or not isinstance(job_timeout, (int, float))
-                                    or job_timeout <= 0):
-        raise ValueError(f"invalid job_timeout={job_timeout!r}; allowed: None or a number of seconds > 0")
-    if not _integer(resilience_level) or not 0 <= resilience_level <= 2:
-        raise ValueError(f"invalid resilience_level={resilience_level!r}; allowed: 0, 1, 2")
-    _check_concurrent_jobs(max_concurrent_jobs)
+    check_choice("mode", mode, MODES)
+    check_int("shots", shots, 1, allow_none=True, allowed="None (exact) or an integer >= 1")
+    check_int("seed", seed, 0, allow_none=True, allowed="None or an integer >= 0")
+    check_int("optimization_level", optimization_level, 0, 3, allowed="0, 1, 2, 3")
+    check_int("max_retries", max_retries, 0)
+    # no upper bound: an infinite backoff or timeout waits forever, NaN is refused
+    check_number("retry_backoff", retry_backoff, 0, high_inclusive=True, allowed="a number of seconds >= 0")
+    check_number("job_timeout", job_timeout, 0, low_inclusive=False, high_inclusive=True, allow_none=True,
+                 allowed="None or a number of seconds > 0")
+    check_int("resilience_level", resilience_level, 0, 2, allowed="0, 1, 2")
+    check_int("max_concurrent_jobs", max_concurrent_jobs, 1)
 
 
 def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None, seed: int | None = None,
@@ -1056,31 +1028,31 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
                    max_concurrent_jobs)
     runtime_options = check_runtime_options(runtime_options)
     if estimator is not None and not callable(getattr(estimator, "run", None)):
-        raise ValueError(f"invalid estimator={estimator!r}; allowed: None or a Qiskit EstimatorV2 primitive")
+        raise InvalidArgument("estimator", estimator, "None or a Qiskit EstimatorV2 primitive")
     if backend is not None and not hasattr(backend, "target"):
-        raise ValueError(f"invalid backend={backend!r}; allowed: None, a qiskit_aer.AerSimulator, a fake IBM "
-                         f"backend (qiskit_ibm_runtime.fake_provider) or an IBMBackend")
+        raise InvalidArgument("backend", backend, "None, a qiskit_aer.AerSimulator, a fake IBM "
+                              "backend (qiskit_ibm_runtime.fake_provider) or an IBMBackend")
     runtime = backend is not None and (mode == "runtime" or (
         mode == "auto" and (_is_fake_backend(backend) or _is_ibm_backend(backend))))
     if runtime_options and not runtime:
-        raise ValueError(f"invalid runtime_options={runtime_options!r} for a non-Runtime target; allowed: None "
-                         f"(error suppression and mitigation are Runtime settings: use a fake IBM backend with "
-                         f"mode 'runtime' or an IBMBackend)")
+        raise InvalidArgument("runtime_options", runtime_options, "None (error suppression and mitigation are "
+                              "Runtime settings: use a fake IBM backend with mode 'runtime' or an IBMBackend)",
+                              context=" for a non-Runtime target")
     if runtime_options and estimator is not None:
         raise ValueError("invalid runtime_options with estimator=; allowed: one of them (configure the options "
                          "on the estimator you pass)")
     if max_concurrent_jobs > 1 and not runtime:
-        raise ValueError(f"invalid max_concurrent_jobs={max_concurrent_jobs!r} for a non-Runtime target; allowed: 1 "
-                         f"(jobs in flight are a Runtime setting: use executor= or n_jobs= to evaluate candidates "
-                         f"in parallel elsewhere)")
+        raise InvalidArgument("max_concurrent_jobs", max_concurrent_jobs, "1 (jobs in flight are a Runtime setting: "
+                              "use executor= or n_jobs= to evaluate candidates in parallel elsewhere)",
+                              context=" for a non-Runtime target")
     faults = dict(max_retries=int(max_retries), retry_backoff=float(retry_backoff), job_timeout=job_timeout)
     common = dict(shots=None if shots is None else int(shots), seed=None if seed is None else int(seed),
                   optimization_level=int(optimization_level), reference_backend=reference_backend,
                   estimator=estimator, **faults)
     if backend is None:
         if mode == "runtime":
-            raise ValueError("invalid mode='runtime' with backend=None; allowed: a backend (fake IBM backend, "
-                             "IBMBackend or AerSimulator) for Runtime, or mode 'auto'/'exact'/'aer'")
+            raise InvalidArgument("mode", mode, "a backend (fake IBM backend, IBMBackend or AerSimulator) for "
+                                  "Runtime, or mode 'auto'/'exact'/'aer'", context=" with backend=None")
         if mode == "aer":
             return AerTarget(None, **common)
         if estimator is not None:
@@ -1090,12 +1062,12 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
                                    shots=common["shots"], seed=common["seed"],
                                    optimization_level=int(optimization_level), **faults)
         if shots is not None:
-            raise ValueError(f"invalid shots={shots!r} with backend=None (exact simulation); allowed: None, or "
-                             f"pass backend=AerSimulator() / mode='aer' for shot noise")
+            raise InvalidArgument("shots", shots, "None, or pass backend=AerSimulator() / mode='aer' for shot noise",
+                                  context=" with backend=None (exact simulation)")
         return ExactTarget(reference_backend, optimization_level=int(optimization_level))
     if mode == "exact":
-        raise ValueError(f"invalid mode='exact' with backend={_short_name(backend)}; allowed: 'auto', 'aer', "
-                         f"'runtime' (or backend=None for exact simulation)")
+        raise InvalidArgument("mode", mode, "'auto', 'aer', 'runtime' (or backend=None for exact simulation)",
+                              context=f" with backend={_short_name(backend)}")
     is_aer, is_fake, is_ibm = _is_aer(backend), _is_fake_backend(backend), _is_ibm_backend(backend)
     if mode == "auto":
         mode = "runtime" if (is_fake or is_ibm) else "aer"
@@ -1106,8 +1078,8 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
 
         return AerTarget(AerSimulator.from_backend(backend), **common)
     if not (is_aer or is_fake or is_ibm):
-        raise ValueError(f"invalid mode='runtime' with backend={_short_name(backend)}; allowed: an IBMBackend, a "
-                         f"fake IBM backend or an AerSimulator (Runtime local testing mode), or mode='aer'")
+        raise InvalidArgument("mode", mode, "an IBMBackend, a fake IBM backend or an AerSimulator (Runtime local "
+                              "testing mode), or mode='aer'", context=f" with backend={_short_name(backend)}")
     return RuntimeTarget(backend, resilience_level=int(resilience_level), session=session,
                          max_concurrent_jobs=int(max_concurrent_jobs), runtime_options=runtime_options, **common)
 

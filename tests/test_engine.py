@@ -12,8 +12,8 @@ from qiskit_machine_learning.connectors import TorchConnector
 from qiskit_machine_learning.neural_networks import EstimatorQNN
 
 from qiskit_qnas import EMBEDDINGS, ENTANGLERS, ROTATIONS, Architecture
-from qiskit_qnas.circuits import amplitude_angles, build_circuit, z_observables
-from qiskit_qnas.engines import RYTreePreparation, StatevectorConnector, StatevectorProgram, StatevectorQNN, make_qnn
+from qiskit_qnas.circuits import amplitude_angles, build_circuit, make_qnn, z_observables
+from qiskit_qnas.engines import RYTreePreparation, StatevectorConnector, StatevectorProgram, StatevectorQNN
 from qiskit_qnas.model import HQNN, train_model
 
 #: a systematic subset: every embedding, rotation and entangler, every n in 1..6 and L in 1..3,

@@ -12,8 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from qiskit_qnas import Architecture, QNASEstimator, SearchResult, SearchSpace
-from qiskit_qnas.cutting import cutting_cost
-from qiskit_qnas.result import dominates
+from qiskit_qnas.cutting import CuttingCost, cutting_cost
+from qiskit_qnas.result import Candidate, dominates
+from qiskit_qnas.targets import RuntimeEstimate
 
 X, Y = load_iris(return_X_y=True)
 X_TRAIN, X_TEST, Y_TRAIN, Y_TEST = train_test_split(X, Y, test_size=0.3, stratify=Y, random_state=0)
@@ -54,7 +55,7 @@ def test_candidates_carry_consistent_objectives(iris_search):
         assert 0 <= c.val_error <= 1 and math.isclose(c.val_error, 1 - c.val_accuracy)
         assert c.runtime_proxy > 0
         direct = cutting_cost(c.architecture, qubit_budget=2)
-        assert c.n_subcircuits == direct.n_subcircuits == c.cutting["n_subcircuits"] <= c.cutting["n_pieces"]
+        assert c.n_subcircuits == direct.n_subcircuits == c.cutting.n_subcircuits <= c.cutting.n_pieces
         assert (c.n_subcircuits == 1) == (c.architecture.n_qubits <= 2)
         assert len(c.weights) == c.architecture.n_weights
 
@@ -71,6 +72,9 @@ def test_result_round_trip_and_plot(iris_search, tmp_path):
     result.save(tmp_path)
     loaded = SearchResult.load(tmp_path)
     assert [c.to_dict() for c in loaded.candidates] == [c.to_dict() for c in result.candidates]
+    for again, original in zip(loaded.candidates, result.candidates):  # typed after the JSON round trip
+        assert isinstance(again.runtime, RuntimeEstimate) and again.runtime == original.runtime
+        assert isinstance(again.cutting, CuttingCost) and again.cutting == original.cutting
     assert loaded.pareto_mask.tolist() == result.pareto_mask.tolist()
     assert loaded.best.architecture == iris_search.best_architecture_
     frame = result.to_dataframe()
@@ -78,6 +82,15 @@ def test_result_round_trip_and_plot(iris_search, tmp_path):
     fig = result.plot_pareto(tmp_path / "pareto.png")
     assert len(fig.axes) == 3 and (tmp_path / "pareto.png").stat().st_size > 0
     assert "val_error" in result.format_table()
+
+
+def test_results_written_before_the_ingredients_were_typed_still_load(iris_search):
+    data = iris_search.result_.candidates[0].to_dict()
+    data.update(runtime={}, cutting={})  # what such files hold for a candidate without them
+    again = Candidate.from_dict(data)
+    assert again.runtime is None and again.cutting is None
+    assert again.architecture == iris_search.result_.candidates[0].architecture
+    assert "subcircuits" in again.summary()
 
 
 def test_saved_run_holds_model_and_circuit(iris_search, tmp_path):

@@ -36,14 +36,14 @@ def test_noise_changes_the_validation_measurement(noisy_manila):
     noisy = [evaluate_candidate(a, EvaluationContext(target=resolve_target(noisy_manila), **common)) for a in archs]
     for e, n in zip(exact, noisy):
         assert not n.failed and e.weights == n.weights  # the same architecture with the same weights
-        assert n.runtime["backend_name"] == "fake_manila" and n.runtime_proxy != e.runtime_proxy
+        assert n.runtime.backend_name == "fake_manila" and n.runtime_proxy != e.runtime_proxy
     assert any(e.val_error != n.val_error for e, n in zip(exact, noisy))
 
 
 def test_search_on_aer_with_a_backend_noise_model(noisy_manila):
     est = QNASEstimator(backend=noisy_manila, **TINY).fit(X_TRAIN, Y_TRAIN)
     assert est.target_.name.startswith("aer")
-    assert all(not c.failed and c.runtime["backend_name"] == "fake_manila" for c in est.result_.candidates)
+    assert all(not c.failed and c.runtime.backend_name == "fake_manila" for c in est.result_.candidates)
     assert est.score(X_TEST, Y_TEST) > 0.6
     isa = est.best_circuit(isa=True)
     target = FakeManilaV2().target
@@ -192,7 +192,7 @@ def test_search_in_runtime_local_testing_mode_with_mitigation_and_twirling(tmp_p
     assert est.target_.primitive().options.resilience_level == 1
     assert all(not c.failed for c in est.result_.candidates)
     for c in est.result_.candidates:  # TREX calibration and 4 randomizations of 64 shots counted in the proxy
-        assert c.runtime["executions_per_circuit"] == 256 and c.runtime["calibration_executions"] == 4 * 64
+        assert c.runtime.executions_per_circuit == 256 and c.runtime.calibration_executions == 4 * 64
     assert est.result_.config["runtime_options"] == options
     # other options: the checkpoint of this run is not reused
     again = QNASEstimator(backend=FakeManilaV2(), target_mode="runtime", shots=256, runtime_options={},
