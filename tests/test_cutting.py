@@ -25,12 +25,12 @@ from qiskit_addon_cutting import (
 from qiskit_addon_cutting.qpd import QPDBasis
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-from qiskit_qnas import Architecture, cutting
+from qiskit_qnas import Architecture, cut_execution, cutting
 from qiskit_qnas.circuits import z_observables
+from qiskit_qnas.cut_execution import cut_expectation_values
 from qiskit_qnas.cutting import (
     CuttingCost,
     apply_cuts,
-    cut_expectation_values,
     cutting_cost,
     pack_pieces,
     worst_case_circuit,
@@ -443,8 +443,8 @@ def test_frequencies_reconstruct_exactly_like_the_per_shot_loop():
     sampler = AerSampler(seed=5)
     results = {label: sampler.run(list(circuits), shots=300).result() for label, circuits in experiments.items()}
     per_shot = reconstruct_expectation_values(results, coefficients, subobservables)
-    frequencies = {label: [cutting._distribution(r, None) for r in result] for label, result in results.items()}
-    np.testing.assert_allclose(cutting._reconstruct(frequencies, coefficients, subobservables), per_shot,
+    frequencies = {label: [cut_execution._distribution(r, None) for r in result] for label, result in results.items()}
+    np.testing.assert_allclose(cut_execution._reconstruct(frequencies, coefficients, subobservables), per_shot,
                                rtol=0, atol=1e-12)
 
 
@@ -460,11 +460,11 @@ def test_exact_distribution_branches_on_measurements_and_resets():
     qc.measure([0, 1], qc.cregs[1])
     a, c = math.sin(theta / 2) ** 2, math.cos(phi / 2) ** 2
     expected = {0b000: (1 - a) * c, 0b011: (1 - a) * (1 - c), 0b100: a * c, 0b111: a * (1 - c)}
-    got = cutting._exact_distribution(qc)
+    got = cut_execution._exact_distribution(qc)
     assert got.keys() == expected.keys()
     assert all(math.isclose(got[k], expected[k], abs_tol=1e-12) for k in expected)
     # the sampler path lays out its keys the same way (qpd bits above the observable bits)
-    sampled = cutting._distribution(AerSampler(seed=1).run([qc], shots=20000).result()[0], None)
+    sampled = cut_execution._distribution(AerSampler(seed=1).run([qc], shots=20000).result()[0], None)
     assert sampled.keys() == expected.keys()
     assert all(abs(sampled[k] - expected[k]) < 0.02 for k in expected)  # sigma <= 0.0036
 
@@ -556,4 +556,4 @@ def test_cut_samplers_and_targets_share_one_seed_policy():
 
     assert simulator_seed(None) is None and simulator_seed(7) == 7 and simulator_seed(0) == SEED_FOR_ZERO != 0
     for seed in (0, 7):
-        assert cutting._make_sampler(None, None, seed).seed == simulator_seed(seed)
+        assert cut_execution._make_sampler(None, None, seed).seed == simulator_seed(seed)
