@@ -1,23 +1,27 @@
 """Running a candidate cut into pieces that fit a qubit budget, and reconstructing its ``<Z_i>``.
 
-:func:`cut_expectation_values` takes the cut locations of :func:`~qiskit_qnas.cutting.cutting_cost`,
-applies them to the circuit with its real parameters, merges the sub-experiments of the pieces packed
-on one device into one circuit, executes those of all samples as one batched sampler job (Aer, or IBM
-Runtime on a backend with ISA-transpiled circuits; or simulated exactly with ``shots=None``), and
-reconstructs ``<Z_i>`` with qiskit-addon-cutting's ``reconstruct_expectation_values``.
-"""
+:func:`run_cut` takes the cut locations of :func:`~qiskit_qnas.cutting.cutting_cost`, applies them
+to the circuit with its real parameters, merges the sub-experiments of the pieces packed on one
+device into one circuit, executes those of all samples as one batched sampler job (Aer, or IBM
+Runtime on a backend with ISA-transpiled circuits; or exactly, through qiskit-addon-cutting's
+``ExactSampler``, with ``shots=None``), reconstructs ``<Z_i>`` with ``reconstruct_expectation_values``
+and returns them in a :class:`CutRun` with what ran. :func:`cut_expectation_values` returns the
+values alone."""
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from qiskit.circuit import ClassicalRegister, Gate, QuantumCircuit
+from qiskit.circuit import ClassicalRegister, QuantumCircuit
+from qiskit.quantum_info import Statevector
 from qiskit_addon_cutting import generate_cutting_experiments, reconstruct_expectation_values
 from qiskit_addon_cutting.qpd import WeightType
+from qiskit_addon_cutting.utils.simulation import ExactSampler
 
 from .circuits import build_circuit
 from .cutting import CuttingCost, _as_paulis, _partition, apply_cuts, cutting_cost, pack_pieces
@@ -26,7 +30,7 @@ from .seeds import simulator_seed
 from .spec import ArchitectureSpec
 from .validation import InvalidArgument, check_int, is_number
 
-__all__ = ["cut_expectation_values"]
+__all__ = ["CutRun", "run_cut", "cut_expectation_values"]
 
 #: up to this many joint QPD terms, :func:`cut_expectation_values` uses exact weights by default (6**3 = 216)
 EXACT_TERMS_LIMIT = 6**3
@@ -102,13 +106,11 @@ def _chunks(pubs: list, shots: int, max_executions: int) -> list[list]:
     return chunks
 
 
-def _run_pubs(pubs: list, shots: int, sampler, backend, seed, max_executions: int, stats: dict) -> list:
+def _run_pubs(pubs: list, shots: int, sampler, backend, seed, max_executions: int) -> tuple[list, int]:
     """Submit every job first (so a service can queue and run them together), then collect the pub
-    results in submission order. With a ``backend`` and no ``sampler``, several jobs share a Runtime
-    ``Batch``."""
+    results in submission order; returns them and the number of jobs. With a ``backend`` and no
+    ``sampler``, several jobs share a Runtime ``Batch``."""
     chunks = _chunks(pubs, shots, max_executions)
-    stats["jobs"] = len(chunks)
-    stats["pubs"] = len(pubs)
 
     def submit(run_sampler):
         jobs = [run_sampler.run(chunk, shots=shots) for chunk in chunks]
@@ -118,8 +120,8 @@ def _run_pubs(pubs: list, shots: int, sampler, backend, seed, max_executions: in
         from qiskit_ibm_runtime import Batch
 
         with Batch(backend=backend) as batch:
-            return submit(_make_sampler(None, backend, seed, mode=batch))
-    return submit(_make_sampler(sampler, backend, seed))
+            return submit(_make_sampler(None, backend, seed, mode=batch)), len(chunks)
+    return submit(_make_sampler(sampler, backend, seed)), len(chunks)
 
 
 def _distribution(pub_result, index: int | None, registers: tuple[str, str] = _REGISTERS) -> dict[int, float]:
@@ -191,92 +193,6 @@ def _device_circuits(experiments: dict, devices: list[list[Hashable]]) -> tuple[
     return circuits, where
 
 
-# --- exact (shot-free) simulation of sub-experiments ----------------------------------------------
-_SKIP = frozenset({"barrier", "delay", "id"})
-
-
-def _apply(state: np.ndarray, matrix: np.ndarray, qubits: Sequence[int], n: int) -> np.ndarray:
-    """``matrix`` (little-endian on ``qubits``) applied to ``state`` of shape ``(2,) * n`` (axis a = qubit n-1-a)."""
-    k = len(qubits)
-    axes = [n - 1 - q for q in reversed(qubits)]
-    tensor = matrix.reshape((2,) * (2 * k))
-    out = np.tensordot(tensor, state, axes=(list(range(k, 2 * k)), axes))
-    return np.moveaxis(out, list(range(k)), axes)
-
-
-def _project(state: np.ndarray, qubit: int, n: int) -> list[tuple[int, float, np.ndarray]]:
-    """The outcomes of measuring ``qubit``: (bit, probability, normalised post-measurement state)."""
-    axis = n - 1 - qubit
-    out = []
-    for bit in (0, 1):
-        kept = np.zeros_like(state)
-        index = [slice(None)] * n
-        index[axis] = bit
-        kept[tuple(index)] = state[tuple(index)]
-        probability = float(np.vdot(kept, kept).real)
-        if probability > 1e-15:
-            out.append((bit, probability, kept / math.sqrt(probability)))
-    return out
-
-
-def _exact_distribution(circuit: QuantumCircuit) -> dict[int, float]:
-    """The exact outcome distribution of a bound cutting sub-experiment (mid-circuit measurements
-    and resets handled by branching), keyed like :func:`_distribution`."""
-    n = circuit.num_qubits
-    shift: dict = {}
-    regs = {reg.name: reg for reg in circuit.cregs}
-    n_obs = regs["observable_measurements"].size if "observable_measurements" in regs else 0
-    for name, offset in (("observable_measurements", 0), ("qpd_measurements", n_obs)):
-        if name in regs:
-            for j, clbit in enumerate(regs[name]):
-                shift[clbit] = offset + j
-    data = [inst for inst in circuit.data if inst.operation.name not in _SKIP]
-    tail = len(data)
-    while tail and data[tail - 1].operation.name == "measure":
-        tail -= 1
-    state = np.zeros((2,) * n, dtype=complex)
-    state[(0,) * n] = 1.0
-    branches = [(1.0, state, 0)]
-    for inst in data[:tail]:
-        op, qubits = inst.operation, [circuit.find_bit(q).index for q in inst.qubits]
-        name = op.name
-        if name in ("measure", "reset"):
-            new = []
-            for probability, psi, key in branches:
-                for bit, p, post in _project(psi, qubits[0], n):
-                    if name == "measure":
-                        s = shift[inst.clbits[0]]
-                        new.append((probability * p, post, (key & ~(1 << s)) | (bit << s)))
-                    else:  # reset: |1> -> |0>
-                        if bit:
-                            post = _apply(post, np.array([[0, 1], [1, 0]], dtype=complex), qubits, n)
-                        new.append((probability * p, post, key))
-            branches = new
-        elif getattr(op, "condition", None) is not None or inst.clbits or not isinstance(op, Gate):
-            raise ValueError(f"exact simulation of the sub-experiments does not support {name!r}")
-        else:
-            matrix = op.to_matrix() if hasattr(op, "to_matrix") else None
-            if matrix is None:
-                from qiskit.quantum_info import Operator
-
-                matrix = Operator(op).data
-            branches = [(p, _apply(psi, np.asarray(matrix, dtype=complex), qubits, n), key)
-                        for p, psi, key in branches]
-    out: dict[int, float] = {}
-    dtype = np.int64 if len(shift) < 63 else object  # object: Python ints beyond 62 classical bits
-    index = np.arange(2**n).astype(dtype)
-    final = [(circuit.find_bit(inst.qubits[0]).index, shift[inst.clbits[0]]) for inst in data[tail:]]
-    for probability, psi, key in branches:
-        keys = np.full(2**n, key, dtype=dtype)
-        for qubit, s in final:
-            keys = (keys & ~(1 << s)) | (((index >> qubit) & 1) << s)
-        probabilities = probability * np.abs(psi.reshape(-1)) ** 2
-        for k, p in zip(keys.tolist(), probabilities.tolist()):
-            if p > 1e-15:
-                out[k] = out.get(k, 0.0) + p
-    return out
-
-
 # --- the driver -------------------------------------------------------------------------------------
 def _generate(subcircuits, subobservables, num_samples, seed):
     """``generate_cutting_experiments`` with its global-NumPy-RNG sampling made reproducible."""
@@ -306,12 +222,99 @@ def _z_from_distribution(counts: dict[int, float], n: int) -> np.ndarray:
     return signs @ weights / weights.sum()
 
 
-def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
-                           shots: int | None = 4096, seed: int | None = None, backend=None,
-                           time_limit: float = 5.0, num_samples: float | None = None, *,
-                           optimization_level: int = 1, max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB,
-                           max_circuits: int = MAX_CIRCUITS, info: dict | None = None) -> np.ndarray:
-    """``<Z_i>`` of ``arch``'s circuit for each input row, run cut into pieces of ``qubit_budget`` qubits.
+@dataclass(frozen=True)
+class CutRun:
+    """What :func:`run_cut` computed, and what ran to compute it.
+
+    Attributes:
+        values: the reconstructed ``<Z_i>``, shape ``(n_samples, n_qubits)``, in qubit order.
+        cost: the :class:`~qiskit_qnas.cutting.CuttingCost` whose cut plan ran.
+        n_subexperiments: sub-experiments per sample (the most of any sample when they are
+            generated per sample); 1 when the circuit fits and ran uncut.
+        n_circuits: circuits per sample after merging the pieces of each device.
+        n_pubs: pubs submitted to the sampler (0 with ``shots=None``).
+        n_jobs: sampler jobs they were split into (0 with ``shots=None``).
+        num_samples: the QPD samples given to ``generate_cutting_experiments`` (``math.inf``: exact
+            weights); None when the circuit fits and ran uncut.
+        exact_weights: every QPD term ran with its exact weight: always so for ``math.inf``, and for
+            a finite ``num_samples`` at least as large as the number of terms.
+    """
+
+    values: np.ndarray
+    cost: CuttingCost
+    n_subexperiments: int
+    n_circuits: int
+    n_pubs: int
+    n_jobs: int
+    num_samples: float | None
+    exact_weights: bool
+
+    def info(self) -> dict[str, Any]:
+        """Every attribute but ``values``: what ``cut_expectation_values(..., info=...)`` fills in."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "values"}
+
+
+@dataclass(frozen=True)
+class _Generated:
+    """The cutting experiments of one circuit: per piece label its sub-experiments, their QPD
+    coefficients, the pieces' sub-observables, and the pieces packed per device."""
+
+    experiments: dict
+    coefficients: list
+    subobservables: dict
+    devices: list[list[Hashable]]
+
+
+def _generated(circuit: QuantumCircuit, cost: CuttingCost, paulis, num_samples: float, seed) -> _Generated:
+    subcircuits, _, subobservables = _partition(apply_cuts(circuit, cost.cuts), circuit, paulis)
+    experiments, coefficients = _generate(subcircuits, subobservables, num_samples, seed)
+    return _Generated(experiments, coefficients, subobservables, _packing_of(subcircuits, cost))
+
+
+def _exact_values(generations: list[_Generated], values: list[dict]) -> np.ndarray:
+    """Every sample's ``<Z_i>`` from exact sub-experiment distributions (one generation shared by
+    all samples, its circuits keeping parameters, or one bound generation per sample).
+
+    ``ExactSampler`` keys each outcome by clbit index; ``generate_cutting_experiments`` adds the
+    ``observable_measurements`` register before ``qpd_measurements``, so the keys are
+    ``qpd_bits << n_observable_bits | observable_bits``, the layout ``reconstruct_expectation_values``
+    decodes from the ``SamplerResult`` that ``ExactSampler`` returns."""
+    sampler = ExactSampler()
+    out = []
+    for s, v in enumerate(values):
+        generation = generations[0] if len(generations) == 1 else generations[s]
+        results = {label: sampler.run(circuits, [[v[p] for p in qc.parameters] for qc in circuits]).result()
+                   for label, circuits in generation.experiments.items()}
+        out.append(reconstruct_expectation_values(results, generation.coefficients, generation.subobservables))
+    return np.array(out)
+
+
+def _uncut_run(circuit: QuantumCircuit, values: list[dict], cost: CuttingCost, shots: int | None, isa, sampler,
+               backend, seed, max_executions_per_job: int) -> CutRun:
+    """The circuit fits the budget: it runs whole, measured through the sampler, or exactly."""
+    n = circuit.num_qubits
+    run = dict(cost=cost, n_subexperiments=1, n_circuits=1, num_samples=None, exact_weights=True)
+    if shots is None:
+        # the probabilities of the final state: no measurement to branch on
+        z = [_z_from_distribution(dict(enumerate(Statevector(circuit.assign_parameters(v)).probabilities())), n)
+             for v in values]
+        return CutRun(np.array(z), n_pubs=0, n_jobs=0, **run)
+    (isa_circuit,) = isa([circuit.measure_all(inplace=False)])
+    table = np.array([[v[p] for p in isa_circuit.parameters] for v in values])
+    (result,), n_jobs = _run_pubs([(isa_circuit, table)], shots, sampler, backend, seed, max_executions_per_job)
+    bits = result.data.meas
+    out = np.empty((len(values), n))
+    for s in range(len(values)):
+        counts = bits[s].get_int_counts() if bits.ndim else bits.get_int_counts()
+        out[s] = _z_from_distribution(counts, n)
+    return CutRun(out, n_pubs=1, n_jobs=n_jobs, **run)
+
+
+def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
+            shots: int | None = 4096, seed: int | None = None, backend=None, time_limit: float = 5.0,
+            num_samples: float | None = None, *, optimization_level: int = 1,
+            max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB, max_circuits: int = MAX_CIRCUITS) -> CutRun:
+    """``arch``'s circuit run cut into pieces of ``qubit_budget`` qubits: each input row's ``<Z_i>``, and what ran.
 
     The cut locations are those of :func:`cutting_cost` (found once on the worst-case-bound circuit,
     cached); they are applied to the circuit, then ``cut_wires`` -> ``expand_observables`` ->
@@ -341,9 +344,10 @@ def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qu
     product of P partition estimates has variance at most ``(1 + 1/shots)^P - 1 ~ P/shots``, so the
     standard error of each ``<Z_i>`` is at most ``sqrt(sum_t c_t^2 * ((1 + 1/shots)^P - 1))``
     (``sum_t c_t^2 = 1.5^k`` for k CX cuts: 0.038 for one cut, 2 partitions, 2048 shots). With
-    ``shots=None`` the sub-experiments' outcome distributions are computed exactly (state-vector
-    simulation with branching on the mid-circuit measurements and resets), so the result equals the
-    uncut ``<Z_i>`` up to floating point. Exact weighting enumerates every term, so it is bounded:
+    ``shots=None`` the sub-experiments' outcome distributions are computed exactly (qiskit-addon-cutting's
+    ``ExactSampler``: state-vector simulation branching on the mid-circuit measurements and resets),
+    so the result equals the uncut ``<Z_i>`` up to floating point. Exact weighting enumerates every
+    term, so it is bounded:
     by default it is used up to ``EXACT_TERMS_LIMIT`` (216 = 6^3) terms, and above that
     ``generate_cutting_experiments`` gets ``DEFAULT_QPD_SAMPLES`` (1000) samples: it still weights
     exactly when the samples cover every term, and otherwise *samples* the quasi-probability
@@ -377,14 +381,10 @@ def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qu
         max_executions_per_job: split the pubs into jobs of at most this many executions.
         max_circuits: refuse runs needing more circuits (sub-experiments x samples when generated
             per sample).
-        info: if a dict is given, it is filled with what ran: ``n_subexperiments`` (sub-experiments
-            per sample), ``n_circuits`` (circuits per sample after merging the pieces of each
-            device), ``n_pubs``, ``n_jobs``, ``num_samples``, ``exact_weights`` (every QPD term run
-            with its exact weight: always so for ``np.inf``, and for a finite ``num_samples`` at
-            least as large as the number of terms), ``cost`` (the :class:`CuttingCost`).
 
     Returns:
-        ``np.ndarray`` of shape ``(n_samples, n_qubits)``: reconstructed ``<Z_i>`` in qubit order.
+        A :class:`CutRun`: ``values``, the reconstructed ``<Z_i>`` of shape ``(n_samples, n_qubits)``
+        in qubit order, and what ran to compute them.
     """
     if not isinstance(arch, ArchitectureSpec):
         raise ValueError(f"invalid arch={type(arch).__name__}; allowed: an Architecture")
@@ -407,7 +407,6 @@ def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qu
     n_samples, n = x.shape[0], arch.n_qubits
     circuit = built.circuit.copy()
     values = [{**dict(zip(x_params, row)), **dict(zip(w_params, w))} for row in x]
-    info = {} if info is None else info
     if backend is not None:
         pass_manager = isa_pass_manager(backend, optimization_level, None if seed is None else int(seed))
         isa = lambda circuits: pass_manager.run(list(circuits))
@@ -415,25 +414,8 @@ def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qu
         isa = list
 
     cost = cutting_cost(arch, qubit_budget=budget, time_limit=time_limit)
-    info.update(cost=cost, n_jobs=0)
     if cost.fits:
-        info.update(n_subexperiments=1, n_circuits=1, num_samples=None, exact_weights=True)
-        if shots is None:
-            info["n_pubs"] = 0
-            return np.array([_z_from_distribution(_exact_distribution(_measured(circuit.assign_parameters(v))), n)
-                             for v in values])
-        (isa_circuit,) = isa([circuit.measure_all(inplace=False)])
-        table = np.array([[v[p] for p in isa_circuit.parameters] for v in values])
-        stats: dict = {}
-        (result,) = _run_pubs([(isa_circuit, table)], shots, sampler, backend, seed, max_executions_per_job,
-                              stats)
-        info.update(n_pubs=stats["pubs"], n_jobs=stats["jobs"])
-        bits = result.data.meas
-        out = np.empty((n_samples, n))
-        for s in range(n_samples):
-            counts = bits[s].get_int_counts() if bits.ndim else bits.get_int_counts()
-            out[s] = _z_from_distribution(counts, n)
-        return out
+        return _uncut_run(circuit, values, cost, shots, isa, sampler, backend, seed, max_executions_per_job)
 
     cut_gate_ids = [c[1] for c in cost.cuts if c[0] == "gate"]
     parametrised_cuts = any(circuit.data[i].operation.is_parameterized() for i in cut_gate_ids)
@@ -451,76 +433,61 @@ def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qu
                          f"({int(per_sample)} sub-experiments{' per sample' if parametrised_cuts else ''}), "
                          f"more than max_circuits={max_circuits}; use a smaller num_samples, fewer samples, a "
                          "larger qubit_budget, or raise max_circuits")
-    info["num_samples"] = num_samples
 
     paulis = _as_paulis(None, n)
-    # problems: one (coefficients, subobservables, {label: [(pub index, registers)]}, parameter-set
-    # index) per sample
+    if parametrised_cuts:  # a cut gate's QPD depends on its angle: generated per bound sample
+        generations = [_generated(bound, cost, paulis, num_samples, None if seed is None else seed + s)
+                       for s, bound in enumerate(circuit.assign_parameters(v) for v in values)]
+    else:  # generated once, with parameters; the samples are parameter sets
+        generations = [_generated(circuit, cost, paulis, num_samples, seed)]
+    devices = [_device_circuits(g.experiments, g.devices) for g in generations]
+    run = dict(cost=cost, num_samples=num_samples,
+               n_subexperiments=max(sum(len(c) for c in g.experiments.values()) for g in generations),
+               n_circuits=max(len(merged) for merged, _ in devices),
+               exact_weights=all(kind == WeightType.EXACT for g in generations for _, kind in g.coefficients))
+    if shots is None:
+        return CutRun(_exact_values(generations, values), n_pubs=0, n_jobs=0, **run)
+
+    # per sample: (its generation, {label: [(pub index, registers)]}, its parameter-set index in the pubs)
     pubs: list = []
-    problems: list[tuple] = []
-    exact_dists: list[dict] = []
+    located: list[tuple[_Generated, dict, int | None]] = []
     if not parametrised_cuts:
-        subcircuits, _, subobservables = _partition(apply_cuts(circuit, cost.cuts), circuit, paulis)
-        experiments, coefficients = _generate(subcircuits, subobservables, num_samples, seed)
-        info["n_subexperiments"] = sum(len(v) for v in experiments.values())
-        merged, where = _device_circuits(experiments, _packing_of(subcircuits, cost))
-        info["n_circuits"] = len(merged)
-        if shots is None:
-            for v in values:
-                dists = {label: [_exact_distribution(qc.assign_parameters([v[p] for p in qc.parameters]))
-                                 for qc in circuits] for label, circuits in experiments.items()}
-                exact_dists.append(dists)
-            problems = [(coefficients, subobservables, None, s) for s in range(n_samples)]
-        else:
-            for qc in isa(merged):
-                table = np.array([[v[p] for p in qc.parameters] for v in values])
-                pubs.append((qc, table) if qc.num_parameters else (qc,))
-            problems = [(coefficients, subobservables, where, s) for s in range(n_samples)]
+        (generation,), ((merged, where),) = generations, devices
+        for qc in isa(merged):
+            table = np.array([[v[p] for p in qc.parameters] for v in values])
+            pubs.append((qc, table) if qc.num_parameters else (qc,))
+        located = [(generation, where, s) for s in range(n_samples)]
     else:
-        counts, n_merged = [], []
-        for s, v in enumerate(values):
-            bound = circuit.assign_parameters(v)
-            subcircuits, _, subobservables = _partition(apply_cuts(bound, cost.cuts), bound, paulis)
-            experiments, coefficients = _generate(subcircuits, subobservables, num_samples,
-                                                  None if seed is None else seed + s)
-            counts.append(sum(len(c) for c in experiments.values()))
-            merged, where = _device_circuits(experiments, _packing_of(subcircuits, cost))
-            n_merged.append(len(merged))
-            if shots is None:
-                exact_dists.append({label: [_exact_distribution(qc) for qc in circuits]
-                                    for label, circuits in experiments.items()})
-                problems.append((coefficients, subobservables, None, None))
-                continue
+        for generation, (merged, where) in zip(generations, devices):
             offset = len(pubs)
             pubs.extend((qc,) for qc in isa(merged))
             where = {label: [(offset + k, registers) for k, registers in spots] for label, spots in where.items()}
-            problems.append((coefficients, subobservables, where, None))
-        info["n_subexperiments"] = max(counts)
-        info["n_circuits"] = max(n_merged)
-
-    results: list = []
-    if pubs:
-        stats = {}
-        results = _run_pubs(pubs, shots, sampler, backend, seed, max_executions_per_job, stats)
-        info.update(n_pubs=stats["pubs"], n_jobs=stats["jobs"])
-    else:
-        info["n_pubs"] = 0
-    info["exact_weights"] = all(kind == WeightType.EXACT for problem in problems for _, kind in problem[0])
+            located.append((generation, where, None))
+    results, n_jobs = _run_pubs(pubs, shots, sampler, backend, seed, max_executions_per_job)
     out = np.empty((n_samples, n))
-    for s, (coefficients, subobservables, index, column) in enumerate(problems):
-        if index is None:
-            dists = exact_dists[s]
-        else:
-            dists = {label: [_distribution(results[k], column, registers) for k, registers in spots]
-                     for label, spots in index.items()}
-        out[s] = _reconstruct(dists, coefficients, subobservables)
-    return out
+    for s, (generation, where, column) in enumerate(located):
+        dists = {label: [_distribution(results[k], column, registers) for k, registers in spots]
+                 for label, spots in where.items()}
+        out[s] = _reconstruct(dists, generation.coefficients, generation.subobservables)
+    return CutRun(out, n_pubs=len(pubs), n_jobs=n_jobs, **run)
 
 
-def _measured(circuit: QuantumCircuit) -> QuantumCircuit:
-    """``circuit`` with every qubit measured into a register laid out like ``observable_measurements``."""
-    out = circuit.copy()
-    register = ClassicalRegister(circuit.num_qubits, "observable_measurements")
-    out.add_register(register)
-    out.measure(range(circuit.num_qubits), register)
-    return out
+def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
+                           shots: int | None = 4096, seed: int | None = None, backend=None,
+                           time_limit: float = 5.0, num_samples: float | None = None, *,
+                           optimization_level: int = 1, max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB,
+                           max_circuits: int = MAX_CIRCUITS, info: dict | None = None) -> np.ndarray:
+    """``<Z_i>`` of ``arch``'s circuit for each input row, run cut into pieces of ``qubit_budget`` qubits:
+    ``run_cut(...).values``, shape ``(n_samples, n_qubits)``, in qubit order.
+
+    The arguments are those of :func:`run_cut`. ``info``: a dict given here is filled with
+    :meth:`CutRun.info` (``cost``, ``n_subexperiments``, ``n_circuits``, ``n_pubs``, ``n_jobs``,
+    ``num_samples``, ``exact_weights``); it stays for callers that read it, while :func:`run_cut`
+    returns the same as typed attributes.
+    """
+    run = run_cut(arch, inputs, weights, qubit_budget, sampler, shots, seed, backend, time_limit, num_samples,
+                  optimization_level=optimization_level, max_executions_per_job=max_executions_per_job,
+                  max_circuits=max_circuits)
+    if info is not None:
+        info.update(run.info())
+    return run.values
