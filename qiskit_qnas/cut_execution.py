@@ -6,7 +6,8 @@ device into one circuit, executes those of all samples as one batched sampler jo
 Runtime on a backend with ISA-transpiled circuits; or exactly, through qiskit-addon-cutting's
 ``ExactSampler``, with ``shots=None``), reconstructs ``<Z_i>`` with ``reconstruct_expectation_values``
 and returns them in a :class:`CutRun` with what ran. :func:`cut_expectation_values` returns the
-values alone."""
+values alone.
+"""
 
 from __future__ import annotations
 
