@@ -23,7 +23,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._version import __version__
-from .cutting import cut_expectation_values
+from .cut_execution import cut_expectation_values
 from .isa import to_isa
 from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
@@ -645,7 +645,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         job) per chunk of :data:`~qiskit_qnas.objectives.TARGET_CHUNK_SAMPLES` samples, exactly as
         the search measured the validation error; the pre-layer and head stay in torch. ``cut=True``
         evaluates it cut into subcircuits of at most ``qubit_budget`` qubits
-        (:func:`qiskit_qnas.cutting.cut_expectation_values`, options passed through)."""
+        (:func:`qiskit_qnas.cut_execution.cut_expectation_values`, options passed through)."""
         logits = torch.as_tensor(self._logits(X, cut, on_target, **cut_options))
         return torch.softmax(logits, dim=1).numpy()
 

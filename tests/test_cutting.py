@@ -23,14 +23,15 @@ from qiskit_addon_cutting import (
     reconstruct_expectation_values,
 )
 from qiskit_addon_cutting.qpd import QPDBasis
+from qiskit_addon_cutting.utils.simulation import ExactSampler
 from qiskit_aer.primitives import SamplerV2 as AerSampler
 
-from qiskit_qnas import Architecture, cutting
+from qiskit_qnas import Architecture, cut_execution, cutting
 from qiskit_qnas.circuits import z_observables
+from qiskit_qnas.cut_execution import cut_expectation_values, run_cut
 from qiskit_qnas.cutting import (
     CuttingCost,
     apply_cuts,
-    cut_expectation_values,
     cutting_cost,
     pack_pieces,
     worst_case_circuit,
@@ -357,12 +358,11 @@ EXACT_CASES = [  # all wider than the budget
 @pytest.mark.parametrize("candidate, budget", EXACT_CASES, ids=lambda v: str(v))
 def test_exact_cut_expectation_values_equal_uncut(candidate, budget):
     x, w = random_point(candidate)
-    info = {}
-    got = cut_expectation_values(candidate, x, w, qubit_budget=budget, shots=None, num_samples=np.inf, info=info)
-    cost = info["cost"]
+    run = run_cut(candidate, x, w, qubit_budget=budget, shots=None, num_samples=np.inf)
+    got, cost = run.values, run.cost
     assert not cost.fits and max(cost.partition_widths) <= budget
-    assert info["exact_weights"] and info["n_pubs"] == 0
-    assert info["n_subexperiments"] == cost.n_subexperiments  # the count formula, once more
+    assert run.exact_weights and run.n_pubs == 0
+    assert run.n_subexperiments == cost.n_subexperiments  # the count formula, once more
     assert got.shape == (2, candidate.n_qubits)
     # exact weights and exact sub-experiment distributions: equal up to floating point
     np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=1e-9)
@@ -373,12 +373,11 @@ def test_exact_cut_expectation_values_equal_uncut(candidate, budget):
 def test_sampled_cut_expectation_values_match_uncut(candidate, shots):
     x, w = random_point(candidate)
     sampler = Recording(AerSampler(seed=11))
-    info = {}
-    got = cut_expectation_values(candidate, x, w, 2, sampler, shots=shots, info=info)
-    cost = info["cost"]
+    run = run_cut(candidate, x, w, 2, sampler, shots=shots)
+    got, cost = run.values, run.cost
     # batched: one sampler job; one pub per sub-experiment, the samples are its parameter sets
-    assert len(sampler.calls) == 1 and info["n_jobs"] == 1
-    assert len(sampler.calls[0]) == info["n_pubs"] == info["n_circuits"] == cost.n_subexperiments
+    assert len(sampler.calls) == 1 and run.n_jobs == 1
+    assert len(sampler.calls[0]) == run.n_pubs == run.n_circuits == cost.n_subexperiments
     assert all(pub[1].shape[0] == 2 for pub in sampler.calls[0])
     # stated tolerance: 4 standard-error bounds (chain4: 4 x 0.027, full3: 4 x 0.066); seeded
     tolerance = 4 * shot_sigma(cost, shots)
@@ -391,14 +390,13 @@ def test_sampled_cut_expectation_values_match_uncut(candidate, shots):
 def test_pieces_packed_on_one_device_run_as_one_circuit(candidate, budget):
     x, w = random_point(candidate)
     sampler = Recording(AerSampler(seed=6))
-    info = {}
     shots = 4096
-    got = cut_expectation_values(candidate, x, w, budget, sampler, shots=shots, info=info)
-    cost = info["cost"]
+    run = run_cut(candidate, x, w, budget, sampler, shots=shots)
+    got, cost = run.values, run.cost
     assert cost.n_subcircuits < cost.n_pieces
     (pubs,) = sampler.calls
     # one circuit per device and QPD term (1 observable group per piece), not one per piece
-    assert len(pubs) == info["n_circuits"] == cost.n_qpd_terms * cost.n_subcircuits < cost.n_subexperiments
+    assert len(pubs) == run.n_circuits == cost.n_qpd_terms * cost.n_subcircuits < cost.n_subexperiments
     device_widths = sorted(sum(cost.partition_widths[i] for i in device) for device in cost.packing)
     assert max(device_widths) <= budget
     assert sorted(pub[0].num_qubits for pub in pubs) == sorted(device_widths * cost.n_qpd_terms)  # merged
@@ -415,10 +413,9 @@ def test_parametrised_cuts_are_generated_per_sample_in_one_job():
     candidate = arch(3, embedding="zz")
     x, w = random_point(candidate)
     sampler = Recording(AerSampler(seed=4))
-    info = {}
-    got = cut_expectation_values(candidate, x, w, 2, sampler, shots=128, info=info)
-    assert got.shape == (2, 3) and np.all(np.abs(got) <= 3)
-    assert len(sampler.calls) == 1 and len(sampler.calls[0]) == 2 * info["n_subexperiments"]
+    run = run_cut(candidate, x, w, 2, sampler, shots=128)
+    assert run.values.shape == (2, 3) and np.all(np.abs(run.values) <= 3)
+    assert len(sampler.calls) == 1 and len(sampler.calls[0]) == 2 * run.n_subexperiments
     assert all(not pub[0].parameters for pub in sampler.calls[0])  # bound per sample
 
 
@@ -427,9 +424,15 @@ def test_jobs_are_split_at_the_execution_limit():
     x, w = random_point(candidate)
     sampler = Recording(AerSampler(seed=2))
     info = {}
-    cut_expectation_values(candidate, x, w, 2, sampler, shots=100, max_executions_per_job=2 * 100 * 5, info=info)
+    got = cut_expectation_values(candidate, x, w, 2, sampler, shots=100, max_executions_per_job=2 * 100 * 5,
+                                 info=info)
     sizes = [len(call) for call in sampler.calls]
     assert sizes == [5, 5, 2] and info["n_jobs"] == 3 and info["n_pubs"] == 12
+    # info= holds what run_cut returns as attributes
+    run = run_cut(candidate, x, w, 2, AerSampler(seed=2), shots=100, max_executions_per_job=2 * 100 * 5)
+    assert info == run.info() and set(info) == {"cost", "n_subexperiments", "n_circuits", "n_pubs", "n_jobs",
+                                                "num_samples", "exact_weights"}
+    np.testing.assert_array_equal(got, run.values)
 
 
 def test_frequencies_reconstruct_exactly_like_the_per_shot_loop():
@@ -443,28 +446,30 @@ def test_frequencies_reconstruct_exactly_like_the_per_shot_loop():
     sampler = AerSampler(seed=5)
     results = {label: sampler.run(list(circuits), shots=300).result() for label, circuits in experiments.items()}
     per_shot = reconstruct_expectation_values(results, coefficients, subobservables)
-    frequencies = {label: [cutting._distribution(r, None) for r in result] for label, result in results.items()}
-    np.testing.assert_allclose(cutting._reconstruct(frequencies, coefficients, subobservables), per_shot,
+    frequencies = {label: [cut_execution._distribution(r, None) for r in result] for label, result in results.items()}
+    np.testing.assert_allclose(cut_execution._reconstruct(frequencies, coefficients, subobservables), per_shot,
                                rtol=0, atol=1e-12)
 
 
-def test_exact_distribution_branches_on_measurements_and_resets():
+def test_exact_sampler_branches_on_measurements_and_resets_with_the_sampler_paths_keys():
+    """The shot-free path's ExactSampler keys outcomes by clbit index; with the registers in the order
+    generate_cutting_experiments adds them (observables first, QPD last) that is the sampler path's layout."""
     theta, phi = 1.1, 2.3
-    qc = QuantumCircuit(QuantumRegister(2), ClassicalRegister(1, "qpd_measurements"),
-                        ClassicalRegister(2, "observable_measurements"))
+    qc = QuantumCircuit(QuantumRegister(2), ClassicalRegister(2, "observable_measurements"),
+                        ClassicalRegister(1, "qpd_measurements"))
     qc.ry(theta, 0)
-    qc.measure(0, qc.cregs[0][0])   # mid-circuit QPD measurement
+    qc.measure(0, qc.cregs[1][0])   # mid-circuit QPD measurement
     qc.reset(0)
     qc.ry(phi, 0)
     qc.cx(0, 1)
-    qc.measure([0, 1], qc.cregs[1])
+    qc.measure([0, 1], qc.cregs[0])
     a, c = math.sin(theta / 2) ** 2, math.cos(phi / 2) ** 2
     expected = {0b000: (1 - a) * c, 0b011: (1 - a) * (1 - c), 0b100: a * c, 0b111: a * (1 - c)}
-    got = cutting._exact_distribution(qc)
+    got = ExactSampler().run([qc]).result().quasi_dists[0]
     assert got.keys() == expected.keys()
     assert all(math.isclose(got[k], expected[k], abs_tol=1e-12) for k in expected)
     # the sampler path lays out its keys the same way (qpd bits above the observable bits)
-    sampled = cutting._distribution(AerSampler(seed=1).run([qc], shots=20000).result()[0], None)
+    sampled = cut_execution._distribution(AerSampler(seed=1).run([qc], shots=20000).result()[0], None)
     assert sampled.keys() == expected.keys()
     assert all(abs(sampled[k] - expected[k]) < 0.02 for k in expected)  # sigma <= 0.0036
 
@@ -477,11 +482,10 @@ def test_backend_subexperiments_are_isa_and_noise_free_values_match():
     candidate = arch(4)
     x, w = random_point(candidate)
     sampler = Recording(AerSampler(seed=9))
-    info = {}
     shots = 4096
-    got = cut_expectation_values(candidate, x, w, 2, sampler, shots=shots, seed=3, backend=backend, info=info)
+    run = run_cut(candidate, x, w, 2, sampler, shots=shots, seed=3, backend=backend)
     (pubs,) = sampler.calls
-    assert len(pubs) == info["n_pubs"] == 12
+    assert len(pubs) == run.n_pubs == 12
     for pub in pubs:
         qc = pub[0]
         assert qc.num_qubits == backend.num_qubits
@@ -490,7 +494,7 @@ def test_backend_subexperiments_are_isa_and_noise_free_values_match():
                 continue
             qargs = tuple(qc.find_bit(q).index for q in inst.qubits)
             assert backend.target.instruction_supported(inst.operation.name, qargs), inst.operation.name
-    np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=4 * shot_sigma(info["cost"], shots))
+    np.testing.assert_allclose(run.values, exact_z(candidate, x, w), atol=4 * shot_sigma(run.cost, shots))
 
 
 def test_runtime_fake_backend_local_mode_in_a_batch():
@@ -498,10 +502,10 @@ def test_runtime_fake_backend_local_mode_in_a_batch():
 
     candidate = arch(3)
     x, w = random_point(candidate, seed=5)
-    info = {}
-    got = cut_expectation_values(candidate, x, w, qubit_budget=2, shots=2048, seed=2, backend=FakeManilaV2(),
-                                 max_executions_per_job=6 * 2 * 2048, info=info)
-    assert info["n_jobs"] == 2  # 12 sub-experiments x 2 samples x 2048 shots, split in a Runtime Batch
+    run = run_cut(candidate, x, w, qubit_budget=2, shots=2048, seed=2, backend=FakeManilaV2(),
+                  max_executions_per_job=6 * 2 * 2048)
+    got = run.values
+    assert run.n_jobs == 2  # 12 sub-experiments x 2 samples x 2048 shots, split in a Runtime Batch
     assert got.shape == (2, 3) and np.all(np.isfinite(got))
     # noisy device (FakeManilaV2's noise model) and QPD estimator: loose, but far from meaningless
     np.testing.assert_allclose(got, exact_z(candidate, x, w), atol=0.4)
@@ -521,10 +525,9 @@ def test_fitting_circuit_runs_uncut_through_the_sampler():
 def test_sampled_qpd_is_reproducible():
     candidate = arch(4, entangler="full")
     x, w = random_point(candidate, n_samples=1)
-    info = {}
-    first = cut_expectation_values(candidate, x, w, 3, shots=None, num_samples=50, seed=8, info=info)
-    assert not info["exact_weights"] and info["n_subexperiments"] <= 50 * 2
-    np.testing.assert_array_equal(first, cut_expectation_values(candidate, x, w, 3, shots=None, num_samples=50,
+    first = run_cut(candidate, x, w, 3, shots=None, num_samples=50, seed=8)
+    assert not first.exact_weights and first.n_subexperiments <= 50 * 2
+    np.testing.assert_array_equal(first.values, cut_expectation_values(candidate, x, w, 3, shots=None, num_samples=50,
                                                                 seed=8))
 
 
@@ -556,4 +559,4 @@ def test_cut_samplers_and_targets_share_one_seed_policy():
 
     assert simulator_seed(None) is None and simulator_seed(7) == 7 and simulator_seed(0) == SEED_FOR_ZERO != 0
     for seed in (0, 7):
-        assert cutting._make_sampler(None, None, seed).seed == simulator_seed(seed)
+        assert cut_execution._make_sampler(None, None, seed).seed == simulator_seed(seed)

@@ -33,6 +33,7 @@ LAYERS = [
     "qiskit_qnas.circuits",
     "qiskit_qnas.model",
     "qiskit_qnas.cutting",
+    "qiskit_qnas.cut_execution",
     "qiskit_qnas.space",
     "qiskit_qnas.supercircuit",
     "qiskit_qnas.targets",
