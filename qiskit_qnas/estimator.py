@@ -421,7 +421,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                 cutting_objective=self.cutting_objective)
             state = self._search(space, context, executor, seed, run_dir, fingerprint, timings)
         finally:
-            if owned_executor:
+            if owned_executor and executor is not None:
                 executor.shutdown()
         candidates = [state.evaluated[k] for k in state.order]
         objective_names = (OBJECTIVE_NAMES[0], RUNTIME_OBJECTIVES[self.runtime_objective],

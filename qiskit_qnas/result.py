@@ -246,7 +246,8 @@ class SearchResult:
         ok = [c for c in self.candidates if not c.failed]
         values = np.array([c.objectives for c in ok], dtype=float) if ok else np.zeros((0, 3))
         front = np.array([self.pareto_mask[self.candidates.index(c)] for c in ok], dtype=bool)
-        chosen = None if self.best is None or self.best.failed else np.array(self.best.objectives, dtype=float)
+        best = None if self.best is None or self.best.failed else self.best
+        chosen = None if best is None else np.array(best.objectives, dtype=float)
         specs = [OBJECTIVE_AXES.get(name, ObjectiveAxis(name)) for name in self.objective_names]
         for k, spec in enumerate(specs):
             if spec.log10:
@@ -258,9 +259,9 @@ class SearchResult:
         for ax, (i, j) in zip(axes, pairs):
             ax.scatter(values[~front, i], values[~front, j], s=18, c="lightgray", label="evaluated")
             ax.scatter(values[front, i], values[front, j], s=30, c="tab:blue", label="Pareto front")
-            if chosen is not None:
+            if best is not None and chosen is not None:
                 ax.scatter([chosen[i]], [chosen[j]], s=160, marker="*", c="tab:red", label="chosen")
-                ax.annotate(self.best.architecture.key, (chosen[i], chosen[j]), xytext=(7, 7),
+                ax.annotate(best.architecture.key, (chosen[i], chosen[j]), xytext=(7, 7),
                             textcoords="offset points", fontsize=8, color="tab:red")
             for k, axis in ((i, ax.xaxis), (j, ax.yaxis)):
                 axis.set_label_text(specs[k].label)

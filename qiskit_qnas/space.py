@@ -174,7 +174,8 @@ class SearchSpace:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SearchSpace) and self.to_dict() == other.to_dict()
 
-    __hash__ = None  # mutable-looking container of settings; compare with ==
+    # mutable-looking container of settings; compare with ==
+    __hash__ = None  # type: ignore[assignment]  # the documented way to make instances unhashable
 
     @property
     def max_qubits(self) -> int:
@@ -224,8 +225,8 @@ class SearchSpace:
     def gene_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Inclusive lower and upper bounds of every gene."""
         L = self.max_layers
-        low = [self.qubits[0], self.layers[0], 0, 0] + [0] * L + [self.ranges[0]] * L
-        high = [self.qubits[1], self.layers[1], len(self.embeddings) - 1, len(self.rotations) - 1]
+        low: list[float] = [self.qubits[0], self.layers[0], 0, 0, *[0] * L, *[self.ranges[0]] * L]
+        high: list[float] = [self.qubits[1], self.layers[1], len(self.embeddings) - 1, len(self.rotations) - 1]
         high += [len(self.entanglers) - 1] * L + [self.ranges[1]] * L
         if self.learning_rates is not None:
             low.append(math.log10(self.learning_rates[0]))
@@ -260,6 +261,7 @@ class SearchSpace:
             # a range clipped to n_qubits - 1 may lie below the space's minimum: decode clips it again
             gene[4 + L + i] = max(r, self.ranges[0]) if e in RANGED_ENTANGLERS else self.ranges[0]
         if self.learning_rates is not None:
+            assert arch.learning_rate is not None  # ``arch in self``: a space that searches it gives every one
             gene[-1] = math.log10(arch.learning_rate)
         return gene
 
@@ -299,7 +301,7 @@ class SearchSpace:
         names = self.variable_names()
         if not isinstance(gene, Mapping) or set(gene) != set(names):
             raise ValueError(f"invalid gene {gene!r}; allowed: a mapping with exactly the keys {', '.join(names)}")
-        values = []
+        values: list[float] = []
         for name in names:
             value, choices = gene[name], self._choices_of(name)
             if choices is not None:

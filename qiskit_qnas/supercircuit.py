@@ -36,6 +36,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -129,6 +130,13 @@ def initial_quantum_weights(embedding: str, n_layers: int, n_qubits: int) -> tor
     return weights
 
 
+class NoisyChannel(Protocol):
+    """What :attr:`SuperCircuit.noise` provides (a :class:`~qiskit_qnas.noise.TrainingNoise`, a module
+    above this one)."""
+
+    def expectation(self, arch: Architecture, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor: ...
+
+
 class SuperCircuit(nn.Module):
     """Shared weights of every HQNN in ``space`` (see the module docstring for the slicing rule).
 
@@ -147,7 +155,7 @@ class SuperCircuit(nn.Module):
     fine-tuning copies); evaluation mode stays exact.
     """
 
-    noise = None
+    noise: NoisyChannel | None = None
 
     def __init__(self, space: SearchSpace, n_features: int, n_classes: int, hidden: Hidden = 64,
                  dropout: float = 0.1, seed: int | None = 0):
