@@ -57,6 +57,12 @@ class EmbeddingNorm(nn.BatchNorm1d):
     family's norm (:meth:`first`).
     """
 
+    # always set: the norm is built with BatchNorm's defaults (track_running_stats, momentum 0.1)
+    momentum: float
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.first(features, features.shape[1])
 
