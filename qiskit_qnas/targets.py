@@ -291,7 +291,7 @@ class ExecutionTarget:
         self._typical: dict | None = None
 
     # caches, locks, primitives and Runtime sessions are rebuilt after unpickling (process pools, Dask)
-    _TRANSIENT = ("_lock", "_isa", "_paths", "_typical")
+    _TRANSIENT: tuple[str, ...] = ("_lock", "_isa", "_paths", "_typical")
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
@@ -555,7 +555,8 @@ def _parameter_columns(circuit: QuantumCircuit) -> tuple[np.ndarray, np.ndarray,
             w_idx.append(parameter.index)
         else:
             raise ValueError(f"circuit parameter {parameter.name!r} is neither an input x[i] nor a weight w[j]")
-    return tuple(np.asarray(a, dtype=np.int64) for a in (x_pos, x_idx, w_pos, w_idx))
+    return (np.asarray(x_pos, dtype=np.int64), np.asarray(x_idx, dtype=np.int64), np.asarray(w_pos, dtype=np.int64),
+            np.asarray(w_idx, dtype=np.int64))
 
 
 def parameter_values(circuit: QuantumCircuit, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -853,6 +854,8 @@ class RuntimeTarget(PrimitiveTarget):
     submissions), and their threads retry on the new one.
     """
 
+    shots: int  # never None: DEFAULT_RUNTIME_SHOTS when none are given
+
     _TRANSIENT = (*PrimitiveTarget._TRANSIENT, "_mode")
 
     def __init__(self, backend, *, shots: int | None = None, seed: int | None = None, optimization_level: int = 1,
@@ -1045,7 +1048,8 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
         raise InvalidArgument("max_concurrent_jobs", max_concurrent_jobs, "1 (jobs in flight are a Runtime setting: "
                               "use executor= or n_jobs= to evaluate candidates in parallel elsewhere)",
                               context=" for a non-Runtime target")
-    faults = dict(max_retries=int(max_retries), retry_backoff=float(retry_backoff), job_timeout=job_timeout)
+    faults: dict[str, Any] = dict(max_retries=int(max_retries), retry_backoff=float(retry_backoff),
+                                  job_timeout=job_timeout)
     common = dict(shots=None if shots is None else int(shots), seed=None if seed is None else int(seed),
                   optimization_level=int(optimization_level), reference_backend=reference_backend,
                   estimator=estimator, **faults)
