@@ -94,7 +94,9 @@ def _pub_executions(pub: tuple, shots: int) -> int:
 def _chunks(pubs: list, shots: int, max_executions: int) -> list[list]:
     """Consecutive groups of pubs of at most ``max_executions`` executions (circuits x parameter
     sets x shots) each; a pub larger than that alone forms a group."""
-    chunks, current, size = [], [], 0
+    chunks: list[list] = []
+    current: list = []
+    size = 0
     for pub in pubs:
         executions = _pub_executions(pub, shots)
         if current and size + executions > max_executions:
@@ -181,7 +183,7 @@ def _device_circuits(experiments: dict, devices: list[list[Hashable]]) -> tuple[
             merged = QuantumCircuit(sum(piece.num_qubits for piece in pieces))
             offset = 0
             for j, (label, piece) in enumerate(zip(present, pieces)):
-                clbits = {}
+                clbits: dict[Any, Any] = {}  # the piece's Clbit -> the merged circuit's
                 for register in piece.cregs:
                     renamed = ClassicalRegister(register.size, f"{register.name}_{j}")
                     merged.add_register(renamed)
@@ -294,7 +296,7 @@ def _uncut_run(circuit: QuantumCircuit, values: list[dict], cost: CuttingCost, s
                backend, seed, max_executions_per_job: int) -> CutRun:
     """The circuit fits the budget: it runs whole, measured through the sampler, or exactly."""
     n = circuit.num_qubits
-    run = dict(cost=cost, n_subexperiments=1, n_circuits=1, num_samples=None, exact_weights=True)
+    run: dict[str, Any] = dict(cost=cost, n_subexperiments=1, n_circuits=1, num_samples=None, exact_weights=True)
     if shots is None:
         # the probabilities of the final state: no measurement to branch on
         z = [_z_from_distribution(dict(enumerate(Statevector(circuit.assign_parameters(v)).probabilities())), n)
@@ -442,10 +444,11 @@ def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int
     else:  # generated once, with parameters; the samples are parameter sets
         generations = [_generated(circuit, cost, paulis, num_samples, seed)]
     devices = [_device_circuits(g.experiments, g.devices) for g in generations]
-    run = dict(cost=cost, num_samples=num_samples,
-               n_subexperiments=max(sum(len(c) for c in g.experiments.values()) for g in generations),
-               n_circuits=max(len(merged) for merged, _ in devices),
-               exact_weights=all(kind == WeightType.EXACT for g in generations for _, kind in g.coefficients))
+    run: dict[str, Any] = dict(
+        cost=cost, num_samples=num_samples,
+        n_subexperiments=max(sum(len(c) for c in g.experiments.values()) for g in generations),
+        n_circuits=max(len(merged) for merged, _ in devices),
+        exact_weights=all(kind == WeightType.EXACT for g in generations for _, kind in g.coefficients))
     if shots is None:
         return CutRun(_exact_values(generations, values), n_pubs=0, n_jobs=0, **run)
 
