@@ -15,7 +15,7 @@ import math
 import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit
@@ -30,6 +30,10 @@ from .isa import isa_pass_manager
 from .seeds import simulator_seed
 from .spec import ArchitectureSpec
 from .validation import InvalidArgument, check_int, is_number
+
+if TYPE_CHECKING:
+    from qiskit.primitives import BaseSamplerV2
+    from qiskit.providers import BackendV2
 
 __all__ = ["CutRun", "run_cut", "cut_expectation_values"]
 
@@ -313,9 +317,9 @@ def _uncut_run(circuit: QuantumCircuit, values: list[dict], cost: CuttingCost, s
     return CutRun(out, n_pubs=1, n_jobs=n_jobs, **run)
 
 
-def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
-            shots: int | None = 4096, seed: int | None = None, backend=None, time_limit: float = 5.0,
-            num_samples: float | None = None, *, optimization_level: int = 1,
+def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler: BaseSamplerV2 | None = None,
+            shots: int | None = 4096, seed: int | None = None, backend: BackendV2 | None = None,
+            time_limit: float = 5.0, num_samples: float | None = None, *, optimization_level: int = 1,
             max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB, max_circuits: int = MAX_CIRCUITS) -> CutRun:
     """``arch``'s circuit run cut into pieces of ``qubit_budget`` qubits: each input row's ``<Z_i>``, and what ran.
 
@@ -476,8 +480,9 @@ def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int
     return CutRun(out, n_pubs=len(pubs), n_jobs=n_jobs, **run)
 
 
-def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
-                           shots: int | None = 4096, seed: int | None = None, backend=None,
+def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int,
+                           sampler: BaseSamplerV2 | None = None, shots: int | None = 4096, seed: int | None = None,
+                           backend: BackendV2 | None = None,
                            time_limit: float = 5.0, num_samples: float | None = None, *,
                            optimization_level: int = 1, max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB,
                            max_circuits: int = MAX_CIRCUITS, info: dict | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -17,6 +17,11 @@ from .cutting import CuttingCost
 from .isa import to_isa
 from .space import Architecture, SearchSpace
 from .targets import RuntimeEstimate
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.figure import Figure
+    from qiskit.circuit import QuantumCircuit
 
 #: what each of the three objectives is, in order (all minimised)
 OBJECTIVE_NAMES = ("val_error", "runtime_proxy", "n_subcircuits")
@@ -210,7 +215,7 @@ class SearchResult:
             })
         return rows
 
-    def to_dataframe(self, front_only: bool = False):
+    def to_dataframe(self, front_only: bool = False) -> pandas.DataFrame:
         """Every candidate (or only the front) as a ``pandas.DataFrame`` (needs pandas)."""
         try:
             import pandas as pd
@@ -229,7 +234,7 @@ class SearchResult:
         return "\n".join(lines)
 
     # --- plots ----------------------------------------------------------------------------------
-    def plot_pareto(self, path: str | os.PathLike | None = None):
+    def plot_pareto(self, path: str | os.PathLike | None = None) -> Figure:
         """The three 2-D projections of the objectives; the front highlighted, the chosen one starred
         and labelled by its architecture key. Axes carry their units (:data:`OBJECTIVE_AXES`), count
         axes integer ticks, and a log10 objective (sub-experiments, overhead) is drawn as the count
@@ -319,7 +324,7 @@ class SearchResult:
         return cls.from_dict(json.loads(path.read_text()))
 
     # --- circuits ---------------------------------------------------------------------------------
-    def circuit(self, index: int | None = None, bind_weights: bool = True):
+    def circuit(self, index: int | None = None, bind_weights: bool = True) -> QuantumCircuit:
         """The logical circuit of front member ``index`` (default: the chosen candidate), with its
         fine-tuned weights bound; the inputs ``x`` stay parameters."""
         candidate = self._pick(index)

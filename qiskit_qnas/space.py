@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymoo.core.variable import Choice, Integer, Real, Variable
@@ -31,6 +31,13 @@ from .spec import (
     ArchitectureSpec,
 )
 from .validation import InvalidArgument, check_choice, is_integer, is_number
+
+if TYPE_CHECKING:
+    from qiskit.circuit import QuantumCircuit
+    from qiskit.primitives import BaseEstimatorV2
+    from qiskit_machine_learning.neural_networks import NeuralNetwork
+
+    from .cutting import CuttingCost
 
 
 @dataclass(frozen=True, eq=True)
@@ -57,7 +64,7 @@ class Architecture(ArchitectureSpec):
         learning_rate: optional fine-tuning learning rate searched with the architecture.
     """
 
-    def circuit(self):
+    def circuit(self) -> QuantumCircuit:
         """The ``QuantumCircuit``: inputs in ``ParameterVector("x")``, weights in ``ParameterVector("w")``."""
         return build_circuit(self).circuit.copy()
 
@@ -69,7 +76,8 @@ class Architecture(ArchitectureSpec):
     def weight_params(self) -> list:
         return list(build_circuit(self).weights)
 
-    def qnn(self, engine: str = "statevector", estimator=None, input_gradients: bool = False, **kwargs):
+    def qnn(self, engine: str = "statevector", estimator: BaseEstimatorV2 | None = None, input_gradients: bool = False,
+            **kwargs: Any) -> NeuralNetwork:
         """A qiskit-machine-learning ``NeuralNetwork`` whose outputs are ``<Z_i>`` for every qubit i.
 
         ``engine="statevector"``: the exact, batched torch simulator of :meth:`circuit` (default).
@@ -77,11 +85,11 @@ class Architecture(ArchitectureSpec):
         """
         return make_qnn(self, engine=engine, estimator=estimator, input_gradients=input_gradients, **kwargs)
 
-    def model(self, n_features: int, n_classes: int, **kwargs):
+    def model(self, n_features: int, n_classes: int, **kwargs: Any) -> HQNN:
         """The HQNN ``torch.nn.Module``: pre-layer, quantum layer through ``TorchConnector``, head."""
         return HQNN(self, n_features=n_features, n_classes=n_classes, **kwargs)
 
-    def cutting_cost(self, qubit_budget: int, time_limit: float = 5.0):
+    def cutting_cost(self, qubit_budget: int, time_limit: float = 5.0) -> CuttingCost:
         """What circuit cutting needs to run this circuit on devices of ``qubit_budget`` qubits."""
         return cutting_cost(self, qubit_budget=qubit_budget, time_limit=time_limit)
 

@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
@@ -70,6 +70,10 @@ from .memory import exact_engine_bytes
 from .seeds import simulator_seed
 from .space import Architecture
 from .validation import InvalidArgument, check_choice, check_int, check_number, is_integer
+
+if TYPE_CHECKING:
+    from qiskit.primitives import BaseEstimatorV2
+    from qiskit.providers import BackendV2
 
 #: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
 DEFAULT_PROXY_SHOTS = 4096
@@ -114,7 +118,7 @@ def _sub_options(name: str, value, keys: tuple[str, ...]) -> dict:
     return value
 
 
-def check_runtime_options(options) -> dict:
+def check_runtime_options(options: dict[str, Any] | None) -> dict:
     """Validate Runtime error suppression and mitigation settings; returns a normalised copy.
 
     Keys (all optional): ``resilience_level`` (0, 1, 2); ``twirling``: a dict of ``enable_gates``,
@@ -225,7 +229,7 @@ class Evaluation:
 
 
 @lru_cache(maxsize=1)
-def default_reference_backend():
+def default_reference_backend() -> BackendV2:
     """The backend the exact target's ISA circuits and durations come from: ``FakeTorino``
     (133-qubit IBM Heron, CZ basis, calibrated durations)."""
     from qiskit_ibm_runtime.fake_provider import FakeTorino
@@ -995,10 +999,11 @@ def _check_options(mode, shots, seed, optimization_level, max_retries, retry_bac
     check_int("max_concurrent_jobs", max_concurrent_jobs, 1)
 
 
-def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None, seed: int | None = None,
-                   optimization_level: int = 1, reference_backend=None, max_retries: int = 3,
-                   retry_backoff: float = 1.0, job_timeout: float | None = None, resilience_level: int = 0,
-                   session: bool = False, estimator=None, max_concurrent_jobs: int = 1,
+def resolve_target(backend: BackendV2 | ExecutionTarget | None = None, *, mode: str = "auto", shots: int | None = None,
+                   seed: int | None = None, optimization_level: int = 1, reference_backend: BackendV2 | None = None,
+                   max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
+                   resilience_level: int = 0, session: bool = False, estimator: BaseEstimatorV2 | None = None,
+                   max_concurrent_jobs: int = 1,
                    runtime_options: dict | None = None) -> ExecutionTarget:
     """The :class:`ExecutionTarget` of ``backend``.
 
