@@ -19,7 +19,7 @@ help:
 	@echo "make install   create/reuse $(VENV) and install -e .[test] (with -c $(CONSTRAINTS))"
 	@echo "make test      run the test suite (pass pytest options with ARGS=\"-k space\")"
 	@echo "make test-min  the fast tests on the lowest declared dependency versions, in $(MIN_VENV)"
-	@echo "make lint      ruff check qiskit_qnas tests benchmarks"
+	@echo "make lint      ruff check qiskit_qnas tests benchmarks, then mypy (type check of qiskit_qnas)"
 	@echo "make demo      run the Iris search demo (python -m qiskit_qnas.demo)"
 	@echo "make bench     run the benchmarks/*.py (not the paper reproduction or search fidelity), with the bench extra"
 	@echo "make dist      build sdist and wheel into $(DIST_DIR)/"
@@ -79,8 +79,10 @@ test-min: $(MIN_STAMP)
 	$(MIN_PY) -m pip list --format=freeze | grep -iE "^($$(cut -d= -f1 $(MIN_VENV)/requirements-min.txt | paste -sd'|')|torch)=="
 	$(MIN_PY) -m pytest -q $(MIN_ARGS) $(MIN_TESTS) $(ARGS)
 
+# mypy takes its settings (python_version, files = qiskit_qnas, the untyped dependencies) from pyproject.toml.
 lint: install
 	$(VENV)/bin/ruff check qiskit_qnas tests benchmarks
+	$(VENV)/bin/mypy
 
 demo: install
 	$(VENV_PY) -m qiskit_qnas.demo $(ARGS)

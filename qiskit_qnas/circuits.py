@@ -54,7 +54,7 @@ def z_observables(n_qubits: int) -> list[SparsePauliOp]:
     return [SparsePauliOp.from_sparse_list([("Z", [i], 1.0)], n_qubits) for i in range(n_qubits)]
 
 
-def _multiplexor_signs(m: int) -> tuple[np.ndarray, list[int]]:
+def _multiplexor_signs(m: int) -> tuple[np.ndarray, list[list[int]]]:
     """Unrolled CNOT decomposition of a uniformly controlled RY with ``m`` controls.
 
     Recursively, with c the last control, RY(a) CX(c,t) RY(b) CX(c,t) gives a + b when c = 0 and

@@ -215,7 +215,7 @@ def fake_backend_classes() -> dict[str, type]:
     from qiskit.providers import BackendV2
     from qiskit_ibm_runtime import fake_provider
 
-    found = {}
+    found: dict[str, type] = {}
     for name in dir(fake_provider):
         cls = getattr(fake_provider, name)
         if name.startswith("Fake") and isinstance(cls, type) and issubclass(cls, BackendV2):

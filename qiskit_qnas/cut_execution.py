@@ -15,7 +15,7 @@ import math
 import warnings
 from collections.abc import Hashable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qiskit.circuit import ClassicalRegister, QuantumCircuit
@@ -30,6 +30,10 @@ from .isa import isa_pass_manager
 from .seeds import simulator_seed
 from .spec import ArchitectureSpec
 from .validation import InvalidArgument, check_int, is_number
+
+if TYPE_CHECKING:
+    from qiskit.primitives import BaseSamplerV2
+    from qiskit.providers import BackendV2
 
 __all__ = ["CutRun", "run_cut", "cut_expectation_values"]
 
@@ -94,7 +98,9 @@ def _pub_executions(pub: tuple, shots: int) -> int:
 def _chunks(pubs: list, shots: int, max_executions: int) -> list[list]:
     """Consecutive groups of pubs of at most ``max_executions`` executions (circuits x parameter
     sets x shots) each; a pub larger than that alone forms a group."""
-    chunks, current, size = [], [], 0
+    chunks: list[list] = []
+    current: list = []
+    size = 0
     for pub in pubs:
         executions = _pub_executions(pub, shots)
         if current and size + executions > max_executions:
@@ -181,7 +187,7 @@ def _device_circuits(experiments: dict, devices: list[list[Hashable]]) -> tuple[
             merged = QuantumCircuit(sum(piece.num_qubits for piece in pieces))
             offset = 0
             for j, (label, piece) in enumerate(zip(present, pieces)):
-                clbits = {}
+                clbits: dict[Any, Any] = {}  # the piece's Clbit -> the merged circuit's
                 for register in piece.cregs:
                     renamed = ClassicalRegister(register.size, f"{register.name}_{j}")
                     merged.add_register(renamed)
@@ -294,7 +300,7 @@ def _uncut_run(circuit: QuantumCircuit, values: list[dict], cost: CuttingCost, s
                backend, seed, max_executions_per_job: int) -> CutRun:
     """The circuit fits the budget: it runs whole, measured through the sampler, or exactly."""
     n = circuit.num_qubits
-    run = dict(cost=cost, n_subexperiments=1, n_circuits=1, num_samples=None, exact_weights=True)
+    run: dict[str, Any] = dict(cost=cost, n_subexperiments=1, n_circuits=1, num_samples=None, exact_weights=True)
     if shots is None:
         # the probabilities of the final state: no measurement to branch on
         z = [_z_from_distribution(dict(enumerate(Statevector(circuit.assign_parameters(v)).probabilities())), n)
@@ -311,9 +317,9 @@ def _uncut_run(circuit: QuantumCircuit, values: list[dict], cost: CuttingCost, s
     return CutRun(out, n_pubs=1, n_jobs=n_jobs, **run)
 
 
-def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
-            shots: int | None = 4096, seed: int | None = None, backend=None, time_limit: float = 5.0,
-            num_samples: float | None = None, *, optimization_level: int = 1,
+def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler: BaseSamplerV2 | None = None,
+            shots: int | None = 4096, seed: int | None = None, backend: BackendV2 | None = None,
+            time_limit: float = 5.0, num_samples: float | None = None, *, optimization_level: int = 1,
             max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB, max_circuits: int = MAX_CIRCUITS) -> CutRun:
     """``arch``'s circuit run cut into pieces of ``qubit_budget`` qubits: each input row's ``<Z_i>``, and what ran.
 
@@ -442,10 +448,11 @@ def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int
     else:  # generated once, with parameters; the samples are parameter sets
         generations = [_generated(circuit, cost, paulis, num_samples, seed)]
     devices = [_device_circuits(g.experiments, g.devices) for g in generations]
-    run = dict(cost=cost, num_samples=num_samples,
-               n_subexperiments=max(sum(len(c) for c in g.experiments.values()) for g in generations),
-               n_circuits=max(len(merged) for merged, _ in devices),
-               exact_weights=all(kind == WeightType.EXACT for g in generations for _, kind in g.coefficients))
+    run: dict[str, Any] = dict(
+        cost=cost, num_samples=num_samples,
+        n_subexperiments=max(sum(len(c) for c in g.experiments.values()) for g in generations),
+        n_circuits=max(len(merged) for merged, _ in devices),
+        exact_weights=all(kind == WeightType.EXACT for g in generations for _, kind in g.coefficients))
     if shots is None:
         return CutRun(_exact_values(generations, values), n_pubs=0, n_jobs=0, **run)
 
@@ -473,8 +480,9 @@ def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int
     return CutRun(out, n_pubs=len(pubs), n_jobs=n_jobs, **run)
 
 
-def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int, sampler=None,
-                           shots: int | None = 4096, seed: int | None = None, backend=None,
+def cut_expectation_values(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int,
+                           sampler: BaseSamplerV2 | None = None, shots: int | None = 4096, seed: int | None = None,
+                           backend: BackendV2 | None = None,
                            time_limit: float = 5.0, num_samples: float | None = None, *,
                            optimization_level: int = 1, max_executions_per_job: int = MAX_EXECUTIONS_PER_JOB,
                            max_circuits: int = MAX_CIRCUITS, info: dict | None = None) -> np.ndarray:

@@ -67,8 +67,8 @@ OPENML = {"mnist": ("mnist_784", 1), "fashion_mnist": ("Fashion-MNIST", 1)}
 OFFICIAL_TRAIN_SIZE = 60_000
 
 # IDX type codes -> big-endian dtypes
-_IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES: dict[int, np.dtype] = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
+                                   0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 _DESCRIPTIONS = {
     "iris": "Iris plants (Fisher 1936): 4 measurements of 150 flowers, 3 species",
     "digits": "Handwritten digits (UCI optdigits): 8x8 images with pixel values 0-16, 1797 samples, 10 classes",
@@ -209,7 +209,9 @@ def read_idx(path: str | os.PathLike | Sequence[str | os.PathLike]) -> np.ndarra
 
 
 def _part_number(path: Path) -> int:
-    return int(re.search(r"\.part(\d+)$", path.name).group(1))
+    match = re.search(r"\.part(\d+)$", path.name)
+    assert match is not None, path  # _find_idx passes only the names that match
+    return int(match.group(1))
 
 
 def _find_idx(data_dir: Path, name: str, stem: str) -> list[Path]:
@@ -239,7 +241,9 @@ def _load_idx_set(name: str, data_dir: Any) -> tuple[np.ndarray, np.ndarray, np.
     folder = Path(data_dir).expanduser()
     if not folder.is_dir():
         raise InvalidArgument("data_dir", str(data_dir), "an existing directory holding the IDX files")
-    arrays, sources, found_in = {}, [], {}
+    arrays: dict[str, np.ndarray] = {}
+    sources: list[str] = []
+    found_in: dict[str, None] = {}  # the folders, in the order found
     for key, stem in IDX_FILES.items():
         paths = _find_idx(folder, name, stem)
         array = read_idx(paths)

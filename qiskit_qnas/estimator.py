@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
@@ -52,6 +53,11 @@ from .validation import (
     check_positive,
     is_integer,
 )
+
+if TYPE_CHECKING:
+    from qiskit.circuit import QuantumCircuit
+
+    from .targets import ExecutionTarget
 
 logger = logging.getLogger(__name__)
 
@@ -378,7 +384,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                      X_train=X_train, X_val=X_val, y_train=y_train, y_val=y_val,
                      fingerprint=self._fingerprint(space, target, Xs, y_encoded, seed), noise=noise)
 
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> QNASEstimator:
         """Train the SuperCircuit, search the space, and fine-tune the chosen candidate.
 
         Every argument, the data, the memory the widest candidate needs and the checkpoint
@@ -421,7 +427,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                 cutting_objective=self.cutting_objective)
             state = self._search(space, context, executor, seed, run_dir, fingerprint, timings)
         finally:
-            if owned_executor:
+            if owned_executor and executor is not None:
                 executor.shutdown()
         candidates = [state.evaluated[k] for k in state.order]
         objective_names = (OBJECTIVE_NAMES[0], RUNTIME_OBJECTIVES[self.runtime_objective],
@@ -461,7 +467,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def resolve_target(self, seed: int | None = None):
+    def resolve_target(self, seed: int | None = None) -> ExecutionTarget:
         """The :class:`~qiskit_qnas.targets.ExecutionTarget` ``fit`` evaluates on (and ``on_target``
         predictions run on): ``backend`` itself when it is a configured target, else
         :func:`~qiskit_qnas.targets.resolve_target` of this estimator's settings. ``seed``: the run's
@@ -636,7 +642,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             return self.model_.head(torch.as_tensor(np.asarray(values), dtype=torch.float32)).numpy()
 
-    def predict_proba(self, X, cut: bool = False, on_target: bool = False, **cut_options) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike, cut: bool = False, on_target: bool = False, **cut_options: Any) -> np.ndarray:
         """Class probabilities (softmax of the chosen model's logits).
 
         By default the quantum layer runs on the exact engine. ``on_target=True`` evaluates it on
@@ -649,12 +655,13 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         logits = torch.as_tensor(self._logits(X, cut, on_target, **cut_options))
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict(self, X, cut: bool = False, on_target: bool = False, **cut_options) -> np.ndarray:
+    def predict(self, X: ArrayLike, cut: bool = False, on_target: bool = False, **cut_options: Any) -> np.ndarray:
         """Class labels of ``X`` (see :meth:`predict_proba` for ``cut`` and ``on_target``)."""
         logits = self._logits(X, cut, on_target, **cut_options)
         return self.classes_[logits.argmax(1)]
 
-    def score(self, X, y, sample_weight=None, on_target: bool = False) -> float:
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+              on_target: bool = False) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)``; ``on_target=True``: with the quantum layer on the
         search's execution target (the accuracy the model has where it will run)."""
         from sklearn.metrics import accuracy_score
@@ -662,7 +669,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         return float(accuracy_score(y, self.predict(X, on_target=on_target), sample_weight=sample_weight))
 
     # --- persistence --------------------------------------------------------------------------------
-    def save(self, path) -> Path:
+    def save(self, path: str | os.PathLike) -> Path:
         """Write the result (``result.json``, ``candidates.csv``), ``pareto.png``, the chosen model's
         weights (``model.pt``) and its circuit with trained weights (``best_circuit.qpy``)."""
         check_is_fitted(self, "model_")
@@ -687,7 +694,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         atomic_write(path / "best_circuit.qpy", buffer.getvalue())
         return path
 
-    def best_circuit(self, isa: bool = False):
+    def best_circuit(self, isa: bool = False) -> QuantumCircuit:
         """The chosen model's circuit with its trained weights bound (inputs ``x`` stay parameters);
         ``isa=True``: transpiled for the search target's backend."""
         check_is_fitted(self, "model_")

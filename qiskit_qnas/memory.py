@@ -36,7 +36,7 @@ def parse_memory(value: Any, name: str = "max_memory") -> int | None:
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", value)
         unit = (match.group(2).lower() or "b") if match else None
-        if unit in UNITS:
+        if match and unit in UNITS:
             number = float(match.group(1)) * UNITS[unit]
             if 0 < number < math.inf:
                 return int(number)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from torch import nn
 
 from .circuits import amplitude_angles, make_qnn
@@ -56,6 +58,12 @@ class EmbeddingNorm(nn.BatchNorm1d):
     SuperCircuit normalises a candidate with ``n`` inputs by the first ``n`` channels of its
     family's norm (:meth:`first`).
     """
+
+    # always set: the norm is built with BatchNorm's defaults (track_running_stats, momentum 0.1)
+    momentum: float
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.first(features, features.shape[1])
@@ -207,9 +215,10 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return batches
 
 
-def train_model(model: nn.Module, X, y, epochs: int = 30, batch_size: int = 32, lr: float = 0.02,
-                seed: int | None = 0, weight_decay: float = 0.0, progress=None, cosine: bool = True,
-                loss=_cross_entropy) -> list[float]:
+def train_model(model: nn.Module, X: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor, epochs: int = 30,
+                batch_size: int = 32, lr: float = 0.02, seed: int | None = 0, weight_decay: float = 0.0,
+                progress: Callable[[int, float], None] | None = None, cosine: bool = True,
+                loss: Callable[..., torch.Tensor] = _cross_entropy) -> list[float]:
     """Mini-batch Adam on cross-entropy; returns the mean loss of every epoch.
 
     ``cosine``: the step size decays from ``lr`` to 0 along a cosine over the run (steadier final
@@ -259,7 +268,7 @@ PREDICT_BATCH = 1024
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, X, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+def predict_logits(model: nn.Module, X: ArrayLike | torch.Tensor, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Logits of ``model`` in evaluation mode, computed in batches."""
     model.eval()
     X = torch.as_tensor(np.asarray(X, dtype=np.float32))

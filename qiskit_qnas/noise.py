@@ -218,7 +218,8 @@ class TrainingNoise:
                   allowed=f"None (the averaged channel, exactly where the circuit has at most "
                           f"{DENSITY_MATRIX_MAX_QUBITS} qubits) or an integer >= 1")
         check_noise_aware_target(target)
-        self.target = target
+        assert isinstance(target, PrimitiveTarget)  # what the check above requires
+        self.target: PrimitiveTarget = target
         self.trajectories = None if trajectories is None else int(trajectories)
         self._init_caches()
 
@@ -286,7 +287,8 @@ class TrainingNoise:
         n_pauli = 2 * sum(len(qubits) for _, qubits, lam in locations if lam > 0)
         pauli = ParameterVector("pauli", n_pauli)
         circuit = QuantumCircuit(len(physical))
-        column_locations, lambdas = [], []
+        column_locations: list[int] = []  # per Pauli column: the index of its error's lambda
+        lambdas: list[float] = []
         for operation, qubits, lam in locations:
             circuit.append(operation, [local[q] for q in qubits])
             if lam <= 0:
@@ -337,8 +339,8 @@ class TrainingNoise:
             if generator_seed is not None:
                 torch.manual_seed(int(generator_seed))
             values = noisy.expectation(inputs.repeat_interleave(int(n_trajectories), 0), weights)
-        values = values.reshape(len(inputs), int(n_trajectories), -1).numpy()
-        return values.mean(1), values.std(1, ddof=1) / math.sqrt(n_trajectories)
+        samples = values.reshape(len(inputs), int(n_trajectories), -1).numpy()
+        return samples.mean(1), samples.std(1, ddof=1) / math.sqrt(n_trajectories)
 
 
 __all__ = ["DEFAULT_TRAJECTORIES", "NoisyProgram", "TrainingNoise", "check_noise_aware_target",

@@ -267,10 +267,11 @@ def evaluate_generation(executor: Executor | None, archs: Sequence[Architecture]
         with ThreadPoolExecutor(max_workers=cap, thread_name_prefix="qnas-job") as pool:
             return _results([pool.submit(_evaluate, a, context, generation) for a in archs])
     caller = _caller()
-    client, executor = _dask_client(executor)
+    # a Dask executor's submit takes Dask's own options (pure=) besides the function's arguments
+    client, dask_submitter = _dask_client(executor)
     if client is not None:
         shared = client.scatter(context, broadcast=True, hash=False)
-        return _results([executor.submit(_evaluate, a, shared, generation, caller, pure=False) for a in archs])
+        return _results([dask_submitter.submit(_evaluate, a, shared, generation, caller, pure=False) for a in archs])
     if isinstance(executor, ThreadPoolExecutor):
         return _results([executor.submit(_evaluate, a, context, generation, caller) for a in archs])
     blob, digest = _pickled(context)

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
@@ -17,6 +17,11 @@ from .cutting import CuttingCost
 from .isa import to_isa
 from .space import Architecture, SearchSpace
 from .targets import RuntimeEstimate
+
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.figure import Figure
+    from qiskit.circuit import QuantumCircuit
 
 #: what each of the three objectives is, in order (all minimised)
 OBJECTIVE_NAMES = ("val_error", "runtime_proxy", "n_subcircuits")
@@ -210,7 +215,7 @@ class SearchResult:
             })
         return rows
 
-    def to_dataframe(self, front_only: bool = False):
+    def to_dataframe(self, front_only: bool = False) -> pandas.DataFrame:
         """Every candidate (or only the front) as a ``pandas.DataFrame`` (needs pandas)."""
         try:
             import pandas as pd
@@ -229,7 +234,7 @@ class SearchResult:
         return "\n".join(lines)
 
     # --- plots ----------------------------------------------------------------------------------
-    def plot_pareto(self, path: str | os.PathLike | None = None):
+    def plot_pareto(self, path: str | os.PathLike | None = None) -> Figure:
         """The three 2-D projections of the objectives; the front highlighted, the chosen one starred
         and labelled by its architecture key. Axes carry their units (:data:`OBJECTIVE_AXES`), count
         axes integer ticks, and a log10 objective (sub-experiments, overhead) is drawn as the count
@@ -246,7 +251,8 @@ class SearchResult:
         ok = [c for c in self.candidates if not c.failed]
         values = np.array([c.objectives for c in ok], dtype=float) if ok else np.zeros((0, 3))
         front = np.array([self.pareto_mask[self.candidates.index(c)] for c in ok], dtype=bool)
-        chosen = None if self.best is None or self.best.failed else np.array(self.best.objectives, dtype=float)
+        best = None if self.best is None or self.best.failed else self.best
+        chosen = None if best is None else np.array(best.objectives, dtype=float)
         specs = [OBJECTIVE_AXES.get(name, ObjectiveAxis(name)) for name in self.objective_names]
         for k, spec in enumerate(specs):
             if spec.log10:
@@ -258,9 +264,9 @@ class SearchResult:
         for ax, (i, j) in zip(axes, pairs):
             ax.scatter(values[~front, i], values[~front, j], s=18, c="lightgray", label="evaluated")
             ax.scatter(values[front, i], values[front, j], s=30, c="tab:blue", label="Pareto front")
-            if chosen is not None:
+            if best is not None and chosen is not None:
                 ax.scatter([chosen[i]], [chosen[j]], s=160, marker="*", c="tab:red", label="chosen")
-                ax.annotate(self.best.architecture.key, (chosen[i], chosen[j]), xytext=(7, 7),
+                ax.annotate(best.architecture.key, (chosen[i], chosen[j]), xytext=(7, 7),
                             textcoords="offset points", fontsize=8, color="tab:red")
             for k, axis in ((i, ax.xaxis), (j, ax.yaxis)):
                 axis.set_label_text(specs[k].label)
@@ -318,7 +324,7 @@ class SearchResult:
         return cls.from_dict(json.loads(path.read_text()))
 
     # --- circuits ---------------------------------------------------------------------------------
-    def circuit(self, index: int | None = None, bind_weights: bool = True):
+    def circuit(self, index: int | None = None, bind_weights: bool = True) -> QuantumCircuit:
         """The logical circuit of front member ``index`` (default: the chosen candidate), with its
         fine-tuned weights bound; the inputs ``x`` stay parameters."""
         candidate = self._pick(index)

@@ -174,9 +174,9 @@ def check_run_directory(directory: str | Path, fingerprint: str, seed: int) -> N
             raise RunDirectoryError(path, "is not a file of a qnas run",
                                     "move it away, or use a new or empty directory")
         if name == SEED:
-            recorded = read_seed(directory)
-            if recorded != seed:
-                raise RunDirectoryError(path, f"records the seed {recorded} of another run (this one: {seed})",
+            recorded_seed = read_seed(directory)
+            if recorded_seed != seed:
+                raise RunDirectoryError(path, f"records the seed {recorded_seed} of another run (this one: {seed})",
                                         f"{allowed}; random_state=None resumes it)")
             continue
         if name == BEST_CIRCUIT:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pymoo.core.variable import Choice, Integer, Real, Variable
@@ -31,6 +31,13 @@ from .spec import (
     ArchitectureSpec,
 )
 from .validation import InvalidArgument, check_choice, is_integer, is_number
+
+if TYPE_CHECKING:
+    from qiskit.circuit import QuantumCircuit
+    from qiskit.primitives import BaseEstimatorV2
+    from qiskit_machine_learning.neural_networks import NeuralNetwork
+
+    from .cutting import CuttingCost
 
 
 @dataclass(frozen=True, eq=True)
@@ -57,7 +64,7 @@ class Architecture(ArchitectureSpec):
         learning_rate: optional fine-tuning learning rate searched with the architecture.
     """
 
-    def circuit(self):
+    def circuit(self) -> QuantumCircuit:
         """The ``QuantumCircuit``: inputs in ``ParameterVector("x")``, weights in ``ParameterVector("w")``."""
         return build_circuit(self).circuit.copy()
 
@@ -69,7 +76,8 @@ class Architecture(ArchitectureSpec):
     def weight_params(self) -> list:
         return list(build_circuit(self).weights)
 
-    def qnn(self, engine: str = "statevector", estimator=None, input_gradients: bool = False, **kwargs):
+    def qnn(self, engine: str = "statevector", estimator: BaseEstimatorV2 | None = None, input_gradients: bool = False,
+            **kwargs: Any) -> NeuralNetwork:
         """A qiskit-machine-learning ``NeuralNetwork`` whose outputs are ``<Z_i>`` for every qubit i.
 
         ``engine="statevector"``: the exact, batched torch simulator of :meth:`circuit` (default).
@@ -77,11 +85,11 @@ class Architecture(ArchitectureSpec):
         """
         return make_qnn(self, engine=engine, estimator=estimator, input_gradients=input_gradients, **kwargs)
 
-    def model(self, n_features: int, n_classes: int, **kwargs):
+    def model(self, n_features: int, n_classes: int, **kwargs: Any) -> HQNN:
         """The HQNN ``torch.nn.Module``: pre-layer, quantum layer through ``TorchConnector``, head."""
         return HQNN(self, n_features=n_features, n_classes=n_classes, **kwargs)
 
-    def cutting_cost(self, qubit_budget: int, time_limit: float = 5.0):
+    def cutting_cost(self, qubit_budget: int, time_limit: float = 5.0) -> CuttingCost:
         """What circuit cutting needs to run this circuit on devices of ``qubit_budget`` qubits."""
         return cutting_cost(self, qubit_budget=qubit_budget, time_limit=time_limit)
 
@@ -174,7 +182,8 @@ class SearchSpace:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SearchSpace) and self.to_dict() == other.to_dict()
 
-    __hash__ = None  # mutable-looking container of settings; compare with ==
+    # mutable-looking container of settings; compare with ==
+    __hash__ = None  # type: ignore[assignment]  # the documented way to make instances unhashable
 
     @property
     def max_qubits(self) -> int:
@@ -224,8 +233,8 @@ class SearchSpace:
     def gene_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Inclusive lower and upper bounds of every gene."""
         L = self.max_layers
-        low = [self.qubits[0], self.layers[0], 0, 0] + [0] * L + [self.ranges[0]] * L
-        high = [self.qubits[1], self.layers[1], len(self.embeddings) - 1, len(self.rotations) - 1]
+        low: list[float] = [self.qubits[0], self.layers[0], 0, 0, *[0] * L, *[self.ranges[0]] * L]
+        high: list[float] = [self.qubits[1], self.layers[1], len(self.embeddings) - 1, len(self.rotations) - 1]
         high += [len(self.entanglers) - 1] * L + [self.ranges[1]] * L
         if self.learning_rates is not None:
             low.append(math.log10(self.learning_rates[0]))
@@ -260,6 +269,7 @@ class SearchSpace:
             # a range clipped to n_qubits - 1 may lie below the space's minimum: decode clips it again
             gene[4 + L + i] = max(r, self.ranges[0]) if e in RANGED_ENTANGLERS else self.ranges[0]
         if self.learning_rates is not None:
+            assert arch.learning_rate is not None  # ``arch in self``: a space that searches it gives every one
             gene[-1] = math.log10(arch.learning_rate)
         return gene
 
@@ -299,7 +309,7 @@ class SearchSpace:
         names = self.variable_names()
         if not isinstance(gene, Mapping) or set(gene) != set(names):
             raise ValueError(f"invalid gene {gene!r}; allowed: a mapping with exactly the keys {', '.join(names)}")
-        values = []
+        values: list[float] = []
         for name in names:
             value, choices = gene[name], self._choices_of(name)
             if choices is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -48,9 +48,16 @@ class ArchitectureSpec:
     n_layers: int
     embedding: str = "angle_y"
     rotation: str = "ry"
-    entangler: tuple[str, ...] | str = "chain"
-    entangle_range: tuple[int, ...] | int = 1
+    # stored one per layer: __post_init__ turns a single value into a tuple
+    entangler: tuple[str, ...] = "chain"  # type: ignore[assignment]  # the default is the single value
+    entangle_range: tuple[int, ...] = 1  # type: ignore[assignment]  # the default is the single value
     learning_rate: float | None = None
+
+    if TYPE_CHECKING:
+        # what the constructor accepts: one value for every layer, or one per layer
+        def __init__(self, n_qubits: int, n_layers: int, embedding: str = "angle_y", rotation: str = "ry",
+                     entangler: tuple[str, ...] | str = "chain", entangle_range: tuple[int, ...] | int = 1,
+                     learning_rate: float | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         n = check_int("n_qubits", self.n_qubits, 1)
@@ -110,8 +117,9 @@ class ArchitectureSpec:
         if not match:
             raise ValueError(f"invalid architecture key {key!r}; expected e.g. 'q4-l2-angle_y-ry-odd1.even1'")
         n, layers, embedding, rotation, ents, lr = match.groups()
-        pairs = [re.match(r"^([a-z]+)(\d+)$", part) for part in ents.split(".")]
-        if not all(pairs):
+        parts = ents.split(".")
+        pairs = [pair for pair in (re.match(r"^([a-z]+)(\d+)$", part) for part in parts) if pair]
+        if len(pairs) != len(parts):
             raise ValueError(f"invalid architecture key {key!r}: bad entangler part {ents!r}")
         return cls(int(n), int(layers), embedding, rotation, tuple(p.group(1) for p in pairs),
                    tuple(int(p.group(2)) for p in pairs), None if lr is None else float(lr))

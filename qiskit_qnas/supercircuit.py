@@ -36,6 +36,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -129,6 +130,13 @@ def initial_quantum_weights(embedding: str, n_layers: int, n_qubits: int) -> tor
     return weights
 
 
+class NoisyChannel(Protocol):
+    """What :attr:`SuperCircuit.noise` provides (a :class:`~qiskit_qnas.noise.TrainingNoise`, a module
+    above this one)."""
+
+    def expectation(self, arch: Architecture, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor: ...
+
+
 class SuperCircuit(nn.Module):
     """Shared weights of every HQNN in ``space`` (see the module docstring for the slicing rule).
 
@@ -147,7 +155,7 @@ class SuperCircuit(nn.Module):
     fine-tuning copies); evaluation mode stays exact.
     """
 
-    noise = None
+    noise: NoisyChannel | None = None
 
     def __init__(self, space: SearchSpace, n_features: int, n_classes: int, hidden: Hidden = 64,
                  dropout: float = 0.1, seed: int | None = 0):
@@ -183,7 +191,7 @@ class SuperCircuit(nn.Module):
         :func:`~qiskit_qnas.model.feature_transform`)."""
         self._check(arch)
         m = arch.n_features
-        projection = self.projections[arch.embedding]
+        projection = cast(nn.Linear, self.projections[arch.embedding])
         features = nn.functional.linear(self.trunk(x), projection.weight[:m], projection.bias[:m])
         norm = self.norms[arch.embedding]
         if isinstance(norm, EmbeddingNorm):  # the first m statistics: shared by every member of the family
@@ -205,7 +213,7 @@ class SuperCircuit(nn.Module):
         else:
             inputs = self.circuit_inputs(arch, x).to(torch.float64)
             z = compiled_program(arch).expectation(inputs, self.circuit_weights(arch))
-        head = self.heads[arch.embedding]
+        head = cast(nn.Linear, self.heads[arch.embedding])
         return nn.functional.linear(z.to(x.dtype), head.weight[:, :arch.n_qubits], head.bias)
 
     def extract(self, arch: Architecture, engine: str = "statevector", estimator=None) -> HQNN:
@@ -214,12 +222,17 @@ class SuperCircuit(nn.Module):
         model = HQNN(arch, self.n_features, self.n_classes, hidden=self.hidden, dropout=self.dropout,
                      engine=engine, estimator=estimator)
         m, n = arch.n_features, arch.n_qubits
-        projection, norm, head = (part[arch.embedding] for part in (self.projections, self.norms, self.heads))
+        projection = cast(nn.Linear, self.projections[arch.embedding])
+        head = cast(nn.Linear, self.heads[arch.embedding])
+        norm = self.norms[arch.embedding]
+        # the trunk then the Linear to the embedding (hidden is never 0 here)
+        pre = cast(nn.Sequential, model.pre)
+        pre_output = cast(nn.Linear, pre[-1])
         with torch.no_grad():
-            model.pre[:-1].load_state_dict(self.trunk.state_dict())
-            model.pre[-1].weight.copy_(projection.weight[:m])
-            model.pre[-1].bias.copy_(projection.bias[:m])
-            if isinstance(norm, EmbeddingNorm):
+            pre[:-1].load_state_dict(self.trunk.state_dict())
+            pre_output.weight.copy_(projection.weight[:m])
+            pre_output.bias.copy_(projection.bias[:m])
+            if isinstance(norm, EmbeddingNorm) and isinstance(model.norm, EmbeddingNorm):
                 for name in ("weight", "bias", "running_mean", "running_var"):
                     getattr(model.norm, name).copy_(getattr(norm, name)[:m])
                 model.norm.num_batches_tracked.copy_(norm.num_batches_tracked)
@@ -256,7 +269,9 @@ def train_supercircuit(supercircuit: SuperCircuit, X, y, epochs: int = 30, batch
 
     def sandwich_loss(model: SuperCircuit, X_batch: torch.Tensor, y_batch: torch.Tensor) -> torch.Tensor:
         members = sandwich(space, rng, n_random, next(steps))
-        return sum(nn.functional.cross_entropy(model(X_batch, arch), y_batch) for arch in members) / len(members)
+        # a sum of at least one tensor (from the start value 0) is a tensor
+        total = cast(torch.Tensor, sum(nn.functional.cross_entropy(model(X_batch, arch), y_batch) for arch in members))
+        return total / len(members)
 
     def check_and_report(epoch: int, loss: float) -> None:
         if not math.isfinite(loss):

@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qiskit.circuit import QuantumCircuit
@@ -70,6 +70,10 @@ from .memory import exact_engine_bytes
 from .seeds import simulator_seed
 from .space import Architecture
 from .validation import InvalidArgument, check_choice, check_int, check_number, is_integer
+
+if TYPE_CHECKING:
+    from qiskit.primitives import BaseEstimatorV2
+    from qiskit.providers import BackendV2
 
 #: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
 DEFAULT_PROXY_SHOTS = 4096
@@ -114,7 +118,7 @@ def _sub_options(name: str, value, keys: tuple[str, ...]) -> dict:
     return value
 
 
-def check_runtime_options(options) -> dict:
+def check_runtime_options(options: dict[str, Any] | None) -> dict:
     """Validate Runtime error suppression and mitigation settings; returns a normalised copy.
 
     Keys (all optional): ``resilience_level`` (0, 1, 2); ``twirling``: a dict of ``enable_gates``,
@@ -225,7 +229,7 @@ class Evaluation:
 
 
 @lru_cache(maxsize=1)
-def default_reference_backend():
+def default_reference_backend() -> BackendV2:
     """The backend the exact target's ISA circuits and durations come from: ``FakeTorino``
     (133-qubit IBM Heron, CZ basis, calibrated durations)."""
     from qiskit_ibm_runtime.fake_provider import FakeTorino
@@ -291,7 +295,7 @@ class ExecutionTarget:
         self._typical: dict | None = None
 
     # caches, locks, primitives and Runtime sessions are rebuilt after unpickling (process pools, Dask)
-    _TRANSIENT = ("_lock", "_isa", "_paths", "_typical")
+    _TRANSIENT: tuple[str, ...] = ("_lock", "_isa", "_paths", "_typical")
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
@@ -555,7 +559,8 @@ def _parameter_columns(circuit: QuantumCircuit) -> tuple[np.ndarray, np.ndarray,
             w_idx.append(parameter.index)
         else:
             raise ValueError(f"circuit parameter {parameter.name!r} is neither an input x[i] nor a weight w[j]")
-    return tuple(np.asarray(a, dtype=np.int64) for a in (x_pos, x_idx, w_pos, w_idx))
+    return (np.asarray(x_pos, dtype=np.int64), np.asarray(x_idx, dtype=np.int64), np.asarray(w_pos, dtype=np.int64),
+            np.asarray(w_idx, dtype=np.int64))
 
 
 def parameter_values(circuit: QuantumCircuit, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -853,6 +858,8 @@ class RuntimeTarget(PrimitiveTarget):
     submissions), and their threads retry on the new one.
     """
 
+    shots: int  # never None: DEFAULT_RUNTIME_SHOTS when none are given
+
     _TRANSIENT = (*PrimitiveTarget._TRANSIENT, "_mode")
 
     def __init__(self, backend, *, shots: int | None = None, seed: int | None = None, optimization_level: int = 1,
@@ -992,10 +999,11 @@ def _check_options(mode, shots, seed, optimization_level, max_retries, retry_bac
     check_int("max_concurrent_jobs", max_concurrent_jobs, 1)
 
 
-def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None, seed: int | None = None,
-                   optimization_level: int = 1, reference_backend=None, max_retries: int = 3,
-                   retry_backoff: float = 1.0, job_timeout: float | None = None, resilience_level: int = 0,
-                   session: bool = False, estimator=None, max_concurrent_jobs: int = 1,
+def resolve_target(backend: BackendV2 | ExecutionTarget | None = None, *, mode: str = "auto", shots: int | None = None,
+                   seed: int | None = None, optimization_level: int = 1, reference_backend: BackendV2 | None = None,
+                   max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
+                   resilience_level: int = 0, session: bool = False, estimator: BaseEstimatorV2 | None = None,
+                   max_concurrent_jobs: int = 1,
                    runtime_options: dict | None = None) -> ExecutionTarget:
     """The :class:`ExecutionTarget` of ``backend``.
 
@@ -1045,7 +1053,8 @@ def resolve_target(backend=None, *, mode: str = "auto", shots: int | None = None
         raise InvalidArgument("max_concurrent_jobs", max_concurrent_jobs, "1 (jobs in flight are a Runtime setting: "
                               "use executor= or n_jobs= to evaluate candidates in parallel elsewhere)",
                               context=" for a non-Runtime target")
-    faults = dict(max_retries=int(max_retries), retry_backoff=float(retry_backoff), job_timeout=job_timeout)
+    faults: dict[str, Any] = dict(max_retries=int(max_retries), retry_backoff=float(retry_backoff),
+                                  job_timeout=job_timeout)
     common = dict(shots=None if shots is None else int(shots), seed=None if seed is None else int(seed),
                   optimization_level=int(optimization_level), reference_backend=reference_backend,
                   estimator=estimator, **faults)

@@ -12,8 +12,8 @@ The checks share one rule of what a number is: ints, floats and their numpy type
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Literal, TypeGuard, overload
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class InvalidArgument(ValueError):
         return type(self), (self.name, self.value, self.allowed, self.context, self.message)
 
 
-def is_integer(value: Any) -> bool:
+def is_integer(value: Any) -> TypeGuard[int | np.integer]:
     """An ``int`` or numpy integer, not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -55,6 +55,13 @@ def _integers(low: int, high: int | None) -> str:
     return f"an integer >= {low}" if high is None else f"an integer from {low} to {high}"
 
 
+# the overloads type a call without ``allow_none=True`` as returning an ``int`` (a ``float``), never None
+@overload
+def check_int(name: str, value: Any, low: int, high: int | None = ..., allow_none: Literal[False] = ...,
+              allowed: str | None = ...) -> int: ...
+@overload
+def check_int(name: str, value: Any, low: int, high: int | None = ..., allow_none: bool = ...,
+              allowed: str | None = ...) -> int | None: ...
 def check_int(name: str, value: Any, low: int, high: int | None = None, allow_none: bool = False,
               allowed: str | None = None) -> int | None:
     """``value`` as an ``int``: an integer from ``low`` to ``high`` (inclusive; None: no upper bound),
@@ -67,6 +74,12 @@ def check_int(name: str, value: Any, low: int, high: int | None = None, allow_no
     return int(value)
 
 
+@overload
+def check_number(name: str, value: Any, low: float = ..., high: float = ..., *, low_inclusive: bool = ...,
+                 high_inclusive: bool = ..., allow_none: Literal[False] = ..., allowed: str | None = ...) -> float: ...
+@overload
+def check_number(name: str, value: Any, low: float = ..., high: float = ..., *, low_inclusive: bool = ...,
+                 high_inclusive: bool = ..., allow_none: bool = ..., allowed: str | None = ...) -> float | None: ...
 def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
                  low_inclusive: bool = True, high_inclusive: bool = False, allow_none: bool = False,
                  allowed: str | None = None) -> float | None:
@@ -90,6 +103,12 @@ def _numbers(low: float, high: float, low_inclusive: bool, high_inclusive: bool,
     return " ".join([f"a {finite}number", " and ".join(bounds)]).strip() + (" or None" if allow_none else "")
 
 
+@overload
+def check_positive(name: str, value: Any, allow_zero: bool = ..., allow_none: Literal[False] = ...,
+                   allowed: str | None = ...) -> float: ...
+@overload
+def check_positive(name: str, value: Any, allow_zero: bool = ..., allow_none: bool = ...,
+                   allowed: str | None = ...) -> float | None: ...
 def check_positive(name: str, value: Any, allow_zero: bool = False, allow_none: bool = False,
                    allowed: str | None = None) -> float | None:
     """``value`` as a ``float``: a finite number > 0 (>= 0 with ``allow_zero``), or None when
@@ -103,7 +122,7 @@ def check_fraction(name: str, value: Any, allowed: str = "a number strictly betw
     return check_number(name, value, 0, 1, low_inclusive=False, allowed=allowed)
 
 
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+def check_choice(name: str, value: Any, allowed: Collection[str]) -> str:
     """``value`` when it is one of the strings ``allowed``; else :class:`InvalidArgument` listing them."""
     if not isinstance(value, str) or value not in allowed:
         raise InvalidArgument(name, value, ", ".join(allowed))

@@ -33,7 +33,8 @@ class StatevectorQNN(NeuralNetwork):
         self.circuit = circuit
         self.input_params = list(input_params)
         self.weight_params = list(weight_params)
-        self._last = None
+        # (inputs bytes, weights bytes, final state) of the last forward pass, for its backward
+        self._last: tuple[bytes, bytes, torch.Tensor] | None = None
         self.program = StatevectorProgram(circuit, self.input_params, self.weight_params, observables,
                                           preparation=preparation)
         super().__init__(num_inputs=len(self.input_params), num_weights=len(self.weight_params),

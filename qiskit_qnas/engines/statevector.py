@@ -259,7 +259,8 @@ class _AffineReader:
 
         def expression():
             nonlocal index
-            const, found, affine, sign = 0.0, {}, False, 1.0
+            const, affine, sign = 0.0, False, 1.0
+            found: dict[int, float] = {}  # column -> coefficient
             while True:
                 kind, text = tokens[index]
                 if kind == "name" and tokens[index + 1] not in (("op", "*"), ("op", "/")):
@@ -331,7 +332,7 @@ def torch_threads_for(amplitudes: int):
         torch.set_num_threads(before)
 
 
-_FIXED = {"x": [[0, 1], [1, 0]], "y": [[0, -1j], [1j, 0]], "z": [[1, 0], [0, -1]],
+_FIXED: dict[str, list[list[complex]]] = {"x": [[0, 1], [1, 0]], "y": [[0, -1j], [1j, 0]], "z": [[1, 0], [0, -1]],
           "h": [[1 / math.sqrt(2), 1 / math.sqrt(2)], [1 / math.sqrt(2), -1 / math.sqrt(2)]],
           "s": [[1, 0], [0, 1j]], "sdg": [[1, 0], [0, -1j]],
           "t": [[1, 0], [0, np.exp(1j * np.pi / 4)]], "tdg": [[1, 0], [0, np.exp(-1j * np.pi / 4)]],
@@ -435,6 +436,12 @@ def _adjoint(matrix: Tensor) -> Tensor:
 class _Gate:
     columns: tuple[int, ...] = ()  # angle-table columns, set once the table layout is known
     slots: tuple[int, ...] = ()  # indices of the gate's angles in StatevectorProgram._angles
+
+    def __call__(self, state: Tensor, angles: _Angles) -> Tensor:
+        raise NotImplementedError
+
+    def inverse(self, state: Tensor, angles: _Angles) -> Tensor:
+        raise NotImplementedError
 
     def derivatives(self, psi: Tensor, angles: _Angles) -> list[tuple[int, Tensor]]:
         return []
@@ -865,6 +872,7 @@ class StatevectorProgram:
     def _tree_levels(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
         """The RY tree's states before each level, (2**k, B) for k = 0..n-1 (index j: the k prepared
         qubits), and the half-angle cosines and sines of its nodes, (2**n - 1, B)."""
+        assert self._tree_inputs is not None  # called for programs with a tree only
         half = 0.5 * x.index_select(1, self._tree_inputs).T
         cos, sin = torch.cos(half), torch.sin(half)
         levels = [torch.ones(1, x.shape[0], dtype=torch.float64)]
@@ -896,6 +904,7 @@ class StatevectorProgram:
             grad_half[nodes] = before * (g[:, 1] * c - g[:, 0] * s)
             g = g[:, 0] * c + g[:, 1] * s
         dx = torch.zeros(x.shape[0], cotangents.shape[1], self.n_inputs, dtype=torch.float64)
+        assert self._tree_inputs is not None  # called for programs with a tree only
         return dx.index_add_(2, self._tree_inputs, 0.5 * grad_half.permute(2, 1, 0))
 
     def _initial_state(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -918,7 +927,8 @@ class StatevectorProgram:
         the batch (when the weights are), and the 2 x 2 matrices of shared rotations."""
         columns = cos.shape[0]
         cos_rows, sin_rows = list(cos.unbind(0)), list(sin.unbind(0))
-        matrix, adjoint = [None] * columns, [None] * columns
+        matrix: list[Tensor | None] = [None] * columns
+        adjoint: list[Tensor | None] = [None] * columns
         if shared_weights and columns and cos.shape[1]:
             shared = self._shared_columns
             cos_rows = [r[0] if shared[k] else r for k, r in enumerate(cos_rows)]
@@ -1019,7 +1029,11 @@ class StatevectorProgram:
             psi0 = None if not autograd_prefix and final_state is not None else self._initial_state(x, cos, sin)
         with torch.no_grad():
             angles = self._angle_set(cos.detach(), sin.detach(), w.dim() == 1)
-            psi = self._sweep(psi0.detach(), angles) if final_state is None else final_state
+            if final_state is None:
+                assert psi0 is not None  # computed whenever no final state is given
+                psi = self._sweep(psi0.detach(), angles)
+            else:
+                psi = final_state
             outputs = self._expectation_of(psi)
             # the states and their cotangents O_k psi side by side: (2**n, 1 + K, B)
             both = torch.cat([psi.unsqueeze(1), psi.unsqueeze(1) * cotangent_diagonals.to(psi.dtype)], 1)
@@ -1038,7 +1052,7 @@ class StatevectorProgram:
                 dx = dx + self._tree_vjp(x.detach(), 2 * both[:, 1:].real)
         if use_autograd:
             pairs = [(expr_half, grad_half[self._expr_columns].permute(2, 0, 1))]
-            if autograd_prefix:
+            if autograd_prefix and psi0 is not None:  # psi0 is always computed with autograd_prefix
                 pairs.append((psi0, 2 * both[:, 1:].transpose(0, 1)))
             pairs = [(out, cot) for out, cot in pairs if out.requires_grad]
             leaves = [leaf for leaf in ([x, w_in] if input_gradients else [w_in]) if leaf.shape[-1] > 0]
