@@ -57,8 +57,6 @@ from .validation import (
 if TYPE_CHECKING:
     from qiskit.circuit import QuantumCircuit
 
-    from .targets import ExecutionTarget
-
 logger = logging.getLogger(__name__)
 
 SELECTIONS = ("min_error", "min_runtime", "min_subcircuits")
