@@ -27,11 +27,10 @@ Expectation values of diagonal (I/Z) observables are one reduction of the probab
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
-from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
+from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from .expressions import _AffineReader, _Angle
@@ -51,6 +50,7 @@ from .gates import (
     _rotation_matrices,
     _Sign,
 )
+from .preparation import RYTreePreparation, _tree_node_inputs, _tree_state, _tree_vjp
 
 Tensor = torch.Tensor
 
@@ -58,23 +58,6 @@ _REAL_GATES = {"ry", "cx", "x", "z", "cz", "swap", "h", "ccx", "id", "cry", "ch"
 _PERMUTATIONS = {"x", "cx", "swap", "ccx"}
 _SKIPPED = {"barrier", "id", "delay"}
 _CONTROLLED = {"cx": "x", "cy": "y", "cz": "z", "ch": "h", "crx": "rx", "cry": "ry", "crz": "rz", "cp": "p"}
-
-
-@dataclass(frozen=True)
-class RYTreePreparation:
-    """The leading ``n_instructions`` instructions of a circuit prepare, from ``|0...0>``, the state of
-    a binary tree of uniformly controlled RY rotations over all n qubits (the amplitude embedding).
-
-    Level k = 0..n-1 of the tree rotates qubit n-1-k by RY(theta_kj), where j is the integer held by
-    qubits n-k..n-1 (qubit n-k its least significant bit) and theta_kj is the circuit input
-    ``node_inputs[2**k - 1 + j]``. The amplitude of basis state b is therefore, exactly and with its
-    sign, the product over the levels k of cos(theta_kj / 2) (bit n-1-k of b is 0) or sin(theta_kj / 2)
-    (bit 1), with j = b >> (n - k): the engine computes that product instead of the instructions,
-    whatever gates they decompose the tree into (the circuit builder vouches for them).
-    """
-
-    n_instructions: int
-    node_inputs: tuple[int, ...]
 
 
 class StatevectorProgram:
@@ -108,7 +91,7 @@ class StatevectorProgram:
         self.n_qubits = n = circuit.num_qubits
         self.dim = 2**n
         self.n_inputs, self.n_weights = len(inputs), len(weights)
-        self._tree_inputs = self._check_preparation(preparation, circuit, list(inputs))
+        self._tree_inputs = _tree_node_inputs(preparation, circuit, list(inputs))
         skipped = 0 if preparation is None else preparation.n_instructions
         instructions = circuit.data[skipped:]
         input_index = {p: i for i, p in enumerate(inputs)}
@@ -205,33 +188,6 @@ class StatevectorProgram:
                                    dtype=torch.float64)
 
     # --- compilation -------------------------------------------------------------------------
-    def _check_preparation(self, preparation: RYTreePreparation | None, circuit: QuantumCircuit,
-                           inputs: list[Parameter]) -> Tensor | None:
-        """The tree's node inputs as an index tensor (None without a preparation), once the
-        declaration fits the circuit: the right number of nodes, indices of inputs, and no other
-        parameter in the instructions it replaces."""
-        if preparation is None:
-            return None
-        if not isinstance(preparation, RYTreePreparation):
-            raise ValueError(f"invalid preparation={preparation!r}; allowed: None or an RYTreePreparation")
-        count = preparation.n_instructions
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= len(circuit.data):
-            raise ValueError(f"invalid preparation.n_instructions={count!r}; allowed: an integer in "
-                             f"0..{len(circuit.data)} (the circuit's instructions)")
-        nodes = tuple(preparation.node_inputs)
-        if len(nodes) != self.dim - 1 or not all(
-                isinstance(i, (int, np.integer)) and not isinstance(i, bool) and 0 <= i < len(inputs) for i in nodes):
-            raise ValueError(f"invalid preparation.node_inputs: allowed: {self.dim - 1} (2**n - 1 for n = "
-                             f"{self.n_qubits} qubits) indices in 0..{len(inputs) - 1} of the circuit inputs")
-        allowed = {inputs[i] for i in nodes}
-        for instruction in circuit.data[:count]:
-            for value in instruction.operation.params:
-                stray = (value.parameters if isinstance(value, ParameterExpression) else set()) - allowed
-                if stray:
-                    raise ValueError(f"the prepared instructions depend on {sorted(p.name for p in stray)}, "
-                                     "which are not preparation.node_inputs")
-        return torch.tensor(nodes, dtype=torch.long)
-
     def _diagonal(self, observable: SparsePauliOp) -> np.ndarray:
         observable = SparsePauliOp(observable)
         if observable.num_qubits != self.n_qubits or np.any(observable.paulis.x):
@@ -340,49 +296,11 @@ class StatevectorProgram:
             psi = (psi.unsqueeze(1) * torch.stack([v0[q], v1[q]], 0).unsqueeze(0)).reshape(-1, batch)
         return psi
 
-    def _tree_levels(self, x: Tensor) -> tuple[list[Tensor], Tensor, Tensor]:
-        """The RY tree's states before each level, (2**k, B) for k = 0..n-1 (index j: the k prepared
-        qubits), and the half-angle cosines and sines of its nodes, (2**n - 1, B)."""
-        assert self._tree_inputs is not None  # called for programs with a tree only
-        half = 0.5 * x.index_select(1, self._tree_inputs).T
-        cos, sin = torch.cos(half), torch.sin(half)
-        levels = [torch.ones(1, x.shape[0], dtype=torch.float64)]
-        for k in range(self.n_qubits - 1):
-            nodes = slice(2**k - 1, 2 ** (k + 1) - 1)
-            # the new qubit is the next less significant bit: index j -> 2j (cos) and 2j + 1 (sin)
-            levels.append(torch.stack((levels[-1] * cos[nodes], levels[-1] * sin[nodes]), 1).reshape(2 ** (k + 1), -1))
-        return levels, cos, sin
-
-    def _tree_state(self, x: Tensor) -> Tensor:
-        """The closed-form state of the RY tree, (2**n, B), differentiable by autograd."""
-        levels, cos, sin = self._tree_levels(x)
-        nodes = slice(self.dim // 2 - 1, self.dim - 1)
-        return torch.stack((levels[-1] * cos[nodes], levels[-1] * sin[nodes]), 1).reshape(self.dim, -1)
-
-    def _tree_vjp(self, x: Tensor, cotangents: Tensor) -> Tensor:
-        """sum_b cotangents[b] d psi_tree[b] / dx for real cotangent states (2**n, M, B) of the tree's
-        state: (B, M, n_inputs), by reverse-mode through the levels (no division by amplitudes, so
-        exact where some are zero)."""
-        levels, cos, sin = self._tree_levels(x)
-        grad_half = torch.empty(self.dim - 1, *cotangents.shape[1:], dtype=torch.float64)
-        g = cotangents
-        for k in range(self.n_qubits - 1, -1, -1):
-            nodes = slice(2**k - 1, 2 ** (k + 1) - 1)
-            g = g.reshape(2**k, 2, *cotangents.shape[1:])
-            c, s = cos[nodes].unsqueeze(1), sin[nodes].unsqueeze(1)  # (2**k, 1, B)
-            before = levels[k].unsqueeze(1)
-            # psi[2j] = before[j] cos h_kj, psi[2j + 1] = before[j] sin h_kj
-            grad_half[nodes] = before * (g[:, 1] * c - g[:, 0] * s)
-            g = g[:, 0] * c + g[:, 1] * s
-        dx = torch.zeros(x.shape[0], cotangents.shape[1], self.n_inputs, dtype=torch.float64)
-        assert self._tree_inputs is not None  # called for programs with a tree only
-        return dx.index_add_(2, self._tree_inputs, 0.5 * grad_half.permute(2, 1, 0))
-
     def _initial_state(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         """The state the gate sweep starts from, (2**n, B): the tree's, or the leading gates' product state."""
         if self._tree_inputs is None:
             return self._product_state(x.shape[0], cos, sin)
-        return self._tree_state(x).to(self.dtype)
+        return _tree_state(x, self._tree_inputs, self.n_qubits).to(self.dtype)
 
     def _check(self, x, w) -> tuple[Tensor, Tensor]:
         x = torch.as_tensor(x, dtype=torch.float64)
@@ -519,8 +437,8 @@ class StatevectorProgram:
             grad_half = 2 * overlaps[:, 1:].transpose(1, 2)  # (columns, B, K)
             d = (grad_half.reshape(half.shape[0], -1).T @ self._half_jacobian).reshape(batch, k_out, -1)
             dx, dw = d[..., :self.n_inputs], d[..., self.n_inputs:]
-            if tree and input_gradients:  # the cotangents now belong to the tree's state
-                dx = dx + self._tree_vjp(x.detach(), 2 * both[:, 1:].real)
+            if self._tree_inputs is not None and input_gradients:  # the cotangents now belong to the tree's state
+                dx = dx + _tree_vjp(x.detach(), self._tree_inputs, self.n_qubits, 2 * both[:, 1:].real)
         if use_autograd:
             pairs = [(expr_half, grad_half[self._expr_columns].permute(2, 0, 1))]
             if autograd_prefix and psi0 is not None:  # psi0 is always computed with autograd_prefix
