@@ -30,6 +30,7 @@ LAYERS = [
     "qiskit_qnas.engines.statevector.expressions",
     "qiskit_qnas.engines.statevector.gates",
     "qiskit_qnas.engines.statevector.preparation",
+    "qiskit_qnas.engines.statevector.adjoint",
     "qiskit_qnas.engines.statevector.program",
     "qiskit_qnas.engines.statevector",
     "qiskit_qnas.engines.density_matrix",

@@ -33,6 +33,7 @@ import torch
 from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
+from .adjoint import _sweep_back
 from .expressions import _AffineReader, _Angle
 from .gates import (
     _FIXED,
@@ -424,16 +425,9 @@ class StatevectorProgram:
             else:
                 psi = final_state
             outputs = self._expectation_of(psi)
-            # the states and their cotangents O_k psi side by side: (2**n, 1 + K, B)
-            both = torch.cat([psi.unsqueeze(1), psi.unsqueeze(1) * cotangent_diagonals.to(psi.dtype)], 1)
-            # every gate angle has its own column: row h = Re <state_m| dU/dh psi_before> (m = 0 is psi)
-            overlaps = torch.zeros(half.shape[0], 1 + k_out, batch, dtype=torch.float64)
-            gates = self._ops[::-1] + (self._prefix_gates[::-1] if sweep_prefix else [])
-            for i, gate in enumerate(gates):
-                for column, v in gate.derivatives(both[:, 0], angles):
-                    self._overlaps(both, v, out=overlaps[column])
-                if i + 1 < len(gates) or not sweep_prefix:
-                    both = gate.inverse(both, angles)
+            gates = (self._prefix_gates if sweep_prefix else []) + self._ops
+            overlaps, both = _sweep_back(gates, psi, cotangent_diagonals, angles, half.shape[0],
+                                         keep_initial=not sweep_prefix)
             grad_half = 2 * overlaps[:, 1:].transpose(1, 2)  # (columns, B, K)
             d = (grad_half.reshape(half.shape[0], -1).T @ self._half_jacobian).reshape(batch, k_out, -1)
             dx, dw = d[..., :self.n_inputs], d[..., self.n_inputs:]
@@ -454,12 +448,3 @@ class StatevectorProgram:
                     elif g is not None:
                         dw = dw + g.permute(1, 0, 2)
         return outputs, (dx if input_gradients else None), dw
-
-    @staticmethod
-    def _overlaps(states: Tensor, v: Tensor, out: Tensor) -> Tensor:
-        """Re <states_m|v> per sample into ``out``: (2**n, M, B) x (2**n, B) -> (M, B)."""
-        if states.is_complex() or v.is_complex():
-            states = torch.view_as_real(states if states.is_complex() else states.to(torch.complex128))
-            v = torch.view_as_real(v if v.is_complex() else v.to(torch.complex128))
-            return torch.sum(states * v.unsqueeze(1), (0, -1), out=out)
-        return torch.sum(states * v.unsqueeze(1), 0, out=out)
