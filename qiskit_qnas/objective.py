@@ -22,7 +22,6 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -75,7 +74,7 @@ class Objective:
         label = self.label or self.name
         return f"{label} ({self.unit})" if self.unit else label
 
-    def value_of(self, measured: Measurements | Any) -> float:
+    def value_of(self, measured: object) -> float:
         """This objective's value for a candidate, read from its measurements (or the candidate)."""
         if not self.source:
             raise ValueError(f"objective {self.name!r} has no source to read its value from")
