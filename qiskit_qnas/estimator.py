@@ -29,16 +29,16 @@ from .isa import to_isa
 from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
 from .noise import TrainingNoise
+from .objective import search_objectives
 from .objectives import (
     FINETUNE_SAMPLES,
     TARGET_CHUNK_SAMPLES,
     EvaluationContext,
     candidate_seed,
-    check_objective_settings,
     target_logits,
 )
 from .parallel import evaluate_generation, resolve_executor
-from .result import CUTTING_OBJECTIVES, OBJECTIVE_NAMES, RUNTIME_OBJECTIVES, Candidate, SearchResult, atomic_write
+from .result import Candidate, SearchResult, atomic_write
 from .rundir import MODEL, SUPERCIRCUIT, check_run_directory, read_seed, read_tensors, write_seed
 from .search import run_nsga2
 from .space import SearchSpace
@@ -288,7 +288,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         for name in ("runtime_objective", "cutting_objective", "target_mode"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidArgument(name, getattr(self, name), "a string (see the docstring)")
-        check_objective_settings(self.runtime_objective, self.cutting_objective)
+        search_objectives(self.runtime_objective, self.cutting_objective)  # refuses unknown settings
         check_choice("target_mode", self.target_mode, TARGET_MODES)
         if not (callable(self.selection) or (isinstance(self.selection, str) and self.selection in SELECTIONS)):
             raise InvalidArgument("selection", self.selection, f"{', '.join(SELECTIONS)} or a callable")
@@ -428,9 +428,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             if owned_executor and executor is not None:
                 executor.shutdown()
         candidates = [state.evaluated[k] for k in state.order]
-        objective_names = (OBJECTIVE_NAMES[0], RUNTIME_OBJECTIVES[self.runtime_objective],
-                           CUTTING_OBJECTIVES[self.cutting_objective])
-        result = SearchResult(candidates, objective_names, config=self._config(space, target, seed),
+        result = SearchResult(candidates, context.objectives, config=self._config(space, target, seed),
                               history=state.history)
         if not result.pareto_front:
             raise RuntimeError("every candidate failed on the target; see result_.candidates for the errors")
@@ -559,7 +557,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         try:
             state = run_nsga2(space, evaluate, population_size=int(self.population_size),
                               n_generations=int(self.n_generations), seed=seed, checkpoint_dir=run_dir,
-                              fingerprint=fingerprint, callback=self.callback, progress=progress)
+                              fingerprint=fingerprint, callback=self.callback, progress=progress,
+                              objectives=context.objectives)
         finally:
             bar.close()
         timings["search"] = time.perf_counter() - started

@@ -1,5 +1,9 @@
 """The three objectives of one candidate: validation error, runtime proxy and subcircuit count.
 
+What each objective is, where its value is read and how it is drawn is an
+:class:`~qiskit_qnas.objective.Objective` (:mod:`qiskit_qnas.objective`); this module measures a
+candidate and reads the context's objectives from the measurements.
+
 :func:`evaluate_candidate` is a pure function of the candidate and an :class:`EvaluationContext`
 (shared weights, data, target, settings), so a generation's candidates can be evaluated in any
 order, in other processes or on a Dask cluster, with identical results.
@@ -30,20 +34,19 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from .cutting import CuttingCost, cutting_cost
-from .result import CUTTING_OBJECTIVES, RUNTIME_OBJECTIVES, Candidate
+from .cutting import cutting_cost
+from .objective import Measurements, Objective, search_objectives
+from .result import Candidate
 from .space import Architecture
 from .supercircuit import SuperCircuit, finetune
-from .validation import check_choice
 
-#: objectives given to a candidate whose evaluation failed: never better than a real one
-FAILED_OBJECTIVES = (1.0, 1e12, 1e6)
 #: default cap on the samples a candidate is fine-tuned on: on MNIST 6k, fine-tuning 72 candidates
 #: on all 4,800 training samples took 81 % of a 30-minute search; the SuperCircuit and the chosen
 #: model still train on everything.
@@ -73,6 +76,12 @@ class EvaluationContext:
     runtime_objective: str = "proxy"
     cutting_objective: str = "subcircuits"
 
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        """The objectives of ``runtime_objective`` and ``cutting_objective``, in order
+        (:func:`~qiskit_qnas.objective.search_objectives`)."""
+        return search_objectives(self.runtime_objective, self.cutting_objective)
+
 
 def candidate_seed(seed: int, arch: Architecture) -> int:
     """A seed that depends only on the search seed and the architecture (not on evaluation order)."""
@@ -89,22 +98,14 @@ def finetune_subset(context: EvaluationContext) -> tuple[np.ndarray, np.ndarray]
     return context.X_train[index], context.y_train[index]
 
 
-def objectives_of(val_error: float, runtime: float, measured: float, cost: CuttingCost,
-                  runtime_objective: str, cutting_objective: str) -> tuple[float, float, float]:
-    """The tuple the search minimises, following the objective settings."""
-    second = runtime if runtime_objective == "proxy" else measured
-    if cutting_objective == "subcircuits":
-        third = float(cost.n_subcircuits)
-    elif cutting_objective == "subexperiments":
-        third = float(cost.log10_subexperiments)
-    else:
-        third = float(cost.log10_sampling_overhead)
-    return float(val_error), float(second), third
+def objectives_of(measured: Measurements, objectives: Sequence[Objective]) -> tuple[float, ...]:
+    """The tuple the search minimises: each objective read from the candidate's measurements."""
+    return tuple(objective.value_of(measured) for objective in objectives)
 
 
-def check_objective_settings(runtime_objective: str, cutting_objective: str) -> None:
-    check_choice("runtime_objective", runtime_objective, RUNTIME_OBJECTIVES)
-    check_choice("cutting_objective", cutting_objective, CUTTING_OBJECTIVES)
+def failed_objectives(objectives: Sequence[Objective]) -> tuple[float, ...]:
+    """The tuple of a candidate whose evaluation failed: never better than a real one."""
+    return tuple(objective.failed_value for objective in objectives)
 
 
 def evaluate_on_target(model, target, X) -> tuple[torch.Tensor, Any]:
@@ -149,14 +150,15 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
         logits, evaluation = evaluate_on_target(model, context.target, context.X_val)
     except Exception as exc:  # noqa: BLE001 - any target failure is recorded with the candidate
         return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost.n_subcircuits,
-                         objectives=FAILED_OBJECTIVES, failed=True, error=f"{type(exc).__name__}: {exc}",
-                         attempts=getattr(exc, "attempts", 1), **common)
+                         objectives=failed_objectives(context.objectives), failed=True,
+                         error=f"{type(exc).__name__}: {exc}", attempts=getattr(exc, "attempts", 1), **common)
     y_val = np.asarray(context.y_val)
     accuracy = float((logits.argmax(1).numpy() == y_val).mean())
     val_loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y_val, dtype=torch.long)))
     val_error = 1.0 - accuracy
-    objectives = objectives_of(val_error, runtime.seconds, evaluation.wall_seconds, cost,
-                               context.runtime_objective, context.cutting_objective)
+    measured = Measurements(val_error=val_error, runtime=runtime, measured_seconds=evaluation.wall_seconds,
+                            cutting=cost)
+    objectives = objectives_of(measured, context.objectives)
     return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost.n_subcircuits,
                      objectives=objectives, val_accuracy=accuracy, val_loss=val_loss,
                      measured_seconds=evaluation.wall_seconds,

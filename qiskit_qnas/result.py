@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -15,6 +16,9 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from .cutting import CuttingCost
 from .isa import to_isa
+from .objective import CUTTING_OBJECTIVES as CUTTING_OBJECTIVES  # re-exported: where they were defined before
+from .objective import OBJECTIVE_NAMES, Objective, as_objectives
+from .objective import RUNTIME_OBJECTIVES as RUNTIME_OBJECTIVES
 from .space import Architecture, SearchSpace
 from .targets import RuntimeEstimate
 
@@ -22,34 +26,6 @@ if TYPE_CHECKING:
     import pandas
     from matplotlib.figure import Figure
     from qiskit.circuit import QuantumCircuit
-
-#: what each of the three objectives is, in order (all minimised)
-OBJECTIVE_NAMES = ("val_error", "runtime_proxy", "n_subcircuits")
-#: the third objective's alternatives (see QNASEstimator's ``cutting_objective``)
-CUTTING_OBJECTIVES = {"subcircuits": "n_subcircuits", "subexperiments": "log10_subexperiments",
-                      "overhead": "log10_sampling_overhead"}
-RUNTIME_OBJECTIVES = {"proxy": "runtime_proxy", "measured": "measured_seconds"}
-
-
-@dataclass(frozen=True)
-class ObjectiveAxis:
-    """How ``plot_pareto`` draws an objective: its label (with the unit), whether the stored value
-    is a log10 (drawn as the count itself on a log axis) and whether it counts things (integer ticks)."""
-
-    label: str
-    log10: bool = False
-    count: bool = False
-
-
-OBJECTIVE_AXES = {
-    "val_error": ObjectiveAxis("validation error (fraction misclassified)"),
-    "runtime_proxy": ObjectiveAxis("runtime proxy (s)"),
-    "measured_seconds": ObjectiveAxis("measured runtime (s)"),
-    "n_subcircuits": ObjectiveAxis("subcircuits (devices of qubit_budget qubits)", count=True),
-    "log10_subexperiments": ObjectiveAxis("cutting sub-experiments (circuits)", log10=True, count=True),
-    "log10_sampling_overhead": ObjectiveAxis("cutting sampling overhead (x shots)", log10=True),
-}
-
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: a reader (or a crash) never
@@ -82,8 +58,8 @@ class Candidate:
             (see :func:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`).
         n_subcircuits: devices of ``qubit_budget`` qubits the cut circuit's pieces need, pieces that fit
             together sharing one (1 if it fits; ``cutting.n_pieces`` counts the pieces).
-        objectives: the three minimised values the search used, in the order of
-            ``SearchResult.objective_names`` (by default ``(val_error, runtime_proxy, n_subcircuits)``).
+        objectives: the minimised values the search used, in the order of
+            ``SearchResult.objectives`` (by default ``(val_error, runtime_proxy, n_subcircuits)``).
         val_accuracy, val_loss: accuracy and mean cross-entropy on the validation split (the loss
             breaks ties between candidates of equal objectives when a model is selected).
         weights: the candidate's circuit weights after fine-tuning (ordered as ``arch.weight_params``).
@@ -98,7 +74,7 @@ class Candidate:
     val_error: float
     runtime_proxy: float
     n_subcircuits: int
-    objectives: tuple[float, float, float]
+    objectives: tuple[float, ...]
     val_accuracy: float = float("nan")
     val_loss: float = float("nan")
     weights: list[float] = field(default_factory=list)
@@ -159,17 +135,20 @@ class SearchResult:
 
     Args:
         candidates: in evaluation order.
-        objective_names: the names of the three objectives, in order.
+        objective_names: the objectives, in order: :class:`~qiskit_qnas.objective.Objective` values
+            or their names (a name this version does not know is plotted under its name).
         chosen: index (into ``candidates``) of the selected candidate, or None.
         config: the settings of the search (JSON-serialisable).
         history: one dict per generation (evaluations so far, best error...).
     """
 
-    def __init__(self, candidates: Sequence[Candidate], objective_names: Sequence[str] = OBJECTIVE_NAMES,
+    def __init__(self, candidates: Sequence[Candidate], objective_names: Sequence[str | Objective] = OBJECTIVE_NAMES,
                  chosen: int | None = None, config: dict[str, Any] | None = None,
                  history: list[dict[str, Any]] | None = None):
         self.candidates = list(candidates)
-        self.objective_names = tuple(objective_names)
+        #: the objectives every candidate's ``objectives`` holds, in order
+        self.objectives = as_objectives(objective_names)
+        self.objective_names = tuple(o.name for o in self.objectives)
         self.chosen = chosen
         self.config = dict(config or {})
         self.history = list(history or [])
@@ -235,12 +214,16 @@ class SearchResult:
 
     # --- plots ----------------------------------------------------------------------------------
     def plot_pareto(self, path: str | os.PathLike | None = None) -> Figure:
-        """The three 2-D projections of the objectives; the front highlighted, the chosen one starred
-        and labelled by its architecture key. Axes carry their units (:data:`OBJECTIVE_AXES`), count
-        axes integer ticks, and a log10 objective (sub-experiments, overhead) is drawn as the count
-        itself on a log axis.
+        """Every 2-D projection of the objectives (three for three objectives); the front
+        highlighted, the chosen one starred and labelled by its architecture key. Each axis is drawn
+        as its :class:`~qiskit_qnas.objective.Objective` says: its label and unit, integer ticks on a
+        count, and a log10 objective (sub-experiments, overhead) as the count itself on a log axis.
 
         Returns the matplotlib ``Figure`` (also saved to ``path`` when given)."""
+        n_objectives = len(self.objectives)
+        if n_objectives < 2:
+            raise ValueError(f"plot_pareto draws pairs of objectives; this result has {n_objectives}: "
+                             f"{', '.join(self.objective_names) or 'none'}")
         import matplotlib
 
         if path is not None:
@@ -249,18 +232,14 @@ class SearchResult:
         from matplotlib.ticker import MaxNLocator
 
         ok = [c for c in self.candidates if not c.failed]
-        values = np.array([c.objectives for c in ok], dtype=float) if ok else np.zeros((0, 3))
+        stored = np.array([c.objectives for c in ok], dtype=float).reshape(len(ok), n_objectives)
         front = np.array([self.pareto_mask[self.candidates.index(c)] for c in ok], dtype=bool)
         best = None if self.best is None or self.best.failed else self.best
-        chosen = None if best is None else np.array(best.objectives, dtype=float)
-        specs = [OBJECTIVE_AXES.get(name, ObjectiveAxis(name)) for name in self.objective_names]
-        for k, spec in enumerate(specs):
-            if spec.log10:
-                values[:, k] = 10.0 ** values[:, k]
-                if chosen is not None:
-                    chosen[k] = 10.0 ** chosen[k]
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-        pairs = [(0, 1), (0, 2), (1, 2)]
+        values = np.column_stack([o.drawn(stored[:, k]) for k, o in enumerate(self.objectives)])
+        chosen = None if best is None else values[ok.index(best)]
+        pairs = list(itertools.combinations(range(n_objectives), 2))
+        fig, grid = plt.subplots(1, len(pairs), figsize=(5 * len(pairs), 4.5), squeeze=False)
+        axes = list(grid[0])
         for ax, (i, j) in zip(axes, pairs):
             ax.scatter(values[~front, i], values[~front, j], s=18, c="lightgray", label="evaluated")
             ax.scatter(values[front, i], values[front, j], s=30, c="tab:blue", label="Pareto front")
@@ -269,10 +248,11 @@ class SearchResult:
                 ax.annotate(best.architecture.key, (chosen[i], chosen[j]), xytext=(7, 7),
                             textcoords="offset points", fontsize=8, color="tab:red")
             for k, axis in ((i, ax.xaxis), (j, ax.yaxis)):
-                axis.set_label_text(specs[k].label)
-                if specs[k].log10:
+                objective = self.objectives[k]
+                axis.set_label_text(objective.axis_label)
+                if objective.log10:
                     (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
-                elif specs[k].count:
+                elif objective.count:
                     axis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
         axes[0].legend(loc="best", fontsize=8)

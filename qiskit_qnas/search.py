@@ -45,6 +45,7 @@ from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.problems.static import StaticProblem
 
+from .objective import DEFAULT_OBJECTIVES, Objective
 from .result import Candidate, atomic_write, json_default
 from .space import Architecture, SearchSpace
 
@@ -58,12 +59,15 @@ CHECKPOINT_VERSION = 2
 
 
 class ArchitectureProblem(Problem):
-    """The genes of a search space as pymoo variables, three minimised objectives; evaluation
-    happens outside (ask and tell)."""
+    """The genes of a search space as pymoo variables, one minimised objective per entry of
+    ``objectives``; evaluation happens outside (ask and tell)."""
 
-    def __init__(self, space: SearchSpace):
-        super().__init__(vars=space.variables(), n_obj=3)
+    def __init__(self, space: SearchSpace, objectives: Sequence[Objective] = DEFAULT_OBJECTIVES):
+        if not objectives:
+            raise ValueError("invalid objectives=(); allowed: a non-empty sequence of Objective")
+        super().__init__(vars=space.variables(), n_obj=len(objectives))
         self.space = space
+        self.objectives = tuple(objectives)
 
 
 class CanonicalGene(Repair):
@@ -112,8 +116,9 @@ class Checkpoint:
         return len(self.history)
 
 
-def make_algorithm(space: SearchSpace, population_size: int, seed: int) -> tuple[NSGA2, ArchitectureProblem]:
-    problem = ArchitectureProblem(space)
+def make_algorithm(space: SearchSpace, population_size: int, seed: int,
+                   objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> tuple[NSGA2, ArchitectureProblem]:
+    problem = ArchitectureProblem(space, objectives)
     canonical = CanonicalGene()
     mating = MixedVariableMating(
         selection=TournamentSelection(func_comp=binary_tournament),
@@ -203,8 +208,8 @@ def _checkpoint_from_data(path: Path, data: dict[str, Any]) -> Checkpoint:
     for gene in genes:
         space.decode_vars(gene)
     objectives = np.array([[float(v) for v in p["objectives"]] for p in population], dtype=float)
-    if objectives.shape != (len(population), 3):
-        raise ValueError(f"objectives of shape {objectives.shape}; expected ({len(population)}, 3)")
+    if objectives.ndim != 2 or objectives.shape[1] < 1:
+        raise ValueError(f"objectives of shape {objectives.shape}; expected ({len(population)}, objectives)")
     history = data["history"]
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history) or not history:
         raise ValueError("history is not a non-empty list of generations")
@@ -221,15 +226,16 @@ def _checkpoint_from_data(path: Path, data: dict[str, Any]) -> Checkpoint:
 
 
 def resume_state(checkpoint: Checkpoint, space: SearchSpace, population_size: int, seed: int,
-                 n_generations: int) -> SearchState:
+                 n_generations: int, objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> SearchState:
     """The search of ``checkpoint`` rebuilt: NSGA-II after its last completed generation, in the
     state the uninterrupted run has there (population in order, with objectives, ranks and
     crowding distances; the random generator's state)."""
     if (checkpoint.search_space != space.to_dict() or checkpoint.population_size != population_size
-            or checkpoint.seed != seed):
+            or checkpoint.seed != seed or checkpoint.objectives.shape[1] != len(objectives)):
         raise ValueError(f"{checkpoint.path} belongs to a search with other settings (search space, "
-                         "population_size or seed); use another checkpoint directory or delete it to start again")
-    algorithm, problem = make_algorithm(space, population_size, seed)
+                         "population_size, seed or objectives); use another checkpoint directory or delete it to "
+                         "start again")
+    algorithm, problem = make_algorithm(space, population_size, seed, objectives)
     algorithm.setup(problem, termination=("n_gen", n_generations), seed=seed, verbose=False)
     population = Population.new(X=[dict(g) for g in checkpoint.genes])
     set_objectives(algorithm, population, checkpoint.objectives)
@@ -250,11 +256,20 @@ def resume_state(checkpoint: Checkpoint, space: SearchSpace, population_size: in
 # ------------------------------------------------------------------------------------------------
 # the driver
 # ------------------------------------------------------------------------------------------------
+def check_objective_count(candidates: Sequence[Candidate], objectives: Sequence[Objective]) -> None:
+    """A clear error when ``evaluate`` returned candidates of other objectives than the search's."""
+    for candidate in candidates:
+        if len(candidate.objectives) != len(objectives):
+            raise ValueError(f"candidate {candidate.architecture.key} has {len(candidate.objectives)} objectives; "
+                             f"the search minimises {len(objectives)}: {', '.join(o.name for o in objectives)}")
+
+
 def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], int], list[Candidate]],
               population_size: int = 16, n_generations: int = 8, seed: int = 0,
               checkpoint_dir: str | Path | None = None, fingerprint: str = "",
               callback: Callable[[int, list[Candidate]], None] | None = None,
-              progress: Callable[[int, dict[str, Any]], None] | None = None) -> SearchState:
+              progress: Callable[[int, dict[str, Any]], None] | None = None,
+              objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> SearchState:
     """Run NSGA-II; ``evaluate(archs, generation)`` returns one candidate per (new) architecture.
 
     Args:
@@ -267,6 +282,8 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
         fingerprint: identifies the search settings; a checkpoint of other settings is refused.
         callback: called with (generation, the generation's candidates) after every generation.
         progress: called with (generation, history entry) after every generation.
+        objectives: what every candidate's ``objectives`` holds, in order (NSGA-II minimises one
+            per entry).
     """
     if population_size < 2:
         raise ValueError(f"invalid population_size={population_size!r}; allowed: an integer >= 2")
@@ -275,10 +292,10 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT
     checkpoint = None if checkpoint_dir is None else read_checkpoint(checkpoint_dir, fingerprint)
     if checkpoint is not None:
-        state = resume_state(checkpoint, space, population_size, seed, n_generations)
+        state = resume_state(checkpoint, space, population_size, seed, n_generations, objectives)
         logger.info("resuming the search from %s at generation %d", path, state.generation)
     else:
-        algorithm, problem = make_algorithm(space, population_size, seed)
+        algorithm, problem = make_algorithm(space, population_size, seed, objectives)
         algorithm.setup(problem, termination=("n_gen", n_generations), seed=seed, verbose=False)
         state = SearchState(algorithm=algorithm, fingerprint=fingerprint)
     algorithm = state.algorithm
@@ -293,6 +310,7 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
             state.evaluated[candidate.architecture.key] = candidate
             state.order.append(candidate.architecture.key)
         candidates = [state.evaluated[a.key] for a in archs]
+        check_objective_count(candidates, objectives)
         set_objectives(algorithm, population, np.array([c.objectives for c in candidates]))
         algorithm.tell(infills=population)
         done = [c for c in state.evaluated.values() if not c.failed]

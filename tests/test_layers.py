@@ -44,6 +44,7 @@ LAYERS = [
     "qiskit_qnas.supercircuit",
     "qiskit_qnas.targets",
     "qiskit_qnas.noise",
+    "qiskit_qnas.objective",
     "qiskit_qnas.result",
     "qiskit_qnas.objectives",
     "qiskit_qnas.search",

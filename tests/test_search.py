@@ -2,6 +2,7 @@
 and resume."""
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sklearn.datasets import load_iris
 
 import qiskit_qnas
 from qiskit_qnas import QNASEstimator, SearchSpace
+from qiskit_qnas.objective import VAL_ERROR, Objective
 from qiskit_qnas.result import Candidate, SearchResult, dominates, pareto_mask
 from qiskit_qnas.search import (
     CHECKPOINT,
@@ -119,6 +121,61 @@ def test_pareto_mask_matches_a_brute_force_definition():
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_nsga2(SPACE, synthetic, **{"population_size": 4, "n_generations": 1, **kwargs})
+
+
+# --- the objectives the search minimises ----------------------------------------------------------
+#: a custom objective list, read from the synthetic candidates (an objective reads a Candidate too)
+CUSTOM = (VAL_ERROR, Objective("runtime_proxy", "runtime proxy", "s", source="runtime_proxy"),
+          Objective("n_subcircuits", "subcircuits", "devices", source="n_subcircuits", count=True),
+          Objective("n_layers", "layers", "layers", source="architecture.n_layers", count=True))
+
+
+def evaluate_with(objectives):
+    """``synthetic``, its candidates scored by ``objectives``."""
+    def evaluate(archs, generation):
+        return [dataclasses.replace(c, objectives=tuple(o.value_of(c) for o in objectives))
+                for c in synthetic(archs, generation)]
+    return evaluate
+
+
+def test_the_default_problem_has_the_three_default_objectives():
+    _, problem = make_algorithm(SPACE, population_size=8, seed=0)
+    assert problem.n_obj == 3 and [o.name for o in problem.objectives] == ["val_error", "runtime_proxy",
+                                                                           "n_subcircuits"]
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_a_custom_objective_list_gives_one_objective_per_entry(n):
+    objectives = CUSTOM[:n]
+    _, problem = make_algorithm(SPACE, population_size=8, seed=0, objectives=objectives)
+    assert problem.n_obj == n and problem.objectives == objectives
+    state = run_nsga2(SPACE, evaluate_with(objectives), population_size=8, n_generations=3, seed=0,
+                      objectives=objectives)
+    assert state.algorithm.pop.get("F").shape == (8, n)
+    result = SearchResult([state.evaluated[k] for k in state.order], objectives)
+    assert result.objectives == objectives and all(len(c.objectives) == n for c in result.candidates)
+    front = result.pareto_front
+    for member in front:
+        assert not any(dominates(other.objectives, member.objectives) for other in result.candidates)
+    for candidate in result.candidates:
+        if candidate not in front:
+            assert any(dominates(member.objectives, candidate.objectives) for member in front)
+    if n == 1:
+        assert {c.objectives for c in front} == {min(c.objectives for c in result.candidates)}
+
+
+def test_candidates_of_other_objectives_are_a_clear_error():
+    with pytest.raises(ValueError, match=r"has 3 objectives; the search minimises 2: val_error, runtime_proxy"):
+        run_nsga2(SPACE, synthetic, population_size=4, n_generations=1, seed=0, objectives=CUSTOM[:2])
+    with pytest.raises(ValueError, match="objectives"):
+        make_algorithm(SPACE, population_size=4, seed=0, objectives=())
+
+
+def test_a_checkpoint_of_other_objectives_is_refused(tmp_path):
+    run_nsga2(SPACE, synthetic, population_size=4, n_generations=2, seed=0, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="other settings"):
+        run_nsga2(SPACE, evaluate_with(CUSTOM), population_size=4, n_generations=3, seed=0,
+                  checkpoint_dir=tmp_path, objectives=CUSTOM)
 
 
 # --- categorical genes under pymoo's mixed-variable operators ---------------------------------------
