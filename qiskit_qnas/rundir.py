@@ -147,6 +147,11 @@ def read_seed(directory: Path) -> int | None:
     return seed
 
 
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write a run file's JSON atomically (values JSON does not know are written as their text)."""
+    atomic_write(path, json.dumps(data, indent=1, default=str) + "\n")
+
+
 def write_seed(directory: Path, seed: int) -> None:
     atomic_write(Path(directory) / SEED, json.dumps({"seed": int(seed)}) + "\n")
 

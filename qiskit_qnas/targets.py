@@ -23,38 +23,19 @@ applied, shaped ``(n_qubits, 1)``, and the parameter values of all N samples, sh
 transposed. Failed submissions or results are retried with exponential backoff; after the last
 retry :class:`TargetError` is raised with the original error chained.
 
-Runtime proxy (:meth:`ExecutionTarget.runtime_estimate`), deterministic for a given architecture::
-
-    seconds = critical_path_seconds * shots * n_circuits        (+ per_circuit_overhead * n_circuits,
-                                                                  0 by default)
-    critical_path_seconds = max over measured qubits q of (finish[q] + measure_duration[q])
-
-``finish`` is an as-soon-as-possible schedule of the ISA circuit on the *reference backend*
-(``target.backend``): an instruction starts when all its qubits are free and lasts
-``backend.target[name][qargs].duration`` seconds (``rz`` is virtual: 0 s; a ``delay`` lasts its own
-duration; a ``barrier`` synchronises its qubits and lasts 0 s). A missing duration is replaced by
-the median of the target's positive one-qubit (two-qubit, measure) durations, or by 50 ns (300 ns,
-1 us) when the target has none. The ISA circuit has no measurements, so one measurement of every
-logical qubit (at its final physical position) ends the path. ``shots`` is the target's shots, or
-:data:`DEFAULT_PROXY_SHOTS` (4096) on exact targets; ``n_circuits`` is the number of parameter sets
-evaluated (one per validation sample). On a :class:`RuntimeTarget` the options' extra executions
-are counted (:meth:`RuntimeTarget.mitigation_plan`)::
-
-    seconds = n_circuits * critical_path_seconds * F * R * s  +  R_trex * s * measure_seconds
-
-with ``R`` randomizations of ``s`` shots each (``R = 1, s = shots`` without twirling), ``F`` ZNE
-noise factors (1 without ZNE) and ``R_trex`` randomizations of the TREX readout-calibration
-circuit (0 without measurement mitigation), one per job, lasting one measurement.
+The runtime proxy (:meth:`ExecutionTarget.runtime_estimate`) is the ASAP schedule of the ISA
+circuit over the reference backend's durations (:mod:`qiskit_qnas.runtime_proxy`, which states the
+formula); on a :class:`RuntimeTarget` it counts the executions the Runtime options add
+(:meth:`RuntimeTarget.mitigation_plan`, :mod:`qiskit_qnas.runtime_options`).
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -62,127 +43,45 @@ import numpy as np
 from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
+from .backends import backend_name, backend_qubits, is_aer_simulator, is_fake_backend, is_ibm_backend
 from .circuits import build_circuit, z_observables
 from .engines import StatevectorProgram
 from .engines.statevector import torch_threads_for
 from .isa import to_isa
 from .memory import exact_engine_bytes
+from .runtime_options import (
+    DD_KEYS,
+    DD_SEQUENCES,
+    RUNTIME_OPTION_KEYS,
+    TWIRLING_KEYS,
+    MitigationPlan,
+    build_estimator_options,
+    check_runtime_options,
+    resolve_mitigation_plan,
+)
+from .runtime_proxy import (
+    DEFAULT_PROXY_SHOTS,
+    FALLBACK_DURATIONS,
+    RuntimeEstimate,
+    Schedule,
+    estimate_runtime,
+    schedule,
+    typical_durations,
+)
 from .seeds import simulator_seed
 from .space import Architecture
-from .validation import InvalidArgument, check_choice, check_int, check_number, is_integer
+from .validation import InvalidArgument, check_choice, check_int, check_number
 
 if TYPE_CHECKING:
     from qiskit.primitives import BaseEstimatorV2
     from qiskit.providers import BackendV2
 
-#: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
-DEFAULT_PROXY_SHOTS = 4096
 #: shots per circuit on Runtime targets when ``shots=None`` (Runtime's default precision 1/64)
 DEFAULT_RUNTIME_SHOTS = 4096
-#: durations assumed when the backend's target has none at all (seconds)
-FALLBACK_DURATIONS = {1: 50e-9, 2: 300e-9, "measure": 1e-6}
 MODES = ("auto", "exact", "aer", "runtime")
 #: shots of an Aer run that sets none (Aer's default): with a noise model, Aer's automatic method
 #: simulates the density matrix only when the shots exceed 2**n, else one statevector per shot
 AER_DEFAULT_SHOTS = 1024
-#: Runtime error suppression / mitigation settings accepted in ``runtime_options`` (nested dicts
-#: mirror ``qiskit_ibm_runtime.options_models.EstimatorOptions``)
-TWIRLING_KEYS = ("enable_gates", "enable_measure", "num_randomizations", "shots_per_randomization")
-DD_KEYS = ("enable", "sequence_type")
-DD_SEQUENCES = ("XX", "XpXm", "XY4")
-RUNTIME_OPTION_KEYS = ("resilience_level", "twirling", "dynamical_decoupling", "measure_mitigation",
-                       "zne_mitigation")
-
-
-def _count_or_auto(name: str, value) -> int | str:
-    if value == "auto":
-        return "auto"
-    if not is_integer(value) or value < 1:
-        raise ValueError(f"invalid runtime_options {name}={value!r}; allowed: 'auto' or an integer >= 1")
-    return int(value)
-
-
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"invalid runtime_options {name}={value!r}; allowed: True or False")
-    return bool(value)
-
-
-def _sub_options(name: str, value, keys: tuple[str, ...]) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError(f"invalid runtime_options {name}={value!r}; allowed: a dict with keys {', '.join(keys)}")
-    unknown = sorted(set(value) - set(keys))
-    if unknown:
-        raise ValueError(f"invalid runtime_options {name} key(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(keys)}")
-    return value
-
-
-def check_runtime_options(options: dict[str, Any] | None) -> dict:
-    """Validate Runtime error suppression and mitigation settings; returns a normalised copy.
-
-    Keys (all optional): ``resilience_level`` (0, 1, 2); ``twirling``: a dict of ``enable_gates``,
-    ``enable_measure`` (bools), ``num_randomizations``, ``shots_per_randomization`` (``"auto"`` or an
-    integer >= 1); ``dynamical_decoupling``: a dict of ``enable`` (bool) and ``sequence_type``
-    (``"XX"``, ``"XpXm"``, ``"XY4"``); ``measure_mitigation`` (TREX) and ``zne_mitigation``
-    (bools). Settings left out take the resilience level's defaults, as in Runtime.
-    """
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise InvalidArgument("runtime_options", options, f"None or a dict with keys {', '.join(RUNTIME_OPTION_KEYS)}")
-    unknown = sorted(set(options) - set(RUNTIME_OPTION_KEYS))
-    if unknown:
-        raise ValueError(f"invalid runtime_options key(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(RUNTIME_OPTION_KEYS)}")
-    out: dict = {}
-    if "resilience_level" in options:
-        level = options["resilience_level"]
-        if not is_integer(level) or not 0 <= level <= 2:
-            raise ValueError(f"invalid runtime_options resilience_level={level!r}; allowed: 0, 1, 2")
-        out["resilience_level"] = int(level)
-    if "twirling" in options:
-        twirling = _sub_options("twirling", options["twirling"], TWIRLING_KEYS)
-        out["twirling"] = {k: (_flag(f"twirling.{k}", v) if k.startswith("enable")
-                               else _count_or_auto(f"twirling.{k}", v)) for k, v in twirling.items()}
-    if "dynamical_decoupling" in options:
-        dd = _sub_options("dynamical_decoupling", options["dynamical_decoupling"], DD_KEYS)
-        out["dynamical_decoupling"] = {}
-        if "enable" in dd:
-            out["dynamical_decoupling"]["enable"] = _flag("dynamical_decoupling.enable", dd["enable"])
-        if "sequence_type" in dd:
-            if dd["sequence_type"] not in DD_SEQUENCES:
-                raise ValueError(f"invalid runtime_options dynamical_decoupling.sequence_type="
-                                 f"{dd['sequence_type']!r}; allowed: {', '.join(DD_SEQUENCES)}")
-            out["dynamical_decoupling"]["sequence_type"] = dd["sequence_type"]
-    for key in ("measure_mitigation", "zne_mitigation"):
-        if key in options:
-            out[key] = _flag(key, options[key])
-    return out
-
-
-@dataclass(frozen=True)
-class MitigationPlan:
-    """What Runtime runs per parameter set with the target's options (resolved by
-    ``qiskit_ibm_runtime``'s own rules: resilience-level defaults, mitigation forcing twirling,
-    twirled shots split into randomizations)."""
-
-    twirled: bool
-    num_randomizations: int
-    shots_per_randomization: int
-    noise_factors: tuple = (1.0,)
-    trex_randomizations: int = 0  # randomizations of the one TREX readout-calibration circuit per job
-    dynamical_decoupling: bool = False
-
-    @property
-    def executions_per_circuit(self) -> int:
-        """Shots run per parameter set: noise factors x randomizations x shots per randomization."""
-        return len(self.noise_factors) * self.num_randomizations * self.shots_per_randomization
-
-    @property
-    def calibration_executions(self) -> int:
-        """Shots of the readout-calibration circuit per job (0 without TREX)."""
-        return self.trex_randomizations * self.shots_per_randomization
 
 
 class TargetError(RuntimeError):
@@ -191,31 +90,6 @@ class TargetError(RuntimeError):
     def __init__(self, message: str, attempts: int = 1):
         super().__init__(message)
         self.attempts = attempts
-
-
-@dataclass(frozen=True)
-class RuntimeEstimate:
-    """The runtime proxy of one candidate on a target, with its ingredients (see the module doc)."""
-
-    seconds: float
-    critical_path_seconds: float
-    depth: int
-    two_qubit_depth: int
-    n_two_qubit_gates: int
-    shots: int
-    n_circuits: int
-    backend_name: str
-    executions_per_circuit: int = 0  # shots run per parameter set (with Runtime mitigation: more than shots)
-    calibration_executions: int = 0  # shots of readout-calibration circuits per evaluation (TREX)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> RuntimeEstimate:
-        """The estimate :meth:`to_dict` wrote (keys it does not know are ignored)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -235,20 +109,6 @@ def default_reference_backend() -> BackendV2:
     from qiskit_ibm_runtime.fake_provider import FakeTorino
 
     return FakeTorino()
-
-
-def _n_qubits_of(backend) -> int | None:
-    n = getattr(backend, "num_qubits", None)
-    if n is None:
-        target = getattr(backend, "target", None)
-        n = getattr(target, "num_qubits", None)
-    return None if n is None else int(n)
-
-
-def _short_name(backend) -> str:
-    name = str(getattr(backend, "name", None) or type(backend).__name__)
-    match = re.fullmatch(r"aer_simulator_from\((.+)\)", name)
-    return match.group(1) if match else name
 
 
 def _check_arch(arch) -> Architecture:
@@ -291,11 +151,11 @@ class ExecutionTarget:
     def _init_caches(self) -> None:
         self._lock = threading.RLock()
         self._isa: dict[tuple, tuple[QuantumCircuit, list[SparsePauliOp]]] = {}
-        self._paths: dict[Architecture, tuple[float, int, int, int]] = {}
+        self._schedules: dict[Architecture, Schedule] = {}
         self._typical: dict | None = None
 
     # caches, locks, primitives and Runtime sessions are rebuilt after unpickling (process pools, Dask)
-    _TRANSIENT: tuple[str, ...] = ("_lock", "_isa", "_paths", "_typical")
+    _TRANSIENT: tuple[str, ...] = ("_lock", "_isa", "_schedules", "_typical")
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
@@ -311,19 +171,19 @@ class ExecutionTarget:
     def check_width(self, arch_or_n_qubits, what: str = "candidate") -> None:
         """Raise ``ValueError`` when a candidate (or a width) does not fit the target's backend."""
         n = arch_or_n_qubits.n_qubits if isinstance(arch_or_n_qubits, Architecture) else int(arch_or_n_qubits)
-        limits = [(self.num_qubits, _short_name(getattr(self, "run_backend", None) or self.backend))]
-        ref = _n_qubits_of(self.backend)
+        limits = [(self.num_qubits, backend_name(getattr(self, "run_backend", None) or self.backend))]
+        ref = backend_qubits(self.backend)
         if ref is not None:
-            limits.append((ref, f"{_short_name(self.backend)} (reference for ISA circuits)"))
-        for limit, backend_name in limits:
+            limits.append((ref, f"{backend_name(self.backend)} (reference for ISA circuits)"))
+        for limit, limiting in limits:
             if limit is not None and n > limit:
                 subject = what if f"{n} qubits" in what else f"{what} with {n} qubits"
-                raise ValueError(f"{subject} does not fit backend {backend_name} with {limit} qubits; "
+                raise ValueError(f"{subject} does not fit backend {limiting} with {limit} qubits; "
                                  f"allowed: at most {limit} qubits")
 
     # --- ISA circuits ------------------------------------------------------------------------
     def _transpile(self, arch: Architecture, backend) -> tuple[QuantumCircuit, list[SparsePauliOp]]:
-        key = (arch, _short_name(backend), id(backend), self.optimization_level)
+        key = (arch, backend_name(backend), id(backend), self.optimization_level)
         with self._lock:
             cached = self._isa.get(key)
         if cached is not None:
@@ -341,113 +201,39 @@ class ExecutionTarget:
         return self._transpile(arch, self.backend)
 
     # --- runtime proxy -----------------------------------------------------------------------
-    def _typical_durations(self) -> dict:
-        if self._typical is None:
-            self._typical = self._compute_typical_durations()
-        return self._typical
-
-    def _compute_typical_durations(self) -> dict:
-        target = getattr(self.backend, "target", None)
-        by_kind: dict[Any, list[float]] = {1: [], 2: [], "measure": []}
-        if target is not None:
-            for name in target.operation_names:
-                try:
-                    items = target[name].items()
-                except (KeyError, TypeError):
-                    continue
-                for qargs, props in items:
-                    duration = getattr(props, "duration", None)
-                    if qargs is None or not duration or duration <= 0:
-                        continue
-                    kind = "measure" if name == "measure" else len(qargs)
-                    if kind in by_kind:
-                        by_kind[kind].append(float(duration))
-        return {k: float(np.median(v)) if v else FALLBACK_DURATIONS[k] for k, v in by_kind.items()}
-
-    def _duration(self, name: str, qargs: tuple[int, ...], typical: dict) -> float:
-        target = getattr(self.backend, "target", None)
-        if target is not None and name in target.operation_names:
-            try:
-                props = target[name].get(qargs)
-            except (KeyError, TypeError):
-                props = None
-            duration = getattr(props, "duration", None)
-            if duration is not None:
-                return float(duration)
-            if name == "rz":  # virtual on IBM hardware
-                return 0.0
-        if name == "measure":
-            return typical["measure"]
-        return typical[2] if len(qargs) >= 2 else typical[1]
-
-    def _critical_path(self, arch: Architecture) -> tuple[float, int, int, int]:
-        with self._lock:
-            cached = self._paths.get(arch)
-        if cached is not None:
-            return cached
-        isa, _ = self.isa(arch)
-        typical = self._typical_durations()
-        dt = getattr(getattr(self.backend, "target", None), "dt", None)
-        finish = np.zeros(isa.num_qubits)
-        n_two = 0
-        for instruction in isa.data:
-            op = instruction.operation
-            qargs = tuple(isa.find_bit(q).index for q in instruction.qubits)
-            if not qargs:
-                continue
-            start = max(finish[q] for q in qargs)
-            if op.name == "barrier":
-                duration = 0.0
-            elif op.name == "delay":
-                value = float(op.duration or 0)
-                duration = value * (dt or 0.0) if op.unit == "dt" else value * {"s": 1, "ms": 1e-3, "us": 1e-6,
-                                                                               "ns": 1e-9, "ps": 1e-12}[op.unit]
-            else:
-                duration = self._duration(op.name, qargs, typical)
-                n_two += len(qargs) == 2
-            for q in qargs:
-                finish[q] = start + duration
-        layout = isa.layout
-        measured = (layout.final_index_layout()[: arch.n_qubits] if layout is not None
-                    else list(range(arch.n_qubits)))
-        critical = max(finish[q] + self._duration("measure", (q,), typical) for q in measured)
-        two_depth = isa.depth(filter_function=lambda inst: inst.operation.num_qubits == 2
-                              and inst.operation.name != "barrier")
-        result = (float(critical), int(isa.depth()), int(two_depth), int(n_two))
-        with self._lock:
-            return self._paths.setdefault(arch, result)
-
     @property
     def proxy_shots(self) -> int:
         return int(self.shots) if self.shots else DEFAULT_PROXY_SHOTS
+
+    def _typical_durations(self) -> dict:
+        if self._typical is None:
+            self._typical = typical_durations(self.backend)
+        return self._typical
+
+    def _schedule(self, arch: Architecture) -> Schedule:
+        with self._lock:
+            cached = self._schedules.get(arch)
+        if cached is not None:
+            return cached
+        isa, _ = self.isa(arch)
+        path = schedule(isa, arch.n_qubits, self.backend, self._typical_durations())
+        with self._lock:
+            return self._schedules.setdefault(arch, path)
 
     def runtime_estimate(self, arch: Architecture, n_circuits: int = 1) -> RuntimeEstimate:
         """The runtime proxy of evaluating ``arch`` on ``n_circuits`` parameter sets (deterministic)."""
         arch = _check_arch(arch)
         check_int("n_circuits", n_circuits, 0)
-        critical, depth, two_depth, n_two = self._critical_path(arch)
+        path = self._schedule(arch)
         shots = self.proxy_shots
         executions, calibration = self._executions(shots)
-        seconds = (critical * executions + self.per_circuit_overhead) * int(n_circuits)
-        if calibration and n_circuits:
-            seconds += calibration * self._measure_seconds(arch)
-        return RuntimeEstimate(seconds=seconds, critical_path_seconds=critical, depth=depth,
-                               two_qubit_depth=two_depth, n_two_qubit_gates=n_two, shots=shots,
-                               n_circuits=int(n_circuits), backend_name=_short_name(self.backend),
-                               executions_per_circuit=executions, calibration_executions=calibration)
+        return estimate_runtime(path, shots=shots, n_circuits=int(n_circuits), backend_name=backend_name(self.backend),
+                                executions=executions, calibration=calibration,
+                                per_circuit_overhead=self.per_circuit_overhead)
 
     def _executions(self, shots: int) -> tuple[int, int]:
         """(shots run per parameter set, readout-calibration shots per evaluation): plain shots here."""
         return shots, 0
-
-    def _measure_seconds(self, arch: Architecture) -> float:
-        """Duration of one measurement of every qubit ``arch`` ends on (a readout-calibration circuit)."""
-        isa, _ = self.isa(arch)
-        typical = self._typical_durations()
-        layout = isa.layout
-        measured = (layout.final_index_layout()[: arch.n_qubits] if layout is not None
-                    else list(range(arch.n_qubits)))
-        return max(self._duration("measure", (q,), typical) for q in measured)
 
     # --- evaluation --------------------------------------------------------------------------
     def _check_data(self, arch: Architecture, inputs, weights) -> tuple[np.ndarray, np.ndarray]:
@@ -730,11 +516,11 @@ class AerTarget(PrimitiveTarget):
         if reference_backend is None:
             reference_backend = (simulator if getattr(simulator, "coupling_map", None) is not None
                                  else default_reference_backend())
-        name = _short_name(simulator)
+        name = backend_name(simulator)
         if name == "aer_simulator" and getattr(simulator.options, "noise_model", None) is not None:
             name = "aer_simulator+noise"
         super().__init__(reference_backend, run_backend=simulator, estimator=estimator, name=f"aer:{name}",
-                         num_qubits=_n_qubits_of(simulator), shots=shots, seed=seed,
+                         num_qubits=backend_qubits(simulator), shots=shots, seed=seed,
                          optimization_level=optimization_level, max_retries=max_retries,
                          retry_backoff=retry_backoff, job_timeout=job_timeout,
                          per_circuit_overhead=per_circuit_overhead)
@@ -819,24 +605,6 @@ def _simulator_state_bytes(simulator, n_qubits: int, shots: int) -> int:
                            precision=getattr(options, "precision", "double"))
 
 
-def _is_fake_backend(backend) -> bool:
-    from qiskit_ibm_runtime.fake_provider.fake_backend import FakeBackendV2
-
-    return isinstance(backend, FakeBackendV2)
-
-
-def _is_aer(backend) -> bool:
-    from qiskit_aer import AerSimulator
-
-    return isinstance(backend, AerSimulator)
-
-
-def _is_ibm_backend(backend) -> bool:
-    from qiskit_ibm_runtime import IBMBackend
-
-    return isinstance(backend, IBMBackend)
-
-
 class RuntimeTarget(PrimitiveTarget):
     """Qiskit Runtime: the client-side ``qiskit_ibm_runtime.executor_estimator.Estimator`` (the
     replacement of the ``EstimatorV2`` deprecated in qiskit-ibm-runtime 0.50) inside one ``Batch``
@@ -867,7 +635,7 @@ class RuntimeTarget(PrimitiveTarget):
                  max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
                  per_circuit_overhead: float = 0.0, max_concurrent_jobs: int = 1, runtime_options=None):
         self.max_concurrent_jobs = check_int("max_concurrent_jobs", max_concurrent_jobs, 1)
-        self.local = _is_fake_backend(backend) or _is_aer(backend)
+        self.local = is_fake_backend(backend) or is_aer_simulator(backend)
         self.runtime_options = check_runtime_options(runtime_options)
         level = self.runtime_options.get("resilience_level", resilience_level)
         if level != resilience_level and resilience_level != 0:
@@ -877,8 +645,8 @@ class RuntimeTarget(PrimitiveTarget):
         self.session = bool(session)
         prefix = "runtime-local" if self.local else "ibm"
         super().__init__(backend if reference_backend is None else reference_backend, run_backend=backend,
-                         estimator=estimator, name=f"{prefix}:{_short_name(backend)}",
-                         num_qubits=_n_qubits_of(backend), shots=shots or DEFAULT_RUNTIME_SHOTS, seed=seed,
+                         estimator=estimator, name=f"{prefix}:{backend_name(backend)}",
+                         num_qubits=backend_qubits(backend), shots=shots or DEFAULT_RUNTIME_SHOTS, seed=seed,
                          optimization_level=optimization_level, max_retries=max_retries,
                          retry_backoff=retry_backoff, job_timeout=job_timeout,
                          per_circuit_overhead=per_circuit_overhead)
@@ -892,7 +660,7 @@ class RuntimeTarget(PrimitiveTarget):
         model) in this process; an IBM backend runs remotely (0)."""
         if not self.local or self.estimator is not None:
             return 0
-        if _is_aer(self.run_backend):
+        if is_aer_simulator(self.run_backend):
             return _simulator_state_bytes(self.run_backend, n_qubits, int(self.shots))
         return aer_state_bytes(n_qubits, int(self.shots), noisy=True)  # a fake backend carries its noise model
 
@@ -910,41 +678,12 @@ class RuntimeTarget(PrimitiveTarget):
     def estimator_options(self):
         """The ``EstimatorOptions`` of the target's Estimator: shots, resilience level and the
         ``runtime_options`` (settings left out keep the resilience level's defaults)."""
-        from qiskit_ibm_runtime.options_models import EstimatorOptions
-
-        options = EstimatorOptions(resilience_level=self.resilience_level, default_shots=int(self.shots))
-        for key, value in self.runtime_options.get("twirling", {}).items():
-            setattr(options.twirling, key, value)
-        for key, value in self.runtime_options.get("dynamical_decoupling", {}).items():
-            setattr(options.dynamical_decoupling, key, value)
-        for key in ("measure_mitigation", "zne_mitigation"):
-            if key in self.runtime_options:
-                setattr(options.resilience, key, self.runtime_options[key])
-        return options
+        return build_estimator_options(self.resilience_level, int(self.shots), self.runtime_options)
 
     def mitigation_plan(self) -> MitigationPlan:
         """What the options make Runtime run, by ``qiskit_ibm_runtime``'s own rules
         (``finalize_estimator_options``, ``calculate_twirling_shots``, TREX randomizations)."""
-        from qiskit_ibm_runtime.executor.calculate_twirling_shots import calculate_twirling_shots
-        from qiskit_ibm_runtime.executor_estimator.finalize_options import finalize_estimator_options
-        from qiskit_ibm_runtime.executor_estimator.trex import resolve_trex_num_randomizations
-        from qiskit_ibm_runtime.executor_estimator.utils import resolve_noise_factors
-
-        options = finalize_estimator_options(self.estimator_options())
-        twirling, resilience = options.twirling, options.resilience
-        shots = int(self.shots)
-        twirled = bool(twirling.enable_gates or twirling.enable_measure)
-        randomizations, per_randomization = (calculate_twirling_shots(shots, twirling.num_randomizations,
-                                                                      twirling.shots_per_randomization)
-                                             if twirled else (1, shots))
-        factors = (tuple(float(f) for f in resolve_noise_factors(resilience.zne)[0])
-                   if resilience.zne_mitigation else (1.0,))
-        trex = (resolve_trex_num_randomizations(resilience.measure_noise_learning, randomizations)
-                if resilience.measure_mitigation else 0)
-        return MitigationPlan(twirled=twirled, num_randomizations=int(randomizations),
-                              shots_per_randomization=int(per_randomization), noise_factors=factors,
-                              trex_randomizations=int(trex),
-                              dynamical_decoupling=bool(options.dynamical_decoupling.enable))
+        return resolve_mitigation_plan(self.estimator_options(), int(self.shots))
 
     def _executions(self, shots: int) -> tuple[int, int]:
         plan = self.mitigation_plan()
@@ -1041,7 +780,7 @@ def resolve_target(backend: BackendV2 | ExecutionTarget | None = None, *, mode: 
         raise InvalidArgument("backend", backend, "None, a qiskit_aer.AerSimulator, a fake IBM "
                               "backend (qiskit_ibm_runtime.fake_provider) or an IBMBackend")
     runtime = backend is not None and (mode == "runtime" or (
-        mode == "auto" and (_is_fake_backend(backend) or _is_ibm_backend(backend))))
+        mode == "auto" and (is_fake_backend(backend) or is_ibm_backend(backend))))
     if runtime_options and not runtime:
         raise InvalidArgument("runtime_options", runtime_options, "None (error suppression and mitigation are "
                               "Runtime settings: use a fake IBM backend with mode 'runtime' or an IBMBackend)",
@@ -1076,8 +815,8 @@ def resolve_target(backend: BackendV2 | ExecutionTarget | None = None, *, mode: 
         return ExactTarget(reference_backend, optimization_level=int(optimization_level))
     if mode == "exact":
         raise InvalidArgument("mode", mode, "'auto', 'aer', 'runtime' (or backend=None for exact simulation)",
-                              context=f" with backend={_short_name(backend)}")
-    is_aer, is_fake, is_ibm = _is_aer(backend), _is_fake_backend(backend), _is_ibm_backend(backend)
+                              context=f" with backend={backend_name(backend)}")
+    is_aer, is_fake, is_ibm = is_aer_simulator(backend), is_fake_backend(backend), is_ibm_backend(backend)
     if mode == "auto":
         mode = "runtime" if (is_fake or is_ibm) else "aer"
     if mode == "aer":
@@ -1088,7 +827,7 @@ def resolve_target(backend: BackendV2 | ExecutionTarget | None = None, *, mode: 
         return AerTarget(AerSimulator.from_backend(backend), **common)
     if not (is_aer or is_fake or is_ibm):
         raise InvalidArgument("mode", mode, "an IBMBackend, a fake IBM backend or an AerSimulator (Runtime local "
-                              "testing mode), or mode='aer'", context=f" with backend={_short_name(backend)}")
+                              "testing mode), or mode='aer'", context=f" with backend={backend_name(backend)}")
     return RuntimeTarget(backend, resilience_level=int(resilience_level), session=session,
                          max_concurrent_jobs=int(max_concurrent_jobs), runtime_options=runtime_options, **common)
 
@@ -1096,4 +835,7 @@ def resolve_target(backend: BackendV2 | ExecutionTarget | None = None, *, mode: 
 __all__ = ["DEFAULT_PROXY_SHOTS", "AerTarget", "Evaluation", "ExactTarget", "ExecutionTarget", "MitigationPlan",
            "PrimitiveTarget", "check_runtime_options",
            "RuntimeEstimate", "RuntimeTarget", "TargetError", "aer_state_bytes", "default_reference_backend",
-           "parameter_values", "resolve_target", "simulator_seed"]
+           "parameter_values", "resolve_target", "simulator_seed",
+           # the settings of the runtime proxy and of Runtime options, importable from here as before
+           "DD_KEYS", "DD_SEQUENCES", "DEFAULT_RUNTIME_SHOTS", "FALLBACK_DURATIONS", "MODES", "RUNTIME_OPTION_KEYS",
+           "TWIRLING_KEYS"]

@@ -473,8 +473,9 @@ def test_no_unrestricted_unpickling_on_run_directory_paths():
         text = path.read_text()
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
-    for name in ("cli.py", "rundir.py", "estimator.py", "result.py"):
-        assert "pickle.load" not in (package / name).read_text(), name
+    for path in [*(package / "cli").glob("*.py"), *(package / name for name in ("rundir.py", "estimator.py",
+                                                                                 "result.py"))]:
+        assert "pickle.load" not in path.read_text(), path
 
 
 def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch):
@@ -486,12 +487,12 @@ def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch)
     (copy / "config.json").write_text(json.dumps(config))
     before = _hashes(copy)
 
-    import qiskit_qnas.cli as cli
+    import qiskit_qnas.cli.settings as settings
 
     def no_account(spec):
         raise AssertionError("the account was reached")
 
-    monkeypatch.setattr(cli, "target_backend", no_account)
+    monkeypatch.setattr(settings, "target_backend", no_account)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal
     with pytest.raises(SystemExit) as info:
         main(["resume", str(copy), "--quiet"])

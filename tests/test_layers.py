@@ -42,6 +42,9 @@ LAYERS = [
     "qiskit_qnas.cut_execution",
     "qiskit_qnas.space",
     "qiskit_qnas.supercircuit",
+    "qiskit_qnas.backends",
+    "qiskit_qnas.runtime_proxy",
+    "qiskit_qnas.runtime_options",
     "qiskit_qnas.targets",
     "qiskit_qnas.noise",
     "qiskit_qnas.objective",
@@ -53,8 +56,11 @@ LAYERS = [
     "qiskit_qnas.estimator",
     "qiskit_qnas",
 ]
-#: command-line entry points: they may import anything (deferred, for start-up time) and nothing imports them
-ENTRY_POINTS = ["qiskit_qnas.cli", "qiskit_qnas.demo", "qiskit_qnas.__main__"]
+#: command-line entry points: they may import anything (deferred, for start-up time) and nothing imports them;
+#: the cli package's modules are all entry points (they import one another)
+ENTRY_POINTS = ["qiskit_qnas.cli", "qiskit_qnas.cli.__main__", "qiskit_qnas.cli.arguments",
+                "qiskit_qnas.cli.commands", "qiskit_qnas.cli.logs", "qiskit_qnas.cli.run_directory",
+                "qiskit_qnas.cli.settings", "qiskit_qnas.demo", "qiskit_qnas.__main__"]
 
 
 def package_modules(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:

@@ -16,6 +16,7 @@ from qiskit_aer.primitives import EstimatorV2 as AerEstimator
 from qiskit_ibm_runtime.executor_estimator import Estimator as RuntimeEstimator
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
+from qiskit_qnas.backends import target_backend, target_spec
 from qiskit_qnas.circuits import build_circuit, z_observables
 from qiskit_qnas.space import Architecture
 from qiskit_qnas.targets import (
@@ -26,6 +27,7 @@ from qiskit_qnas.targets import (
     TargetError,
     resolve_target,
 )
+from qiskit_qnas.validation import InvalidArgument
 
 ARCH = Architecture(n_qubits=4, n_layers=2, embedding="angle_y", rotation="rxryrz", entangler=("odd", "even"))
 
@@ -364,3 +366,18 @@ def test_runtime_proxy_grows_with_the_mitigation_as_documented(manila):
         assert estimate.seconds == pytest.approx(expected), options
         seconds.append(estimate.seconds)
     assert plain.seconds < seconds[0] < seconds[1] and seconds[2] > plain.seconds and seconds[3] == plain.seconds
+
+
+def test_target_specs_from_python():
+    assert target_spec(" Runtime:FakeManilaV2 ") == "runtime:manila"
+    assert target_spec("exact") == "statevector" and target_spec("aer") == "aer"
+    backend, mode = target_backend(target_spec("aer:fake_manila"))
+    assert isinstance(backend, FakeManilaV2) and mode == "aer"
+    assert resolve_target(backend, mode=mode).name == "aer:fake_manila"
+    for bad in ("runtime:nope", "ibm", "qpu"):
+        with pytest.raises(InvalidArgument) as info:
+            target_spec(bad)
+        assert (info.value.name, info.value.value) == ("target", bad)
+        assert "runtime:<fake backend>" in info.value.allowed
+    with pytest.raises(InvalidArgument, match="fake backends: .*manila"):
+        target_spec("aer:nope")

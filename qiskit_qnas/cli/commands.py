@@ -1,0 +1,280 @@
+"""The ``qnas`` commands: ``search``, ``resume``, ``report`` and ``export`` (:data:`COMMANDS`).
+
+``search`` and ``resume`` check that the directory is new, empty or a run of exactly these settings
+before writing anything (:func:`qiskit_qnas.rundir.check_run_directory`); a damaged or foreign file
+ends ``resume``, ``report`` and ``export`` with one line naming it and the fix (exit code 2), and
+nothing is modified. Each command returns its exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..rundir import CONFIG, MODEL, RESULT, SUMMARY, RunDirectoryError, completed_generations, read_tensors, write_json
+from .arguments import PROG, UsageError
+from .run_directory import (
+    CONFIG_FORMAT,
+    _check_directory,
+    _load_config,
+    _load_result,
+    _read_json,
+    _run_dir,
+)
+from .settings import _settings_from_args, export_backend, load_data, prepare
+
+logger = logging.getLogger("qiskit_qnas.cli")  # the command line's one logger, whichever module logs
+
+
+@contextlib.contextmanager
+def _executor(address: str | None = None, workers: int | None = None):
+    """The Dask executor of ``--dask-scheduler`` / ``--workers`` (:func:`qiskit_qnas.parallel.dask_executor`,
+    which imports Dask), or ``None`` for serial evaluation."""
+    if address is None and workers is None:
+        yield None
+        return
+    from ..parallel import dask_executor
+
+    with dask_executor(address=address, workers=workers) as executor:
+        yield executor
+
+
+def _check_dask(args) -> None:
+    if getattr(args, "dask_scheduler", None) is None and getattr(args, "workers", None) is None:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("dask") is None or importlib.util.find_spec("distributed") is None:
+        flag = "--dask-scheduler" if args.dask_scheduler is not None else "--workers"
+        raise UsageError(f"{flag}: needs Dask; allowed only with dask[distributed] installed "
+                         "(pip install 'qiskit-qnas[dask]')")
+
+
+def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerprint: str) -> int:
+    with _executor(getattr(args, "dask_scheduler", None), getattr(args, "workers", None)) as executor:
+        estimator.set_params(checkpoint_dir=str(run_dir), verbose=0 if args.quiet else 1, executor=executor)
+        try:
+            estimator.fit(data.X_train, data.y_train)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted; continue with: qnas resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+            return 130
+    test_accuracy = float(estimator.score(data.X_test, data.y_test))
+    result = estimator.result_
+    best = estimator.best_candidate_
+    front = result.pareto_front
+    summary = {
+        "test_accuracy": test_accuracy,
+        "n_train": int(len(data.X_train)), "n_test": int(len(data.X_test)), "n_features": int(data.X_train.shape[1]),
+        "dataset": getattr(data, "name", None),
+        "chosen": best.architecture.key, "chosen_index": front.index(best),
+        "chosen_objectives": dict(zip(result.objective_names, best.objectives)),
+        "val_error": best.val_error, "n_candidates": len(result.candidates), "front_size": len(front),
+        "timings": {**{k: float(v) for k, v in estimator.timings_.items()}, "total": time.perf_counter() - started},
+        "command": [PROG, *args.argv],
+        "command_line": shlex.join([PROG, *args.argv]),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
+    }
+    write_json(run_dir / SUMMARY, summary)
+    if not args.quiet:
+        _print_report(run_dir, result, summary)
+    return 0
+
+
+def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool = True) -> None:
+    print(result.format_table(front_only=front_only))
+    best = result.best
+    if best is not None:
+        print(f"chosen: {best.architecture.key}  (validation error {best.val_error:.4f})")
+    if summary is not None:
+        print(f"test accuracy: {summary['test_accuracy']:.4f}  ({summary.get('n_test', '?')} samples)")
+        if "test_accuracy_on_target" in summary:
+            print(f"test accuracy on {summary['on_target']}: {summary['test_accuracy_on_target']:.4f}")
+    else:
+        print("test accuracy: not scored yet (the run is not finished: `qnas resume DIR` completes it)")
+    print(f"run directory: {run_dir}")
+
+
+def cmd_search(args) -> int:
+    _check_dask(args)
+    config = _settings_from_args(args)
+    run_dir = args.out
+    if run_dir is None:
+        name = config["dataset"].get("name") or Path(config["dataset"]["csv"]).stem
+        run_dir = Path("runs") / f"{name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if (run_dir / CONFIG).exists():
+        raise UsageError(f"--out: invalid value {str(run_dir)!r}: it already holds a run; allowed: a new or empty "
+                         f"directory (continue that run with `qnas resume {run_dir}`)")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out: invalid value {str(run_dir)!r}; allowed: a directory path")
+    started = time.perf_counter()
+    estimator, data, fingerprint = prepare(config, args.max_memory)
+    # a directory another run wrote (the Python API writes no config.json) is refused untouched
+    _check_directory(run_dir, fingerprint, estimator.random_state, "--out")
+    from .._version import __version__
+
+    config = {"format": CONFIG_FORMAT, "version": __version__, **config,
+              "command": [PROG, *args.argv], "fingerprint": fingerprint,
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG, config)
+    logger.info("run directory %s", run_dir)
+    return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
+
+
+def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: bool) -> None:
+    """A run on an IBM backend spends its account's quota: show the backend and what the rest of
+    the search may submit, and ask (``--yes`` answers for a script; no terminal: refused)."""
+    if not config["target"].startswith("ibm:"):
+        return
+    from ..estimator import QNASEstimator
+    from ..targets import DEFAULT_RUNTIME_SHOTS
+
+    try:
+        settings = QNASEstimator(**config["estimator"])
+        settings._check_params()
+        data = load_data(config["dataset"])
+        remaining = max(0, int(settings.n_generations) - completed_generations(run_dir))
+    except (TypeError, ValueError, OSError, KeyError, RunDirectoryError) as exc:
+        raise UsageError(f"DIR: {run_dir / CONFIG}: cannot estimate the run's budget "
+                         f"({' '.join(str(exc).split())}); fix: restore the file, or start a new run") from None
+    n_val = settings._n_val(len(data.X_train), len(set(data.y_train.tolist())))
+    jobs = remaining * int(settings.population_size)
+    shots = jobs * n_val * int(settings.shots or DEFAULT_RUNTIME_SHOTS)
+    print(f"{PROG}: {run_dir} runs on the paid backend {config['target']}: {remaining} generations remain, up to "
+          f"{jobs} jobs and {shots} shots ({settings.population_size} candidates x {n_val} circuits x "
+          f"{settings.shots or DEFAULT_RUNTIME_SHOTS} shots per generation)", file=sys.stderr)
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(f"--yes: required to resume a run on the paid backend {config['target']} without a terminal "
+                         "to confirm it; allowed: --yes, or run it in a terminal")
+    print("continue? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise UsageError(f"--yes: not confirmed; nothing was submitted to {config['target']}")
+
+
+def cmd_resume(args) -> int:
+    from ..search import read_checkpoint
+
+    run_dir = args.run_dir
+    config = _load_config(run_dir)
+    try:  # an older (pickled) or damaged checkpoint is reported before the run is set up
+        read_checkpoint(run_dir)
+    except ValueError as exc:
+        raise UsageError(f"DIR: {' '.join(str(exc).split())}") from None
+    if (run_dir / SUMMARY).exists() and (run_dir / RESULT).exists():
+        _load_result(run_dir)  # a damaged file is reported, even with --quiet
+        _read_json(run_dir / SUMMARY)
+        if not args.quiet:
+            print(f"{PROG}: the run is complete; nothing to resume", file=sys.stderr)
+            return cmd_report(args)
+        return 0
+    _check_dask(args)
+    _confirm_paid_backend(run_dir, config, args.yes)
+    started = time.perf_counter()
+    estimator, data, fingerprint = prepare(config, args.max_memory)
+    _check_directory(run_dir, fingerprint, estimator.random_state, "DIR")
+    return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
+
+
+def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
+    """Test accuracy of a finished run's chosen model (``model.pt``) with its quantum layer on the
+    run's target, and the target's name: the target is resolved from ``config.json`` as the search
+    resolved it; the pre-layer and head run in torch
+    (:func:`qiskit_qnas.objectives.target_logits`)."""
+    import numpy as np
+
+    from ..model import HQNN
+    from ..objectives import target_logits
+    from ..space import Architecture
+
+    _run_dir(run_dir, MODEL)
+    estimator, data, _ = prepare(_load_config(run_dir))
+    try:
+        saved = read_tensors(run_dir / MODEL)
+    except RunDirectoryError as exc:
+        raise UsageError(f"DIR: {exc}") from None
+    mean, std, classes = np.asarray(saved["mean"]), np.asarray(saved["std"]), np.asarray(saved["classes"])
+    model = HQNN(Architecture.from_dict(saved["architecture"]), len(mean), len(classes), hidden=estimator.hidden,
+                 dropout=estimator.dropout)
+    model.load_state_dict(saved["state"])
+    X = ((np.asarray(data.X_test, dtype=np.float64) - mean) / std).astype(np.float32)
+    with estimator.resolve_target() as target:
+        logits = target_logits(model, target, X)
+        name = target.name
+    return float(np.mean(classes[logits.argmax(1)] == np.asarray(data.y_test))), name
+
+
+def cmd_report(args) -> int:
+    run_dir = _run_dir(args.run_dir, RESULT)
+    result = _load_result(run_dir)
+    summary = _read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
+    if getattr(args, "on_target", False):
+        if summary is None:
+            raise UsageError("--on-target: the run is not finished (no summary.json: `qnas resume DIR` completes "
+                             "it); allowed: a finished run")
+        summary["test_accuracy_on_target"], summary["on_target"] = on_target_accuracy(run_dir)
+        write_json(run_dir / SUMMARY, summary)
+    result.plot_pareto(run_dir / "pareto.png")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    _print_report(run_dir, result, summary, front_only=not getattr(args, "all", False))
+    return 0
+
+
+def cmd_export(args) -> int:
+    run_dir = _run_dir(args.run_dir, RESULT)
+    result = _load_result(run_dir)
+    front = result.pareto_front
+    if args.candidate is None:
+        if result.best is None:
+            raise UsageError("--candidate: required (the run has no chosen candidate); "
+                             f"allowed: 0..{len(front) - 1}")
+        index = front.index(result.best)
+    else:
+        index = args.candidate
+    if not 0 <= index < len(front):
+        raise UsageError(f"--candidate: invalid value {index}; allowed: 0..{len(front) - 1} (the # column of "
+                         "`qnas report`)")
+    output = args.output or run_dir / f"candidate_{index}.{'qpy' if args.format == 'qpy' else 'qasm'}"
+    backend = None
+    optimization_level = 1
+    if not args.logical:
+        config = _load_config(run_dir)
+        optimization_level = int(config.get("estimator", {}).get("optimization_level", 1))
+        try:
+            backend = export_backend(config)
+        except Exception as exc:  # noqa: BLE001
+            raise UsageError(f"--logical: the run's backend ({config['target']}) is not available "
+                             f"({' '.join(str(exc).split())}); allowed: --logical for the logical circuit") from None
+    if str(output) == "-":  # the circuit itself on stdout
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = result.export(Path(tmp) / "circuit", index=index, format=args.format, backend=backend,
+                                 optimization_level=optimization_level)
+            data = path.read_bytes()
+        sys.stdout.flush()
+        stream = getattr(sys.stdout, "buffer", None)
+        if stream is not None:
+            stream.write(data)
+            stream.flush()
+        else:
+            sys.stdout.write(data.decode("latin-1") if args.format == "qpy" else data.decode())
+        return 0
+    path = result.export(output, index=index, format=args.format, backend=backend,
+                         optimization_level=optimization_level)
+    # the path goes to stderr: stdout stays free for data (``--output -``)
+    print(path, file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"search": cmd_search, "resume": cmd_resume, "report": cmd_report, "export": cmd_export}
