@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cutting import CuttingCost
-from .targets import RuntimeEstimate
+from .runtime_proxy import RuntimeEstimate
 from .validation import check_choice
 
 

@@ -19,8 +19,8 @@ from .isa import to_isa
 from .objective import CUTTING_OBJECTIVES as CUTTING_OBJECTIVES  # re-exported: where they were defined before
 from .objective import OBJECTIVE_NAMES, Objective, as_objectives
 from .objective import RUNTIME_OBJECTIVES as RUNTIME_OBJECTIVES
+from .runtime_proxy import RuntimeEstimate
 from .space import Architecture, SearchSpace
-from .targets import RuntimeEstimate
 
 if TYPE_CHECKING:
     import pandas
@@ -63,7 +63,7 @@ class Candidate:
         val_accuracy, val_loss: accuracy and mean cross-entropy on the validation split (the loss
             breaks ties between candidates of equal objectives when a model is selected).
         weights: the candidate's circuit weights after fine-tuning (ordered as ``arch.weight_params``).
-        runtime, cutting: the ingredients, a :class:`~qiskit_qnas.targets.RuntimeEstimate` and a
+        runtime, cutting: the ingredients, a :class:`~qiskit_qnas.runtime_proxy.RuntimeEstimate` and a
             :class:`~qiskit_qnas.cutting.CuttingCost` (None for a candidate built without them).
         measured_seconds, job_seconds: wall clock of the validation evaluation, and what the
             simulator or service reported as job time (None where it reports none).

@@ -34,7 +34,7 @@ import torch
 from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.quantum_info import Operator, SparsePauliOp, SuperOp
 
-from .statevector import _AffineReader, _Angle
+from .statevector.expressions import _AffineReader, _Angle
 
 Tensor = torch.Tensor
 

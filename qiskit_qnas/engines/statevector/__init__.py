@@ -29,8 +29,6 @@ Expectation values of diagonal (I/Z) observables are one reduction of the probab
 from __future__ import annotations
 
 # re-exported for the density-matrix engine, which reads gate parameters the same way
-from .expressions import _AffineReader as _AffineReader
-from .expressions import _Angle as _Angle
 from .preparation import RYTreePreparation
 from .program import StatevectorProgram
 from .threads import SINGLE_THREAD_BELOW, torch_threads_for
