@@ -29,7 +29,7 @@ from .cutting import CuttingCost, _as_paulis, _partition, apply_cuts, cutting_co
 from .isa import isa_pass_manager
 from .seeds import simulator_seed
 from .spec import ArchitectureSpec
-from .validation import InvalidArgument, check_int, is_number
+from .validation import check_int, check_parameter_values, is_number
 
 if TYPE_CHECKING:
     from qiskit.primitives import BaseSamplerV2
@@ -49,22 +49,6 @@ MAX_CIRCUITS = 200_000
 MAX_EXECUTIONS_PER_JOB = 10_000_000
 
 _REGISTERS = ("observable_measurements", "qpd_measurements")
-
-
-def _check_values(name: str, values: Any, length: int, two_d: bool) -> np.ndarray:
-    array = np.asarray(values, dtype=float)
-    if two_d and array.ndim == 1:
-        array = array[None, :]
-    want = 2 if two_d else 1
-    shape = f"(n_samples, {length})" if two_d else f"({length},)"
-    if array.ndim != want or array.shape[-1] != length or not np.all(np.isfinite(array)):
-        allowed = f"finite numbers of shape {shape}"
-        raise InvalidArgument(name, values, allowed, message=f"invalid {name} of shape {np.shape(values)}; "
-                                                             f"allowed: {allowed}")
-    if two_d and array.shape[0] == 0:
-        allowed = f"at least one sample of shape {shape}"
-        raise InvalidArgument(name, values, allowed, message=f"invalid {name}: no rows; allowed: {allowed}")
-    return array
 
 
 def _make_sampler(sampler, backend, seed, mode=None):
@@ -409,8 +393,8 @@ def run_cut(arch: ArchitectureSpec, inputs: Any, weights: Any, qubit_budget: int
                          "sampler-free evaluation; allowed with a sampler/backend: an integer >= 1")
     built = build_circuit(arch)
     x_params, w_params = list(built.inputs), list(built.weights)
-    x = _check_values("inputs", inputs, len(x_params), two_d=True)
-    w = _check_values("weights", weights, len(w_params), two_d=False)
+    x = check_parameter_values("inputs", inputs, len(x_params), rows=True)
+    w = check_parameter_values("weights", weights, len(w_params), rows=False)
     n_samples, n = x.shape[0], arch.n_qubits
     circuit = built.circuit.copy()
     values = [{**dict(zip(x_params, row)), **dict(zip(w_params, w))} for row in x]

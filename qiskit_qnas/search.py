@@ -79,6 +79,26 @@ class CanonicalGene(Repair):
         return [space.encode_vars(space.decode_vars(x)) for x in X]
 
 
+class FamilyBalancedSampling(MixedVariableSampling):
+    """pymoo's mixed-variable sampling of the first population, with its embedding genes dealt out
+    in turn (the families in a random order, repeated), so every embedding family starts with
+    ``population_size / n_families`` members, give or take one.
+
+    Drawn independently, a family can start with one member or none; NSGA-II then rarely visits it,
+    and the front's verdict on it rests on whichever members the others' offspring happen to reach.
+    A search space with one embedding is sampled exactly as by ``MixedVariableSampling``.
+    """
+
+    def _do(self, problem, n_samples, random_state=None, **kwargs):
+        genes = super()._do(problem, n_samples, random_state=random_state, **kwargs)
+        families = problem.space.embeddings
+        if len(families) > 1:
+            order = random_state.permutation(len(families))
+            for k, gene in enumerate(genes):
+                gene["embedding"] = families[order[k % len(families)]]
+        return genes
+
+
 @dataclass
 class SearchState:
     """A search in progress: the algorithm (with its random state) and every evaluation."""
@@ -127,7 +147,7 @@ def make_algorithm(space: SearchSpace, population_size: int, seed: int,
         mutation={Integer: PM(eta=20, vtype=float, repair=RoundingRepair()), Real: PM(eta=20),
                   Choice: ChoiceRandomMutation()},
         repair=canonical, eliminate_duplicates=MixedVariableDuplicateElimination())
-    algorithm = NSGA2(pop_size=population_size, sampling=MixedVariableSampling(), mating=mating,
+    algorithm = NSGA2(pop_size=population_size, sampling=FamilyBalancedSampling(), mating=mating,
                       survival=RankAndCrowding(), repair=canonical,
                       eliminate_duplicates=MixedVariableDuplicateElimination())
     return algorithm, problem

@@ -70,7 +70,7 @@ from .runtime_proxy import (
 )
 from .seeds import simulator_seed
 from .space import Architecture
-from .validation import InvalidArgument, check_choice, check_int, check_number
+from .validation import InvalidArgument, check_choice, check_int, check_number, check_parameter_values
 
 if TYPE_CHECKING:
     from qiskit.primitives import BaseEstimatorV2
@@ -237,16 +237,9 @@ class ExecutionTarget:
 
     # --- evaluation --------------------------------------------------------------------------
     def _check_data(self, arch: Architecture, inputs, weights) -> tuple[np.ndarray, np.ndarray]:
-        inputs = np.asarray(inputs, dtype=np.float64)
-        if inputs.ndim == 1:
-            inputs = inputs.reshape(1, -1)
-        if inputs.ndim != 2 or inputs.shape[1] != arch.n_inputs:
-            raise ValueError(f"invalid inputs of shape {inputs.shape}; allowed: (N, {arch.n_inputs}) circuit input "
-                             f"angles of {arch.key}")
-        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if weights.shape[0] != arch.n_weights:
-            raise ValueError(f"invalid weights of shape {weights.shape}; allowed: ({arch.n_weights},) for {arch.key}")
-        return inputs, weights
+        context = f" for {arch.key}"
+        return (check_parameter_values("inputs", inputs, arch.n_inputs, rows=True, allow_empty=True, context=context),
+                check_parameter_values("weights", np.ravel(weights), arch.n_weights, rows=False, context=context))
 
     def expectation_values(self, arch: Architecture, inputs: np.ndarray, weights: np.ndarray) -> Evaluation:
         """``<Z_i>`` for every logical qubit i of ``arch``, shape ``(N, arch.n_qubits)``, given
@@ -305,7 +298,7 @@ class ExactTarget(ExecutionTarget):
         if program is None:
             built = build_circuit(arch)
             program = StatevectorProgram(built.circuit, list(built.inputs), list(built.weights),
-                                         z_observables(arch.n_qubits))
+                                         z_observables(arch.n_qubits), preparation=built.preparation)
             with self._lock:
                 program = self._programs.setdefault(arch, program)
         return program

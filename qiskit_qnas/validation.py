@@ -131,3 +131,27 @@ def check_choice(name: str, value: Any, allowed: Collection[str]) -> str:
 
 __all__ = ["InvalidArgument", "check_choice", "check_fraction", "check_int", "check_number", "check_positive",
            "is_integer", "is_number"]
+
+
+def check_parameter_values(name: str, values: Any, length: int, *, rows: bool, allow_empty: bool = False,
+                           context: str = "") -> np.ndarray:
+    """``values`` as finite float64 numbers: one vector of ``length`` (``rows=False``, e.g. a circuit's
+    weights) or rows of ``length`` (``rows=True``, e.g. the input angles of N samples; a single vector
+    is one row, and no rows at all only with ``allow_empty``). ``context`` names what they belong to
+    (``" for q4-l1-angle_y-ry-none1"``)."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = np.full((), np.nan)
+    if rows and array.ndim == 1:
+        array = array[None, :]
+    shape = f"(n_samples, {length})" if rows else f"({length},)"
+    allowed = f"finite numbers of shape {shape}"
+    if array.ndim != (2 if rows else 1) or array.shape[-1] != length or not np.all(np.isfinite(array)):
+        raise InvalidArgument(name, values, allowed, context,
+                              message=f"invalid {name} of shape {np.shape(array)}{context}; allowed: {allowed}")
+    if rows and array.shape[0] == 0 and not allow_empty:
+        allowed = f"at least one row of shape {shape}"
+        raise InvalidArgument(name, values, allowed, context, message=f"invalid {name}: no rows{context}; "
+                                                                      f"allowed: {allowed}")
+    return array

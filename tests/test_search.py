@@ -4,10 +4,12 @@ and resume."""
 import ast
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from pymoo.core.mixed import MixedVariableSampling
 from pymoo.core.mutation import Mutation
 from pymoo.core.population import Population
 from pymoo.core.variable import Choice, Integer, Real
@@ -456,3 +458,21 @@ def test_nothing_in_the_package_unpickles_what_it_reads():
                 offending.append(f"{path.relative_to(package)}:{line} {call} in {function}")
     assert offending == []
     assert len(list(package.rglob("*.py"))) > 10
+
+
+def _first_population_families(space: SearchSpace, seed: int, sampling=None) -> Counter:
+    algorithm, problem = make_algorithm(space, 12, seed)
+    if sampling is not None:
+        algorithm.initialization.sampling = sampling
+    algorithm.setup(problem, termination=("n_gen", 1), seed=seed, verbose=False)
+    return Counter(space.decode_vars(individual.X).embedding for individual in algorithm.ask())
+
+
+def test_first_population_deals_out_every_embedding_family():
+    space = SearchSpace(qubits=(2, 6), layers=(1, 3))  # 5 families, 12 genes: 2 or 3 each
+    for seed in range(6):
+        counts = _first_population_families(space, seed)
+        assert set(counts) == set(space.embeddings) and max(counts.values()) - min(counts.values()) <= 1, counts
+    # drawn independently, the families of the first population are uneven for some seed
+    plain = [_first_population_families(space, seed, MixedVariableSampling()) for seed in range(6)]
+    assert any(len(c) < 5 or max(c.values()) - min(c.values()) > 1 for c in plain)

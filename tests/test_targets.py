@@ -381,3 +381,9 @@ def test_target_specs_from_python():
         assert "runtime:<fake backend>" in info.value.allowed
     with pytest.raises(InvalidArgument, match="fake backends: .*manila"):
         target_spec("aer:nope")
+
+
+def test_exact_target_starts_amplitude_states_from_their_closed_form():
+    """The exact target compiles the amplitude embedding's RY tree as a preparation, not gate by gate."""
+    program = resolve_target(None).program(Architecture(3, 1, "amplitude"))
+    assert program._tree_inputs is not None

@@ -10,6 +10,7 @@ from sklearn.datasets import load_iris
 
 from qiskit_qnas import Architecture, QNASEstimator, SearchSpace
 from qiskit_qnas.cli import _library_error, main
+from qiskit_qnas.cut_execution import cut_expectation_values
 from qiskit_qnas.cutting import cutting_cost
 from qiskit_qnas.targets import resolve_target
 from qiskit_qnas.validation import (
@@ -18,6 +19,7 @@ from qiskit_qnas.validation import (
     check_fraction,
     check_int,
     check_number,
+    check_parameter_values,
     check_positive,
     is_integer,
     is_number,
@@ -177,3 +179,26 @@ def test_cli_maps_only_invalid_arguments():
     lookalike = ValueError("invalid population_size=1; allowed: an integer >= 2")
     assert _library_error(lookalike) == "invalid population_size=1; allowed: an integer >= 2"
     assert _library_error(lookalike, "--dataset") == "--dataset: invalid population_size=1; allowed: an integer >= 2"
+
+
+# --- circuit parameter values ------------------------------------------------------------------------
+def test_parameter_values_rows_vectors_and_refusals():
+    np.testing.assert_array_equal(check_parameter_values("inputs", [0.1, 0.2], 2, rows=True), [[0.1, 0.2]])
+    assert check_parameter_values("weights", np.zeros(3, dtype=np.float32), 3, rows=False).dtype == np.float64
+    assert check_parameter_values("inputs", np.zeros((0, 2)), 2, rows=True, allow_empty=True).shape == (0, 2)
+    for values, rows in (([0.1, math.nan], True), ([[0.1, 0.2, 0.3]], True), ([[0.1], [0.2]], False),
+                         (["a", "b"], False), (np.zeros((0, 2)), True)):
+        with pytest.raises(InvalidArgument) as caught:
+            check_parameter_values("inputs", values, 2, rows=rows, context=" for q2")
+        assert caught.value.name == "inputs" and " for q2" in str(caught.value)
+
+
+def test_targets_and_cut_execution_refuse_the_same_parameter_values():
+    arch = Architecture(2, 1, "angle_y", "ry", "chain")
+    bad_inputs = [[0.1, math.nan]]
+    with pytest.raises(InvalidArgument, match="finite numbers of shape"):
+        resolve_target(None).expectation_values(arch, bad_inputs, np.zeros(arch.n_weights))
+    with pytest.raises(InvalidArgument, match="finite numbers of shape"):
+        cut_expectation_values(arch, bad_inputs, np.zeros(arch.n_weights), qubit_budget=1)
+    with pytest.raises(InvalidArgument, match=r"weights of shape \(3,\) for q2-l1-angle_y-ry-chain1; allowed: .* \(2,\)"):
+        resolve_target(None).expectation_values(arch, [[0.1, 0.2]], np.zeros(arch.n_weights + 1))
