@@ -1,4 +1,4 @@
-"""The three objectives of one candidate: validation error, runtime proxy and subcircuit count.
+"""One candidate evaluated: inherited from the SuperCircuit, fine-tuned, measured on the target, its objectives read.
 
 What each objective is, where its value is read and how it is drawn is an
 :class:`~qiskit_qnas.objective.Objective` (:mod:`qiskit_qnas.objective`); this module measures a
