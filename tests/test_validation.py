@@ -200,5 +200,6 @@ def test_targets_and_cut_execution_refuse_the_same_parameter_values():
         resolve_target(None).expectation_values(arch, bad_inputs, np.zeros(arch.n_weights))
     with pytest.raises(InvalidArgument, match="finite numbers of shape"):
         cut_expectation_values(arch, bad_inputs, np.zeros(arch.n_weights), qubit_budget=1)
-    with pytest.raises(InvalidArgument, match=r"weights of shape \(3,\) for q2-l1-angle_y-ry-chain1; allowed: .* \(2,\)"):
+    wrong_width = r"weights of shape \(3,\) for q2-l1-angle_y-ry-chain1; allowed: .* \(2,\)"
+    with pytest.raises(InvalidArgument, match=wrong_width):
         resolve_target(None).expectation_values(arch, [[0.1, 0.2]], np.zeros(arch.n_weights + 1))
