@@ -17,7 +17,7 @@ from qiskit.circuit import Parameter, ParameterExpression, ParameterVector, Quan
 from qiskit.quantum_info import SparsePauliOp
 
 from .engines import circuit_qnn
-from .engines.statevector import RYTreePreparation
+from .engines.statevector import RYTreePreparation, StatevectorProgram
 from .spec import ROTATION_GATES, ArchitectureSpec
 
 
@@ -209,3 +209,12 @@ def amplitude_angles(features: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
         angles.append(2 * torch.atan2(torch.where(both, torch.zeros_like(hi), hi),
                                       torch.where(both, torch.ones_like(lo), lo)))
     return torch.cat(angles, dim=-1)
+
+
+@functools.lru_cache(maxsize=1024)
+def compiled_program(arch: ArchitectureSpec) -> StatevectorProgram:
+    """The exact torch program of ``arch``'s circuit, ``<Z_i>`` of every qubit out, the amplitude
+    embedding's RY tree started from its closed form; compiled once per architecture and process
+    (the SuperCircuit's training and fine-tuning and the exact target's evaluations share it)."""
+    built = build_circuit(arch)
+    return StatevectorProgram(built.circuit, built.inputs, built.weights, preparation=built.preparation)

@@ -42,8 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .circuits import WEIGHT_SLOTS, build_circuit, weight_slots
-from .engines import StatevectorProgram
+from .circuits import WEIGHT_SLOTS, compiled_program, weight_slots
 from .engines.statevector import torch_threads_for
 from .model import (
     HQNN,
@@ -58,13 +57,6 @@ from .model import (
 from .space import Architecture, SearchSpace
 
 _SLOT = len(WEIGHT_SLOTS)
-
-
-@functools.lru_cache(maxsize=1024)
-def compiled_program(arch: Architecture) -> StatevectorProgram:
-    """The exact torch program of ``arch``'s circuit (compiled once per architecture)."""
-    built = build_circuit(arch)
-    return StatevectorProgram(built.circuit, built.inputs, built.weights, preparation=built.preparation)
 
 
 @functools.lru_cache(maxsize=1024)

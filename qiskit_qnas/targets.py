@@ -44,7 +44,7 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from .backends import backend_name, backend_qubits, is_aer_simulator, is_fake_backend, is_ibm_backend
-from .circuits import build_circuit, z_observables
+from .circuits import build_circuit, compiled_program, z_observables
 from .engines import StatevectorProgram
 from .engines.statevector import torch_threads_for
 from .isa import to_isa
@@ -270,16 +270,10 @@ class ExactTarget(ExecutionTarget):
     (default :func:`default_reference_backend`)."""
 
     exact = True
-    _TRANSIENT = (*ExecutionTarget._TRANSIENT, "_programs")
-
     def __init__(self, reference_backend=None, *, optimization_level: int = 1, per_circuit_overhead: float = 0.0):
         super().__init__(reference_backend if reference_backend is not None else default_reference_backend(),
                          name="statevector", num_qubits=None, optimization_level=optimization_level,
                          per_circuit_overhead=per_circuit_overhead)
-
-    def _init_caches(self) -> None:
-        super()._init_caches()
-        self._programs: dict[Architecture, Any] = {}
 
     def check_width(self, arch_or_n_qubits, what: str = "candidate") -> None:
         """No width limit: simulation is exact. (The proxy's ISA circuits need the reference backend
@@ -291,17 +285,10 @@ class ExactTarget(ExecutionTarget):
         ExecutionTarget.check_width(self, arch, what="candidate (ISA circuit for the runtime proxy)")
         return self._transpile(arch, self.backend)
 
-    def program(self, arch: Architecture):
-        """The compiled :class:`~qiskit_qnas.engines.StatevectorProgram` of ``arch`` (cached)."""
-        with self._lock:
-            program = self._programs.get(arch)
-        if program is None:
-            built = build_circuit(arch)
-            program = StatevectorProgram(built.circuit, list(built.inputs), list(built.weights),
-                                         z_observables(arch.n_qubits), preparation=built.preparation)
-            with self._lock:
-                program = self._programs.setdefault(arch, program)
-        return program
+    def program(self, arch: Architecture) -> StatevectorProgram:
+        """The compiled :class:`~qiskit_qnas.engines.StatevectorProgram` of ``arch``
+        (:func:`~qiskit_qnas.circuits.compiled_program`, cached per process)."""
+        return compiled_program(arch)
 
     def memory_bytes(self, n_qubits: int, batch: int) -> int:
         """The engine's batch of ``batch`` states of ``2**n_qubits`` amplitudes and its temporaries."""
