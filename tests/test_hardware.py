@@ -146,6 +146,8 @@ def test_score_on_an_aer_fake_manila_target_is_the_noisy_accuracy():
     assert est.score(X_TEST, Y_TEST, on_target=True) == noisy_accuracy
     # the same weights on the exact engine give other probabilities: the noise is really there
     assert np.abs(on_target - est.predict_proba(X_TEST)).max() > 1e-3
+    # and, for these seeded weights, other predictions: the score is the target's (0.822 against 0.800)
+    assert est.score(X_TEST, Y_TEST, on_target=True) != est.score(X_TEST, Y_TEST)
     np.testing.assert_array_equal(est.predict(X_TEST, on_target=True), est.classes_[on_target.argmax(1)])
 
 
@@ -167,6 +169,7 @@ def test_score_in_runtime_local_testing_mode_is_the_noisy_accuracy():
     accuracy = est.score(X_TEST, Y_TEST, on_target=True)
     assert accuracy == float((est.predict(X_TEST, on_target=True) == Y_TEST).mean())  # seeded: reproducible
     assert accuracy == float((est.classes_[logits.argmax(1)] == Y_TEST).mean())
+    assert accuracy != est.score(X_TEST, Y_TEST)  # seeded shots and weights: 0.667 against 0.689 exact
 
 
 def test_on_target_with_the_exact_target_equals_plain_prediction():
