@@ -270,6 +270,7 @@ class ExactTarget(ExecutionTarget):
     (default :func:`default_reference_backend`)."""
 
     exact = True
+
     def __init__(self, reference_backend=None, *, optimization_level: int = 1, per_circuit_overhead: float = 0.0):
         super().__init__(reference_backend if reference_backend is not None else default_reference_backend(),
                          name="statevector", num_qubits=None, optimization_level=optimization_level,
