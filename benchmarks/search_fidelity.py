@@ -292,6 +292,9 @@ def markdown(args, context: dict) -> str:
          f"{random_search['wall_s']:.0f} s): best by validation, test accuracy",
          f"{fmt(random_search['best']['test_accuracy'])} (`{random_search['best']['architecture'].key}`)",
          f"chosen at least as good: {verdict(c['chosen_score'] >= random_search['best']['test_accuracy'])}"),
+        (f"re-evaluated before choosing (`reevaluations={est.reevaluations}`): validation errors -> mean",
+         "; ".join(f"`{r.architecture.key}` {' / '.join(fmt(e) for e in r.val_errors)} -> {fmt(r.val_error)}"
+                   for r in est.result_.candidates if r.val_errors) or "none", ""),
         (f"classical ablation of equal width ({chosen.architecture.n_qubits}), test accuracy",
          fmt(ablation["test_accuracy"]),
          f"chosen {100 * (c['chosen_score'] - ablation['test_accuracy']):+.2f} points"),

@@ -35,12 +35,14 @@ from .objectives import (
     TARGET_CHUNK_SAMPLES,
     EvaluationContext,
     candidate_seed,
+    reevaluate_candidate,
     target_logits,
 )
 from .parallel import evaluate_generation, resolve_executor
 from .result import Candidate, SearchResult, atomic_write
 from .rundir import MODEL, SUPERCIRCUIT, check_run_directory, read_seed, read_tensors, write_seed
 from .search import run_nsga2
+from .selection import SELECTIONS, confirm_leader, select
 from .space import SearchSpace
 from .supercircuit import SuperCircuit, finetune, train_supercircuit
 from .targets import ExecutionTarget, check_runtime_options, resolve_target
@@ -59,7 +61,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SELECTIONS = ("min_error", "min_runtime", "min_subcircuits")
 #: optimiser steps the SuperCircuit gets by default (epochs = this / batches per epoch, in [5, 100])
 SUPERCIRCUIT_STEPS = 600
 TARGET_MODES = ("auto", "exact", "aer", "runtime")
@@ -146,6 +147,13 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             error, ties to the cheaper runtime, then fewer subcircuits, then the lower validation
             loss), ``"min_runtime"``, ``"min_subcircuits"``, or a callable taking the front and
             returning a candidate.
+        reevaluations: with ``selection="min_error"``, at most this many times the leader (the
+            candidate ``min_error`` would choose) is measured a second time before it is believed:
+            fine-tuned again from its inherited weights with the chosen model's recipe
+            (``final_epochs`` on the whole training split) and scored on the validation split on the
+            target, its validation error becoming the mean of both measurements; then the leader
+            is looked up again, until it is a re-evaluated one (:func:`qiskit_qnas.selection.confirm_leader`).
+            The front is computed from the pooled errors. 0 (or ``final_epochs=0``) turns it off.
         max_subcircuits, max_runtime: constraints applied before ``selection`` (front members that
             satisfy them; the whole front if none does).
         reference_backend, optimization_level: backend and transpiler level of the ISA circuits
@@ -201,7 +209,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         Its architecture (``best_candidate_.architecture``).
     timings_ : dict of str to float
         Wall-clock seconds of the phases of ``fit``: ``supercircuit_training``, ``search`` (of which
-        ``candidate_evaluation`` and ``cut_finding``) and ``final_training``.
+        ``candidate_evaluation`` and ``cut_finding``), ``reevaluation`` (see ``reevaluations``) and
+        ``final_training``.
     """
 
     def __init__(self, search_space: SearchSpace | None = None, qubit_budget: int = 4, backend=None, *,
@@ -213,7 +222,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  hidden: Hidden = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
                  scale_inputs: bool = True, runtime_objective: str = "proxy",
                  cutting_objective: str = "subcircuits", cut_time_limit: float = 5.0,
-                 selection: str | Callable = "min_error", max_subcircuits: int | None = None,
+                 selection: str | Callable = "min_error", reevaluations: int = 3,
+                 max_subcircuits: int | None = None,
                  max_runtime: float | None = None, reference_backend=None, optimization_level: int = 1,
                  executor=None, n_jobs: int | None = None, max_concurrent_jobs: int = 1,
                  runtime_options: dict | None = None, checkpoint_dir: str | None = None,
@@ -242,6 +252,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.cutting_objective = cutting_objective
         self.cut_time_limit = cut_time_limit
         self.selection = selection
+        self.reevaluations = reevaluations
         self.max_subcircuits = max_subcircuits
         self.max_runtime = max_runtime
         self.reference_backend = reference_backend
@@ -275,7 +286,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                                     ("batch_size", 1, False), ("n_random", 0, False),
                                     ("optimization_level", 0, False), ("n_jobs", 1, True),
                                     ("max_concurrent_jobs", 1, False), ("shots", 1, True),
-                                    ("max_subcircuits", 1, True)):
+                                    ("max_subcircuits", 1, True), ("reevaluations", 0, False)):
             check_int(name, getattr(self, name), low, allow_none=optional)
         check_hidden(self.hidden, allow_zero=False)
         if not isinstance(self.noise_aware, (bool, np.bool_)):
@@ -428,11 +439,14 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             if owned_executor and executor is not None:
                 executor.shutdown()
         candidates = [state.evaluated[k] for k in state.order]
+        if all(c.failed for c in candidates):
+            raise RuntimeError("every candidate failed on the target; see result_.candidates for the errors")
+        started = time.perf_counter()
+        candidates = self._confirm_leader(candidates, context)
+        timings["reevaluation"] = time.perf_counter() - started
         result = SearchResult(candidates, context.objectives, config=self._config(space, target, seed),
                               history=state.history)
-        if not result.pareto_front:
-            raise RuntimeError("every candidate failed on the target; see result_.candidates for the errors")
-        best = self._select(result.pareto_front)
+        best = select(result.pareto_front, self.selection, self.max_subcircuits, self.max_runtime)
         result.chosen = result.candidates.index(best)
         started = time.perf_counter()
         self.model_ = self._final_model(supercircuit, best, Xs, y_encoded, seed)
@@ -489,7 +503,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         settings = {k: v for k, v in self.get_params().items()
                     if k not in ("executor", "n_jobs", "max_concurrent_jobs", "verbose", "callback",
                                  "checkpoint_dir", "backend", "reference_backend", "search_space", "selection",
-                                 "max_subcircuits", "max_runtime", "final_epochs", "max_memory")}
+                                 "reevaluations", "max_subcircuits", "max_runtime", "final_epochs",
+                                 "max_memory")}
         blob = json.dumps({"space": space.to_dict(), "target": target.name, "seed": seed, "data": data,
                            "settings": settings, "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -566,30 +581,21 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         timings["cut_finding"] = evaluation_seconds[1]
         return state
 
-    def _select(self, front: list[Candidate]) -> Candidate:
-        if callable(self.selection):
-            chosen = self.selection(front)
-            if chosen not in front:
-                raise ValueError("the selection callable must return a member of the front it was given")
-            return chosen
-        allowed = [c for c in front
-                   if (self.max_subcircuits is None or c.n_subcircuits <= self.max_subcircuits)
-                   and (self.max_runtime is None or c.runtime_proxy <= self.max_runtime)]
-        if not allowed:
-            logger.warning("no front member satisfies max_subcircuits/max_runtime; selecting from the whole front")
-            allowed = front
-        order = {"min_error": (0, 1, 2), "min_runtime": (1, 0, 2), "min_subcircuits": (2, 0, 1)}[self.selection]
-        # equal objectives are common on a small validation split (many candidates at 0 errors):
-        # the finer validation loss decides, then the architecture (deterministic)
-        return min(allowed, key=lambda c: (tuple(c.objectives[i] for i in order),
-                                           c.val_loss if math.isfinite(c.val_loss) else math.inf, c.architecture))
+    def _final_epochs(self) -> int:
+        return 2 * int(self.finetune_epochs) if self.final_epochs is None else int(self.final_epochs)
+
+    def _confirm_leader(self, candidates: list[Candidate], context: EvaluationContext) -> list[Candidate]:
+        epochs = self._final_epochs()
+        if self.selection != "min_error" or not self.reevaluations or not epochs:
+            return candidates
+        return confirm_leader(candidates, lambda c: reevaluate_candidate(c, context, epochs), int(self.reevaluations),
+                              self.max_subcircuits, self.max_runtime)
 
     def _final_model(self, supercircuit: SuperCircuit, best: Candidate, X, y, seed) -> HQNN:
         arch = best.architecture
         # the chosen model starts from its inherited weights: 2 x the fine-tuning epochs (4 x took
         # 383 s of a 19-minute MNIST 6k search, for the 8-qubit amplitude model it chose)
-        epochs = 2 * int(self.finetune_epochs) if self.final_epochs is None else int(self.final_epochs)
-        return finetune(supercircuit, arch, X, y, epochs, batch_size=int(self.batch_size),
+        return finetune(supercircuit, arch, X, y, self._final_epochs(), batch_size=int(self.batch_size),
                         lr=arch.learning_rate or float(self.learning_rate), seed=candidate_seed(seed, arch))
 
     def _config(self, space, target, seed) -> dict[str, Any]:

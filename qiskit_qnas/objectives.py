@@ -32,6 +32,7 @@ order, in other processes or on a Dask cluster, with identical results.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from collections.abc import Sequence
@@ -133,6 +134,13 @@ def target_logits(model, target, X, chunk_samples: int = TARGET_CHUNK_SAMPLES) -
     return np.concatenate(chunks) if chunks else np.zeros((0, model.n_classes), dtype=np.float32)
 
 
+def _accuracy_and_loss(logits: torch.Tensor, y) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``logits`` on the labels ``y``."""
+    y = np.asarray(y)
+    accuracy = float((logits.argmax(1).numpy() == y).mean())
+    return accuracy, float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y, dtype=torch.long)))
+
+
 def evaluate_candidate(arch: Architecture, context: EvaluationContext, generation: int = 0) -> Candidate:
     """Inherit, fine-tune and measure one candidate; a failure on the target is recorded, not raised."""
     cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit)
@@ -152,9 +160,7 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
         return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost.n_subcircuits,
                          objectives=failed_objectives(context.objectives), failed=True,
                          error=f"{type(exc).__name__}: {exc}", attempts=getattr(exc, "attempts", 1), **common)
-    y_val = np.asarray(context.y_val)
-    accuracy = float((logits.argmax(1).numpy() == y_val).mean())
-    val_loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y_val, dtype=torch.long)))
+    accuracy, val_loss = _accuracy_and_loss(logits, context.y_val)
     val_error = 1.0 - accuracy
     measured = Measurements(val_error=val_error, runtime=runtime, measured_seconds=evaluation.wall_seconds,
                             cutting=cost)
@@ -163,3 +169,33 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
                      objectives=objectives, val_accuracy=accuracy, val_loss=val_loss,
                      measured_seconds=evaluation.wall_seconds,
                      job_seconds=evaluation.job_seconds, attempts=evaluation.attempts, **common)
+
+
+def reevaluate_candidate(candidate: Candidate, context: EvaluationContext, epochs: int) -> Candidate:
+    """A second, independent measurement of ``candidate``'s validation error, pooled with the first.
+
+    The candidate inherits its weights again and is fine-tuned with the recipe the chosen model
+    gets (``epochs`` on the whole training split rather than ``finetune_epochs`` on the fine-tuning
+    subset), then scored on the validation split on the target. Returns a copy whose
+    ``val_error``, ``val_accuracy``, ``val_loss`` and error objective are the means of both
+    evaluations (``val_errors`` keeps each); runtime and cutting measurements are kept. A failure
+    on the target raises (the search-time candidate stays valid).
+    """
+    if candidate.failed or candidate.val_errors:
+        raise ValueError(f"{candidate.architecture.key}: only a successful, not yet re-evaluated candidate can be "
+                         "re-evaluated")
+    arch = candidate.architecture
+    started = time.perf_counter()
+    model = finetune(context.supercircuit, arch, context.X_train, context.y_train, epochs,
+                     batch_size=context.batch_size, lr=arch.learning_rate or context.learning_rate,
+                     seed=candidate_seed(context.seed, arch))
+    finetune_seconds = time.perf_counter() - started
+    logits, _ = evaluate_on_target(model, context.target, context.X_val)
+    accuracy, val_loss = _accuracy_and_loss(logits, context.y_val)
+    val_errors = [candidate.val_error, 1.0 - accuracy]
+    val_error = float(np.mean(val_errors))
+    return dataclasses.replace(candidate, val_error=val_error, val_accuracy=1.0 - val_error,
+                               val_loss=(candidate.val_loss + val_loss) / 2, val_errors=val_errors,
+                               # the search's objectives lead with val_error (search_objectives)
+                               objectives=(val_error, *candidate.objectives[1:]),
+                               finetune_seconds=candidate.finetune_seconds + finetune_seconds)

@@ -62,6 +62,10 @@ class Candidate:
             ``SearchResult.objectives`` (by default ``(val_error, runtime_proxy, n_subcircuits)``).
         val_accuracy, val_loss: accuracy and mean cross-entropy on the validation split (the loss
             breaks ties between candidates of equal objectives when a model is selected).
+        val_errors: the validation error of each evaluation of a re-evaluated candidate (the
+            search's first; see :func:`qiskit_qnas.selection.confirm_leader`), whose ``val_error``,
+            ``val_accuracy``, ``val_loss`` and error objective are then the means; empty for a
+            candidate evaluated once.
         weights: the candidate's circuit weights after fine-tuning (ordered as ``arch.weight_params``).
         runtime, cutting: the ingredients, a :class:`~qiskit_qnas.runtime_proxy.RuntimeEstimate` and a
             :class:`~qiskit_qnas.cutting.CuttingCost` (None for a candidate built without them).
@@ -77,6 +81,7 @@ class Candidate:
     objectives: tuple[float, ...]
     val_accuracy: float = float("nan")
     val_loss: float = float("nan")
+    val_errors: list[float] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     runtime: RuntimeEstimate | None = None
     cutting: CuttingCost | None = None
@@ -94,6 +99,7 @@ class Candidate:
         data["architecture"] = self.architecture.to_dict()
         data["objectives"] = list(self.objectives)
         data["weights"] = list(self.weights)
+        data["val_errors"] = list(self.val_errors)
         data["runtime"] = None if self.runtime is None else self.runtime.to_dict()
         data["cutting"] = None if self.cutting is None else self.cutting.to_dict()
         return data
@@ -104,6 +110,7 @@ class Candidate:
         data = {k: v for k, v in data.items() if k in known}
         data["architecture"] = Architecture.from_dict(data["architecture"])
         data["objectives"] = tuple(float(v) for v in data["objectives"])
+        data["val_errors"] = [float(v) for v in data.get("val_errors", ())]
         # an empty dict is what results written before these were typed hold for "none"
         data["runtime"] = RuntimeEstimate.from_dict(data["runtime"]) if data.get("runtime") else None
         data["cutting"] = CuttingCost.from_dict(data["cutting"]) if data.get("cutting") else None
@@ -111,8 +118,9 @@ class Candidate:
 
     def summary(self) -> str:
         upper_bound = self.cutting is not None and not self.cutting.exact
+        pooled = f" (mean of {len(self.val_errors)})" if self.val_errors else ""
         state = f"FAILED: {self.error}" if self.failed else (
-            f"error {self.val_error:.4f}  runtime {self.runtime_proxy:.4g} s  subcircuits {self.n_subcircuits}"
+            f"error {self.val_error:.4f}{pooled}  runtime {self.runtime_proxy:.4g} s  subcircuits {self.n_subcircuits}"
             f"{' (upper bound)' if upper_bound else ''}")
         return f"{self.architecture.key}: {state}"
 
@@ -182,7 +190,8 @@ class SearchResult:
                 "candidate": a.key, "n_qubits": a.n_qubits, "n_layers": a.n_layers, "embedding": a.embedding,
                 "rotation": a.rotation, "entangler": "/".join(a.entangler),
                 "entangle_range": "/".join(map(str, a.entangle_range)),
-                "val_error": c.val_error, "runtime_proxy": c.runtime_proxy, "n_subcircuits": c.n_subcircuits,
+                "val_error": c.val_error, "val_evaluations": max(1, len(c.val_errors)),
+                "runtime_proxy": c.runtime_proxy, "n_subcircuits": c.n_subcircuits,
                 **{f"objective_{k}": v for k, v in zip(self.objective_names, c.objectives)},
                 "depth": getattr(c.runtime, "depth", None),
                 "n_two_qubit_gates": getattr(c.runtime, "n_two_qubit_gates", None),

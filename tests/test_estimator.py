@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from qiskit_qnas import Architecture, QNASEstimator, SearchResult, SearchSpace
 from qiskit_qnas.cutting import CuttingCost, cutting_cost
 from qiskit_qnas.result import Candidate, dominates
+from qiskit_qnas.selection import select, selection_key
 from qiskit_qnas.targets import RuntimeEstimate
 
 X, Y = load_iris(return_X_y=True)
@@ -62,7 +63,8 @@ def test_candidates_carry_consistent_objectives(iris_search):
 
 def test_progress_timings_and_history(iris_search):
     timings = iris_search.timings_
-    for key in ("supercircuit_training", "search", "candidate_evaluation", "cut_finding", "final_training"):
+    for key in ("supercircuit_training", "search", "candidate_evaluation", "cut_finding", "reevaluation",
+                "final_training"):
         assert timings[key] >= 0
     assert len(iris_search.result_.history) == iris_search.n_generations
 
@@ -147,8 +149,29 @@ def test_equal_objectives_are_decided_by_the_validation_loss(iris_search):
     tied = [dataclasses.replace(base, architecture=Architecture(2, 1), val_loss=base.val_loss + 0.5),
             dataclasses.replace(base, architecture=Architecture(4, 2), val_loss=base.val_loss + 0.1),
             dataclasses.replace(base, architecture=Architecture(2, 2), val_loss=math.nan)]
-    assert iris_search._select(tied) is tied[1]
-    assert iris_search._select([tied[0], tied[2]]) is tied[0]  # a known loss beats an unknown one
+    assert select(tied, "min_error") is tied[1]
+    assert select([tied[0], tied[2]], "min_error") is tied[0]  # a known loss beats an unknown one
+
+
+def test_the_chosen_candidate_was_re_evaluated_and_leads_the_pooled_errors(iris_search):
+    """Default ``reevaluations=3``: the chosen one was measured twice, its error the mean of both, and
+    no successful candidate comes before it in min_error's order; at most 3 were re-evaluated."""
+    chosen = iris_search.best_candidate_
+    assert len(chosen.val_errors) == 2 and chosen.val_error == pytest.approx(np.mean(chosen.val_errors))
+    assert chosen.objectives[0] == chosen.val_error and chosen in iris_search.pareto_front_
+    done = [c for c in iris_search.result_.candidates if not c.failed]
+    assert min(done, key=selection_key("min_error")) is chosen
+    assert 1 <= sum(bool(c.val_errors) for c in done) <= 3
+    assert "(mean of 2)" in chosen.summary()
+
+
+def test_reevaluations_zero_keeps_every_search_time_measurement():
+    est = QNASEstimator(random_state=0, reevaluations=0, **SMALL).fit(X_TRAIN, Y_TRAIN)
+    assert not any(c.val_errors for c in est.result_.candidates)
+    again = QNASEstimator(random_state=0, **SMALL).fit(X_TRAIN, Y_TRAIN)
+    # the same search (the setting acts after it): the same candidates, some of them re-measured
+    assert [c.architecture for c in again.result_.candidates] == [c.architecture for c in est.result_.candidates]
+    assert any(c.val_errors for c in again.result_.candidates)
 
 
 def test_validation_loss_is_the_cross_entropy_of_the_candidates_logits():
@@ -187,6 +210,8 @@ def test_bad_data_is_refused_before_work(X_bad, y_bad, match):
     ({"population_size": 1}, "population_size"),
     ({"validation_size": 1.5}, "validation_size"),
     ({"selection": "best"}, "selection"),
+    ({"reevaluations": -1}, "reevaluations"),
+    ({"reevaluations": 1.5}, "reevaluations"),
     ({"cutting_objective": "cuts"}, "cutting_objective"),
     ({"runtime_objective": "depth"}, "runtime_objective"),
     ({"search_space": "big"}, "search_space"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..backends import TARGET_SYNTAX, target_spec
+from ..selection import SELECTIONS
 from ..validation import InvalidArgument
 
 PROG = "qnas"
@@ -32,7 +33,8 @@ PARAM_FLAGS = {
     "shots": "--shots", "max_concurrent_jobs": "--max-concurrent-jobs",
     "runtime_options": "--resilience-level/--twirling/--dynamical-decoupling", "cut_time_limit": "--cut-time-limit",
     "cutting_objective": "--cutting-objective",
-    "runtime_objective": "--runtime-objective", "selection": "--selection", "qubits": "--qubits",
+    "runtime_objective": "--runtime-objective", "selection": "--selection", "reevaluations": "--reevaluations",
+    "qubits": "--qubits",
     "layers": "--layers", "embeddings": "--embeddings", "embedding": "--embeddings", "rotations": "--rotations",
     "rotation": "--rotations", "entanglers": "--entanglers", "entangler": "--entanglers", "ranges": "--ranges",
     "learning_rates": "--learning-rates", "n_qubits": "--qubits", "n_components": "--pca",
@@ -234,9 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="third objective (default subcircuits)")
     objectives.add_argument("--runtime-objective", type=_choice(("proxy", "measured")), default="proxy",
                             metavar="{proxy,measured}", help="second objective (default proxy)")
-    objectives.add_argument("--selection", type=_choice(("min_error", "min_runtime", "min_subcircuits")),
-                            default="min_error", metavar="{min_error,min_runtime,min_subcircuits}",
+    objectives.add_argument("--selection", type=_choice(tuple(SELECTIONS)), default="min_error",
+                            metavar="{" + ",".join(SELECTIONS) + "}",
                             help="how the model is picked from the front (default min_error)")
+    objectives.add_argument("--reevaluations", type=_int_at_least(0), default=3, metavar="N",
+                            help="min_error: re-measure the leading candidate up to N times before choosing it "
+                                 "(default 3; 0: off)")
 
     training = search.add_argument_group("search and training")
     for flag, low, default, text in (

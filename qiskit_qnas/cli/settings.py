@@ -92,7 +92,8 @@ def _settings_from_args(args) -> dict[str, Any]:
         "finetune_samples": args.finetune_samples, "final_epochs": args.final_epochs, "batch_size": args.batch_size,
         "learning_rate": args.learning_rate, "cut_time_limit": args.cut_time_limit,
         "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
-        "selection": args.selection, "random_state": args.seed, "max_concurrent_jobs": args.max_concurrent_jobs,
+        "selection": args.selection, "reevaluations": args.reevaluations, "random_state": args.seed,
+        "max_concurrent_jobs": args.max_concurrent_jobs,
         "noise_aware": args.noise_aware,
     }
     runtime_options = _runtime_options(args)
