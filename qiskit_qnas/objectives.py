@@ -172,7 +172,7 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
 
 
 def reevaluate_candidate(candidate: Candidate, context: EvaluationContext, epochs: int) -> Candidate:
-    """A second, independent measurement of ``candidate``'s validation error, pooled with the first.
+    """A second measurement of ``candidate``'s validation error, pooled with the first.
 
     The candidate inherits its weights again and is fine-tuned with the recipe the chosen model
     gets (``epochs`` on the whole training split rather than ``finetune_epochs`` on the fine-tuning

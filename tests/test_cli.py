@@ -103,9 +103,10 @@ def test_runtime_mitigation_flags_are_recorded_in_the_config(tmp_path, capsys):
     args = ["--dataset", "iris", "--qubits", "2:2", "--layers", "1:1", "--population", "2", "--generations", "1",
             "--supercircuit-epochs", "1", "--finetune-epochs", "0", "--final-epochs", "0", "--qubit-budget", "2",
             "--target", "runtime:fake_manila", "--shots", "256", "--resilience-level", "1", "--twirling", "all",
-            "--twirling-randomizations", "4", "--dynamical-decoupling", "XY4"]
+            "--twirling-randomizations", "4", "--dynamical-decoupling", "XY4", "--reevaluations", "2"]
     assert main(["search", *args, "--out", str(out), "--quiet"]) == 0
     config = json.loads((out / "config.json").read_text())
+    assert config["estimator"]["reevaluations"] == 2
     assert config["estimator"]["runtime_options"] == {
         "resilience_level": 1, "twirling": {"enable_gates": True, "enable_measure": True, "num_randomizations": 4},
         "dynamical_decoupling": {"enable": True, "sequence_type": "XY4"}}
@@ -185,6 +186,7 @@ BAD = [
     (["--shots", "-5"], "--shots"),
     (["--cutting-objective", "gates"], "--cutting-objective"),
     (["--runtime-objective", "fast"], "--runtime-objective"),
+    (["--reevaluations", "-1"], "--reevaluations"),
     (["--log-level", "loud"], "--log-level"),
     (["--workers", "0"], "--workers"),
     (["--max-concurrent-jobs", "0"], "--max-concurrent-jobs"),
