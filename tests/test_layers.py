@@ -49,6 +49,7 @@ LAYERS = [
     "qiskit_qnas.targets",
     "qiskit_qnas.noise",
     "qiskit_qnas.result",
+    "qiskit_qnas.selection",
     "qiskit_qnas.objectives",
     "qiskit_qnas.search",
     "qiskit_qnas.parallel",

@@ -158,7 +158,8 @@ def test_runtime_jobs_run_concurrently_under_the_cap(monkeypatch):
 
     from qiskit_qnas.targets import RuntimeTarget
 
-    runtime = dict(backend=FakeManilaV2(), target_mode="runtime", shots=256)
+    # reevaluations=0: the leader's re-measurement after the search runs on the calling thread
+    runtime = dict(backend=FakeManilaV2(), target_mode="runtime", shots=256, reevaluations=0)
     one_at_a_time = search(**runtime)
     state = {"now": 0, "peak": 0, "threads": set(), "batches": set()}
     lock = threading.Lock()
