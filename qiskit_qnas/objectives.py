@@ -99,6 +99,13 @@ def finetune_subset(context: EvaluationContext) -> tuple[np.ndarray, np.ndarray]
     return context.X_train[index], context.y_train[index]
 
 
+def finetune_candidate(arch: Architecture, context: EvaluationContext, X, y, epochs: int):
+    """``arch`` inherited from the context's SuperCircuit and fine-tuned on (X, y) for ``epochs`` with
+    the context's batch size, its learning rate (or the architecture's own) and the candidate's seed."""
+    return finetune(context.supercircuit, arch, X, y, epochs, batch_size=context.batch_size,
+                    lr=arch.learning_rate or context.learning_rate, seed=candidate_seed(context.seed, arch))
+
+
 def objectives_of(measured: Measurements, objectives: Sequence[Objective]) -> tuple[float, ...]:
     """The tuple the search minimises: each objective read from the candidate's measurements."""
     return tuple(objective.value_of(measured) for objective in objectives)
@@ -146,10 +153,7 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
     cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit)
     runtime = context.target.runtime_estimate(arch, n_circuits=len(context.X_val))
     started = time.perf_counter()
-    X_tune, y_tune = finetune_subset(context)
-    model = finetune(context.supercircuit, arch, X_tune, y_tune, context.finetune_epochs,
-                     batch_size=context.batch_size, lr=arch.learning_rate or context.learning_rate,
-                     seed=candidate_seed(context.seed, arch))
+    model = finetune_candidate(arch, context, *finetune_subset(context), context.finetune_epochs)
     finetune_seconds = time.perf_counter() - started
     weights = model.quantum.weight.detach().to(torch.float64).numpy().copy()
     common = dict(architecture=arch, runtime=runtime, cutting=cost, weights=weights.tolist(),
@@ -186,9 +190,7 @@ def reevaluate_candidate(candidate: Candidate, context: EvaluationContext, epoch
                          "re-evaluated")
     arch = candidate.architecture
     started = time.perf_counter()
-    model = finetune(context.supercircuit, arch, context.X_train, context.y_train, epochs,
-                     batch_size=context.batch_size, lr=arch.learning_rate or context.learning_rate,
-                     seed=candidate_seed(context.seed, arch))
+    model = finetune_candidate(arch, context, context.X_train, context.y_train, epochs)
     finetune_seconds = time.perf_counter() - started
     logits, _ = evaluate_on_target(model, context.target, context.X_val)
     accuracy, val_loss = _accuracy_and_loss(logits, context.y_val)

@@ -32,12 +32,10 @@ def selection_key(selection: str) -> Callable[[Candidate], tuple]:
                       c.architecture)
 
 
-def within_limits(candidates: Sequence[Candidate], max_subcircuits: int | None,
-                  max_runtime: float | None) -> list[Candidate]:
-    """The candidates that satisfy ``max_subcircuits`` and ``max_runtime`` (None: no limit)."""
-    return [c for c in candidates
-            if (max_subcircuits is None or c.n_subcircuits <= max_subcircuits)
-            and (max_runtime is None or c.runtime_proxy <= max_runtime)]
+def within_limits(candidate: Candidate, max_subcircuits: int | None, max_runtime: float | None) -> bool:
+    """Whether ``candidate`` satisfies ``max_subcircuits`` and ``max_runtime`` (None: no limit)."""
+    return ((max_subcircuits is None or candidate.n_subcircuits <= max_subcircuits)
+            and (max_runtime is None or candidate.runtime_proxy <= max_runtime))
 
 
 def select(front: Sequence[Candidate], selection: str | Callable[[list[Candidate]], Candidate],
@@ -49,7 +47,7 @@ def select(front: Sequence[Candidate], selection: str | Callable[[list[Candidate
         if chosen not in front:
             raise ValueError("the selection callable must return a member of the front it was given")
         return chosen
-    allowed = within_limits(front, max_subcircuits, max_runtime)
+    allowed = [c for c in front if within_limits(c, max_subcircuits, max_runtime)]
     if not allowed:
         logger.warning("no front member satisfies max_subcircuits/max_runtime; selecting from the whole front")
         allowed = list(front)
@@ -65,26 +63,25 @@ def confirm_leader(candidates: Sequence[Candidate], reevaluate: Callable[[Candid
     always on the front). While it has not been re-evaluated and fewer than ``budget``
     re-evaluations were made, it is replaced by ``reevaluate(leader)`` (its errors pooled with a
     second measurement) and the leader is looked up again. A re-evaluation that fails is logged
-    and the candidate keeps its search-time values (it is not tried again). Returns a new list in
-    the same order.
+    and ends the confirmation there, the leader keeping its search-time values. Returns a new list
+    in the same order.
     """
     candidates = list(candidates)
-    key, tried = selection_key("min_error"), set()
+    key = selection_key("min_error")
     for _ in range(budget):
         done = [i for i, c in enumerate(candidates) if not c.failed]
-        pool = [i for i in done if within_limits([candidates[i]], max_subcircuits, max_runtime)] or done
+        pool = [i for i in done if within_limits(candidates[i], max_subcircuits, max_runtime)] or done
         if not pool:
             break
         leader = min(pool, key=lambda i: key(candidates[i]))
-        if candidates[leader].val_errors or leader in tried:
+        if candidates[leader].val_errors:
             break
-        tried.add(leader)
         try:
             candidates[leader] = reevaluate(candidates[leader])
         except Exception as exc:  # noqa: BLE001 - a target failure leaves the search's measurement standing
             logger.warning("re-evaluating %s failed (%s: %s); keeping its search-time validation error",
                            candidates[leader].architecture.key, type(exc).__name__, exc)
-            continue
+            break
         c = candidates[leader]
         logger.info("re-evaluated %s: validation error %s -> mean %.4f", c.architecture.key,
                     " / ".join(f"{e:.4f}" for e in c.val_errors), c.val_error)
