@@ -197,9 +197,11 @@ def test_runtime_local_own_estimator_seeded(manila):
     target = resolve_target(manila, shots=256, seed=0)  # seed 0 must still seed the simulator
     assert isinstance(target, RuntimeTarget) and target.shots == 256
     first = target.expectation_values(ARCH, x, w)
-    second = resolve_target(manila, shots=256, seed=0).expectation_values(ARCH, x, w)
     assert first.values.shape == (4, 4)
-    np.testing.assert_array_equal(first.values, second.values)
+    for _ in range(2):  # qiskit < 2.5.2 transpiled Runtime's program differently in about 1 run of 3
+        again = resolve_target(manila, shots=256, seed=0)
+        np.testing.assert_array_equal(first.values, again.expectation_values(ARCH, x, w).values)
+        again.close()
     assert np.abs(first.values - statevector_values(ARCH, x, w)).max() < 0.5
     target.close()
 
