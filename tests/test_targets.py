@@ -198,7 +198,7 @@ def test_runtime_local_own_estimator_seeded(manila):
     assert isinstance(target, RuntimeTarget) and target.shots == 256
     first = target.expectation_values(ARCH, x, w)
     assert first.values.shape == (4, 4)
-    for _ in range(2):  # qiskit < 2.5.2 transpiled Runtime's program differently in about 1 run of 3
+    for _ in range(2):  # with qiskit < 2.5.2 the program Runtime built differed in about 1 run of 3
         again = resolve_target(manila, shots=256, seed=0)
         np.testing.assert_array_equal(first.values, again.expectation_values(ARCH, x, w).values)
         again.close()
