@@ -147,13 +147,16 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             error, ties to the cheaper runtime, then fewer subcircuits, then the lower validation
             loss), ``"min_runtime"``, ``"min_subcircuits"``, or a callable taking the front and
             returning a candidate.
-        reevaluations: with ``selection="min_error"``, at most this many times the leader (the
-            candidate ``min_error`` would choose) is measured a second time before it is believed:
+        reevaluations: with ``selection="min_error"``, at most this many candidates are measured
+            a second time before the leader (the candidate ``min_error`` would choose) is believed:
             fine-tuned again from its inherited weights with the chosen model's recipe
             (``final_epochs`` on the whole training split) and scored on the validation split on the
-            target, its validation error becoming the mean of both measurements; then the leader
-            is looked up again, until it is a re-evaluated one (:func:`qiskit_qnas.selection.confirm_leader`).
-            The front is computed from the pooled errors. 0 (or ``final_epochs=0``) turns it off.
+            target, the validation error becoming the mean of both measurements. The leader is
+            measured first and looked up again, until it is a re-evaluated one; then the candidates
+            whose search-time error lies within one binomial standard error of the lowest (on the
+            validation split's size) are measured too, so near-ties are decided by the second
+            measurement (:func:`qiskit_qnas.selection.confirm_leader`). The front is computed from
+            the pooled errors. 0 (or ``final_epochs=0``) turns it off.
         max_subcircuits, max_runtime: constraints applied before ``selection`` (front members that
             satisfy them; the whole front if none does).
         reference_backend, optimization_level: backend and transpiler level of the ISA circuits
@@ -589,7 +592,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if self.selection != "min_error" or not self.reevaluations or not epochs:
             return candidates
         return confirm_leader(candidates, lambda c: reevaluate_candidate(c, context, epochs), int(self.reevaluations),
-                              self.max_subcircuits, self.max_runtime)
+                              len(context.X_val), self.max_subcircuits, self.max_runtime)
 
     def _final_model(self, supercircuit: SuperCircuit, best: Candidate, X, y, seed) -> HQNN:
         arch = best.architecture

@@ -7,6 +7,9 @@ digits (251 validation samples) the search chose ``q6-l1-angle_x-ry-full1`` at 6
 whose final model then scored 0.957 on the test split, where the amplitude member 2 errors behind
 it scored 0.980 (``benchmarks/search_fidelity.py --seed 2``). :func:`confirm_leader` re-measures the
 leader before believing it: a lucky measurement falls back, and the next leader is measured in turn.
+Candidates that the first measurement cannot tell from the leader (within one standard error of
+its validation error) are measured too, so an exact tie is decided by a second measurement rather
+than by the runtime proxy alone.
 """
 
 from __future__ import annotations
@@ -54,28 +57,44 @@ def select(front: Sequence[Candidate], selection: str | Callable[[list[Candidate
     return min(allowed, key=selection_key(selection))
 
 
-def confirm_leader(candidates: Sequence[Candidate], reevaluate: Callable[[Candidate], Candidate],
-                   budget: int, max_subcircuits: int | None = None,
-                   max_runtime: float | None = None) -> list[Candidate]:
-    """``candidates`` with the ``min_error`` leader re-evaluated until a re-evaluated one leads.
+def standard_error(error: float, n_samples: int) -> float:
+    """The binomial standard error of a classification error measured on ``n_samples``, with the
+    error taken as at least one sample's worth (so a leader at 0 errors still has a margin)."""
+    p = min(max(error, 1.0 / n_samples), 1.0 - 1.0 / n_samples) if n_samples > 1 else 0.5
+    return math.sqrt(p * (1.0 - p) / n_samples)
 
-    The leader is the first successful candidate within the limits in ``min_error``'s order (it is
-    always on the front). While it has not been re-evaluated and fewer than ``budget``
-    re-evaluations were made, it is replaced by ``reevaluate(leader)`` (its errors pooled with a
-    second measurement) and the leader is looked up again. A re-evaluation that fails is logged
-    and ends the confirmation there, the leader keeping its search-time values. Returns a new list
-    in the same order.
+
+def confirm_leader(candidates: Sequence[Candidate], reevaluate: Callable[[Candidate], Candidate],
+                   budget: int, n_validation: int, max_subcircuits: int | None = None,
+                   max_runtime: float | None = None) -> list[Candidate]:
+    """``candidates`` with the ``min_error`` leader and its close contenders re-evaluated.
+
+    The pool is the successful candidates within the limits (all successful ones if none is). The
+    contenders are the pool's members whose search-time validation error lies within one
+    :func:`standard_error` (on ``n_validation`` samples) of the lowest. Up to ``budget`` times, the
+    leader (first in ``min_error``'s order; always on the front) is replaced by
+    ``reevaluate(leader)`` (its errors pooled with a second measurement) if it was measured once,
+    else the first contender still measured once is; it stops when neither is left. So a lucky
+    leader falls back and the next one is measured in turn, and candidates level with the leader
+    get a second measurement too. A re-evaluation that fails is logged and ends the confirmation
+    there, the candidate keeping its search-time values. Returns a new list in the same order.
     """
     candidates = list(candidates)
     key = selection_key("min_error")
+    done = [i for i, c in enumerate(candidates) if not c.failed]
+    pool = [i for i in done if within_limits(candidates[i], max_subcircuits, max_runtime)] or done
+    if not pool or budget <= 0:
+        return candidates
+    lowest = min(candidates[i].val_error for i in pool)
+    # a small tolerance: errors are multiples of 1 / n_validation, computed in floating point
+    reach = lowest + standard_error(lowest, n_validation) + 1e-9
+    contenders = sorted((i for i in pool if candidates[i].val_error <= reach), key=lambda i: key(candidates[i]))
     for _ in range(budget):
-        done = [i for i, c in enumerate(candidates) if not c.failed]
-        pool = [i for i in done if within_limits(candidates[i], max_subcircuits, max_runtime)] or done
-        if not pool:
-            break
         leader = min(pool, key=lambda i: key(candidates[i]))
         if candidates[leader].val_errors:
-            break
+            leader = next((i for i in contenders if not candidates[i].val_errors), None)
+            if leader is None:
+                break
         try:
             candidates[leader] = reevaluate(candidates[leader])
         except Exception as exc:  # noqa: BLE001 - a target failure leaves the search's measurement standing

@@ -13,7 +13,7 @@ from qiskit_qnas import Architecture, SearchSpace
 from qiskit_qnas.model import predict_logits
 from qiskit_qnas.objectives import EvaluationContext, candidate_seed, evaluate_candidate, reevaluate_candidate
 from qiskit_qnas.result import Candidate, SearchResult
-from qiskit_qnas.selection import confirm_leader, select
+from qiskit_qnas.selection import confirm_leader, select, standard_error
 from qiskit_qnas.supercircuit import SuperCircuit, finetune, train_supercircuit
 from qiskit_qnas.targets import resolve_target
 
@@ -38,7 +38,7 @@ def test_a_lucky_leader_falls_back_and_the_next_one_is_measured_in_turn():
     # 2 qubits leads on a lucky 0.02 (0.10 when measured again); 3 qubits confirms its 0.04
     pool = [candidate(2, 0.02, runtime=1.0), candidate(3, 0.04, runtime=5.0), candidate(4, 0.05, runtime=9.0)]
     calls = []
-    confirmed = confirm_leader(pool, remeasured({2: 0.10, 3: 0.04, 4: 0.05}, calls), budget=3)
+    confirmed = confirm_leader(pool, remeasured({2: 0.10, 3: 0.04, 4: 0.05}, calls), budget=3, n_validation=10**6)
     assert calls == [2, 3]  # the leader, then the new leader, which held
     assert [c.val_error for c in confirmed] == pytest.approx([0.06, 0.04, 0.05])
     assert [c.architecture for c in confirmed] == [c.architecture for c in pool]  # order kept
@@ -53,16 +53,39 @@ def test_a_lucky_leader_falls_back_and_the_next_one_is_measured_in_turn():
 def test_the_budget_caps_the_re_evaluations():
     pool = [candidate(2, 0.01), candidate(3, 0.02), candidate(4, 0.03)]
     calls = []
-    confirm_leader(pool, remeasured({2: 0.2, 3: 0.2, 4: 0.2}, calls), budget=2)
+    confirm_leader(pool, remeasured({2: 0.2, 3: 0.2, 4: 0.2}, calls), budget=2, n_validation=10**6)
     assert calls == [2, 3]
-    assert confirm_leader(pool, remeasured({}, calls := []), budget=0) == pool and calls == []
+    assert confirm_leader(pool, remeasured({}, calls := []), budget=0, n_validation=100) == pool and calls == []
+
+
+def test_contenders_within_a_standard_error_of_the_leader_are_measured_too():
+    # 250 validation samples: 5 errors (0.02) ties the leader exactly, 7 lie within one standard error
+    # (0.0089) of it, 8 do not; the cheaper runtime alone would choose 2 qubits
+    pool = [candidate(2, 0.020, runtime=1.0), candidate(3, 0.020, runtime=9.0), candidate(4, 0.028, runtime=2.0),
+            candidate(5, 0.032, runtime=1.0)]
+    calls = []
+    confirmed = confirm_leader(pool, remeasured({2: 0.020, 3: 0.008, 4: 0.040, 5: 0.0}, calls), budget=5,
+                               n_validation=250)
+    assert calls == [2, 3, 4]  # the leader, then its contenders in min_error's order; 5 qubits is no contender
+    chosen = select(SearchResult(confirmed).pareto_front, "min_error")
+    assert chosen.architecture.n_qubits == 3 and chosen.val_errors == [0.020, 0.008]
+    calls.clear()
+    confirm_leader(pool, remeasured({2: 0.020, 3: 0.008, 4: 0.040}, calls), budget=2, n_validation=250)
+    assert calls == [2, 3]  # the budget counts every re-evaluation
+
+
+def test_the_standard_error_is_the_binomial_one_and_never_zero():
+    assert standard_error(0.02, 250) == pytest.approx((0.02 * 0.98 / 250) ** 0.5)
+    assert standard_error(0.0, 30) == pytest.approx(standard_error(1 / 30, 30))  # one sample's worth
+    assert standard_error(0.0, 30) > 0.03
+    assert standard_error(1.0, 30) == pytest.approx(standard_error(1 / 30, 30))
 
 
 def test_limits_and_failed_candidates_are_respected():
     failed = dataclasses.replace(candidate(5, 0.0), failed=True, error="boom")
     pool = [failed, candidate(2, 0.01, n_subcircuits=3), candidate(3, 0.02)]
     calls = []
-    confirm_leader(pool, remeasured({3: 0.02}, calls), budget=3, max_subcircuits=2)
+    confirm_leader(pool, remeasured({3: 0.02}, calls), budget=3, n_validation=10**6, max_subcircuits=2)
     assert calls == [3]  # neither the failed one nor the one above the limit
 
 
@@ -73,7 +96,7 @@ def test_a_failing_re_evaluation_keeps_the_search_time_candidate(caplog):
         raise RuntimeError("the backend is down")
 
     with caplog.at_level(logging.WARNING, logger="qiskit_qnas.selection"):
-        confirmed = confirm_leader(pool, broken, budget=3)
+        confirmed = confirm_leader(pool, broken, budget=3, n_validation=100)
     assert confirmed == pool
     assert "the backend is down" in caplog.text
 

@@ -240,8 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
                             metavar="{" + ",".join(SELECTIONS) + "}",
                             help="how the model is picked from the front (default min_error)")
     objectives.add_argument("--reevaluations", type=_int_at_least(0), default=3, metavar="N",
-                            help="min_error: re-measure the leading candidate up to N times before choosing it "
-                                 "(default 3; 0: off)")
+                            help="min_error: re-measure up to N candidates before choosing (the leader, then those "
+                                 "within a standard error of it; default 3; 0: off)")
 
     training = search.add_argument_group("search and training")
     for flag, low, default, text in (
