@@ -136,6 +136,17 @@ def _logit_tolerance(est, z_tolerance):
     return np.abs(est.model_.head.weight.detach().numpy()).sum(1) * z_tolerance
 
 
+def _assert_the_score_follows_the_target(est):
+    """On inputs where the noisy target and the exact engine predict differently, ``score`` follows the
+    target. Whether 45 test samples hold such an input depends on the trained weights (which differ
+    between hosts), so the inputs are 600 seeded points of the standardised feature space."""
+    X_probe = np.random.default_rng(0).normal(size=(600, X.shape[1]))
+    noisy, exact = est.predict(X_probe, on_target=True), est.predict(X_probe)
+    assert (noisy != exact).any()  # the noise changes some predictions
+    assert est.score(X_probe, noisy, on_target=True) == 1.0
+    assert est.score(X_probe, noisy) == float((exact == noisy).mean()) < 1.0
+
+
 def test_score_on_an_aer_fake_manila_target_is_the_noisy_accuracy():
     est = QNASEstimator(backend=FakeManilaV2(), target_mode="aer", **TINY).fit(X_TRAIN, Y_TRAIN)
     assert est.target_.name == "aer:fake_manila"
@@ -146,8 +157,7 @@ def test_score_on_an_aer_fake_manila_target_is_the_noisy_accuracy():
     assert est.score(X_TEST, Y_TEST, on_target=True) == noisy_accuracy
     # the same weights on the exact engine give other probabilities: the noise is really there
     assert np.abs(on_target - est.predict_proba(X_TEST)).max() > 1e-3
-    # and, for these seeded weights, other predictions: the score is the target's (0.822 against 0.800)
-    assert est.score(X_TEST, Y_TEST, on_target=True) != est.score(X_TEST, Y_TEST)
+    _assert_the_score_follows_the_target(est)
     np.testing.assert_array_equal(est.predict(X_TEST, on_target=True), est.classes_[on_target.argmax(1)])
 
 
@@ -169,7 +179,7 @@ def test_score_in_runtime_local_testing_mode_is_the_noisy_accuracy():
     accuracy = est.score(X_TEST, Y_TEST, on_target=True)
     assert accuracy == float((est.predict(X_TEST, on_target=True) == Y_TEST).mean())  # seeded: reproducible
     assert accuracy == float((est.classes_[logits.argmax(1)] == Y_TEST).mean())
-    assert accuracy != est.score(X_TEST, Y_TEST)  # seeded shots and weights: 0.667 against 0.689 exact
+    _assert_the_score_follows_the_target(est)
 
 
 def test_on_target_with_the_exact_target_equals_plain_prediction():
