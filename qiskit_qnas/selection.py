@@ -83,7 +83,7 @@ def confirm_leader(candidates: Sequence[Candidate], reevaluate: Callable[[Candid
     key = selection_key("min_error")
     done = [i for i, c in enumerate(candidates) if not c.failed]
     pool = [i for i in done if within_limits(candidates[i], max_subcircuits, max_runtime)] or done
-    if not pool or budget <= 0:
+    if not pool:
         return candidates
     lowest = min(candidates[i].val_error for i in pool)
     # a small tolerance: errors are multiples of 1 / n_validation, computed in floating point
