@@ -1,21 +1,28 @@
 """Noisy validation accuracy of exact and noise-aware training on FakeManilaV2's noise, and its cost.
 
-    python benchmarks/noise_aware.py [--seeds 0 1 2 3 4] [--cases chain ring]
+    python benchmarks/noise_aware.py [--seeds 0 1 2 3 4] [--cases chain ring] [--layers 2] [--test-size 0.3]
 
-Digits restricted to classes 0-3 (y < 4, 720 samples, 64 features), one search per case, seed and
-setting: ``QNASEstimator(search_space=SearchSpace(qubits=(4, 4), layers=(2, 2),
+Digits restricted to classes 0-3 (y < 4, 720 samples, 64 features), a stratified test split
+(``--test-size``, drawn per seed) held out of the search, one search per case, seed and setting on
+the rest: ``QNASEstimator(search_space=SearchSpace(qubits=(4, 4), layers=(L, L),
 embeddings=("angle_y",), rotations=("ry",), entanglers=(E,)), qubit_budget=4,
 backend=FakeManilaV2(), target_mode="aer", population_size=2, n_generations=1, reevaluations=0,
 random_state=seed)``
 with ``noise_aware=False`` and ``True``, otherwise default settings. Cases: ``chain`` (E = "chain",
 the circuit maps onto FakeManila's line of qubits without SWAPs) and ``ring`` (E = "all", a CX
-ring whose closing pair is routed with SWAPs: 22 CX in the ISA circuit against the chain's 6). The same seed gives
+ring whose closing pair is routed with SWAPs: 22 CX in the ISA circuit against the chain's 6 at L = 2;
+``--layers`` sets L, default 2). The same seed gives
 both runs the same validation split, the same initial weights and the same candidates, so the only
 difference is whether the SuperCircuit and the candidates' fine-tuning train on the exact engine or
 on the injected FakeManilaV2 gate and readout errors (the ``TrainingNoise`` default: the averaged
 channel of the Aer noise model's own errors, simulated exactly as a density matrix); every
 validation accuracy is measured on Aer with FakeManilaV2's full noise model (thermal relaxation
-included). Nothing is tuned on these validation figures.
+included). The chosen model (fine-tuned on training and validation data) is then scored on the
+held-out split on that target (``score(..., on_target=True)``) and on the exact engine: the accuracy
+that says whether the model holds up under the device's noise, on samples no step of the search saw
+(the validation split of 100-150 samples moves by 0.007-0.01 a sample). The two held-out columns of
+one row are the same weights on both: their difference is what the noise itself does to that
+model, apart from how training went. Nothing is tuned on these figures.
 
 Also reports, before any search, what the training objective costs and how exactly it is
 followed: milliseconds per forward and backward pass of a batch of 16 and the relative error of
@@ -41,6 +48,7 @@ import torch
 from _common import command_line, git_commit, machine
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 from qiskit_qnas import Architecture, QNASEstimator, SearchSpace
 from qiskit_qnas.engines.statevector import torch_threads_for
@@ -55,37 +63,39 @@ SETTINGS = dict(qubit_budget=4, target_mode="aer", population_size=2, n_generati
 CONTRACT_SEEDS = (0, 1, 2)
 
 
-def space_of(case: str) -> SearchSpace:
-    return SearchSpace(qubits=(4, 4), layers=(2, 2), embeddings=("angle_y",), rotations=("ry",),
+def space_of(case: str, layers: int) -> SearchSpace:
+    return SearchSpace(qubits=(4, 4), layers=(layers, layers), embeddings=("angle_y",), rotations=("ry",),
                        entanglers=(ENTANGLERS[case],))
 
 
-def arch_of(case: str) -> Architecture:
-    return Architecture(n_qubits=4, n_layers=2, embedding="angle_y", rotation="ry", entangler=ENTANGLERS[case])
+def arch_of(case: str, layers: int) -> Architecture:
+    return Architecture(n_qubits=4, n_layers=layers, embedding="angle_y", rotation="ry", entangler=ENTANGLERS[case])
 
 
 def load() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
-def search(X, y, case: str, seed: int, noise_aware: bool, **overrides) -> dict:
+def search(X, y, X_test, y_test, case: str, layers: int, seed: int, noise_aware: bool, **overrides) -> dict:
     started = time.perf_counter()
-    est = QNASEstimator(search_space=space_of(case), **SETTINGS, backend=FakeManilaV2(), noise_aware=noise_aware,
-                        random_state=seed, verbose=0, **overrides).fit(X, y)
+    est = QNASEstimator(search_space=space_of(case, layers), **SETTINGS, backend=FakeManilaV2(),
+                        noise_aware=noise_aware, random_state=seed, verbose=0, **overrides).fit(X, y)
+    total_s = time.perf_counter() - started
     candidates = [c for c in est.result_.candidates if not c.failed]
     return {"best": est.best_candidate_.val_accuracy,
+            "test_on_target": est.score(X_test, y_test, on_target=True), "test_exact": est.score(X_test, y_test),
             "mean": float(np.mean([c.val_accuracy for c in candidates])),
             "by_key": {c.architecture.key: c.val_accuracy for c in candidates},
             "supercircuit_s": est.timings_["supercircuit_training"],
             "finetune_s": float(sum(c.finetune_seconds for c in candidates)),
-            "total_s": time.perf_counter() - started, "load": load()}
+            "total_s": total_s, "load": load()}
 
 
-def objective_costs(case: str, batch: int = 16, repeats: int = 30) -> list[str]:
+def objective_costs(case: str, layers: int, batch: int = 16, repeats: int = 30) -> list[str]:
     """Table rows: ms per forward + backward and the gradient's relative error against the exact
     averaged channel's, for the exact engine, the density matrix and K sampled trajectories."""
     target = resolve_target(FakeManilaV2(), mode="aer")
-    arch = arch_of(case)
+    arch = arch_of(case, layers)
     noise = TrainingNoise(target)
     program = noise.program(arch)
     rng = np.random.default_rng(0)
@@ -121,10 +131,10 @@ def timed(gradient, expectation, reference: torch.Tensor, repeats: int) -> tuple
     return 1e3 * (time.perf_counter() - started) / repeats, float(np.mean(errors))
 
 
-def noise_strength(case: str, n_samples: int = 24) -> tuple[float, float]:
+def noise_strength(case: str, layers: int, n_samples: int = 24) -> tuple[float, float]:
     """Slopes of noisy <Z_i> against exact <Z_i> on random angles: Aer (FakeManilaV2) and the injected average."""
     target = resolve_target(FakeManilaV2(), mode="aer")
-    arch = arch_of(case)
+    arch = arch_of(case, layers)
     rng = np.random.default_rng(0)
     x = torch.tensor(rng.uniform(-np.pi, np.pi, (n_samples, arch.n_inputs)))
     w = torch.tensor(rng.uniform(-np.pi, np.pi, arch.n_weights))
@@ -135,23 +145,30 @@ def noise_strength(case: str, n_samples: int = 24) -> tuple[float, float]:
 
 
 def summary(case: str, seeds: list[int], results: dict) -> list[str]:
-    groups = [("seeds " + ", ".join(map(str, CONTRACT_SEEDS)), [s for s in seeds if s in CONTRACT_SEEDS])]
-    if sorted(seeds) != sorted(CONTRACT_SEEDS):
-        groups.append(("seeds " + ", ".join(map(str, seeds)), seeds))
+    # the issue's bar is over seeds 0-2; the other seeds run are summarised with them
+    groups = [[s for s in seeds if s in CONTRACT_SEEDS]]
+    if sorted(seeds) != sorted(groups[0]):
+        groups.append(seeds)
     lines = []
-    for label, chosen in groups:
+    for chosen in groups:
         picked = [seeds.index(s) for s in chosen]
         if not picked:
             continue
-        mean = {a: float(np.mean([results[a][i]["best"] for i in picked])) for a in results}
-        verdict = "higher" if mean[True] > mean[False] else ("equal" if mean[True] == mean[False] else "lower")
-        lines.append(f"- {case}, {label}: best candidate's noisy validation accuracy, mean: exact training "
-                     f"{mean[False]:.3f}, noise-aware {mean[True]:.3f} (noise-aware {verdict}).")
+        label = "seeds " + ", ".join(map(str, chosen))
+        for measure, what in (("best", "best candidate's noisy validation accuracy"),
+                              ("test_on_target", "chosen model's held-out accuracy on the noisy target")):
+            mean = {a: float(np.mean([results[a][i][measure] for i in picked])) for a in results}
+            verdict = "higher" if mean[True] > mean[False] else ("equal" if mean[True] == mean[False] else "lower")
+            lines.append(f"- {case}, {label}: {what}, mean: exact training {mean[False]:.3f}, noise-aware "
+                         f"{mean[True]:.3f} (noise-aware {verdict}).")
     same = [(e["by_key"][k], n["by_key"][k]) for e, n in zip(results[False], results[True]) for k in e["by_key"]
             if k in n["by_key"]]
     wins, ties = sum(n > e for e, n in same), sum(n == e for e, n in same)
     cost = {a: float(np.mean([r["supercircuit_s"] + r["finetune_s"] for r in results[a]])) for a in results}
-    lines += [f"- {case}, the same candidates (same architecture and seed) in both settings: noise-aware higher in "
+    shift = [r["test_on_target"] - r["test_exact"] for a in results for r in results[a]]
+    lines += [f"- {case}, the noise's own effect on a chosen model's held-out accuracy (noisy target minus exact "
+              f"engine, same weights), over all {len(shift)} models: {min(shift):+.3f} to {max(shift):+.3f}.",
+              f"- {case}, the same candidates (same architecture and seed) in both settings: noise-aware higher in "
               f"{wins}, equal in {ties}, lower in {len(same) - wins - ties} of {len(same)}.",
               f"- {case}, training cost (SuperCircuit + fine-tuning, mean per search): exact {cost[False]:.1f} s, "
               f"noise-aware {cost[True]:.1f} s ({cost[True] / max(cost[False], 1e-9):.1f}x)."]
@@ -162,12 +179,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--cases", nargs="+", choices=sorted(ENTANGLERS), default=["chain", "ring"])
+    parser.add_argument("--layers", type=int, default=2, help="circuit layers L (default 2)")
+    parser.add_argument("--test-size", type=float, default=0.3, help="held-out fraction (default 0.3)")
     parser.add_argument("--supercircuit-epochs", type=int, default=None, help="(smoke runs) default: the estimator's")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "noise_aware.md"))
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    cost_rows = [row for case in args.cases for row in objective_costs(case)]
-    strength = {case: (*noise_strength(case), load()) for case in args.cases}
+    cost_rows = [row for case in args.cases for row in objective_costs(case, args.layers)]
+    strength = {case: (*noise_strength(case, args.layers), load()) for case in args.cases}
     for row in cost_rows:
         print(row, flush=True)
     X, y = load_digits(return_X_y=True)
@@ -177,30 +196,34 @@ def main(argv=None) -> int:
     for case in args.cases:
         results = {False: [], True: []}
         for seed in args.seeds:
+            X_search, X_test, y_search, y_test = train_test_split(X, y, test_size=args.test_size, stratify=y,
+                                                                  random_state=seed)
             for aware in (False, True):
-                r = search(X, y, case, seed, aware, **overrides)
+                r = search(X_search, y_search, X_test, y_test, case, args.layers, seed, aware, **overrides)
                 results[aware].append(r)
                 rows.append(f"| {case} | {seed} | {'noise-aware' if aware else 'exact'} | {r['best']:.3f} | "
-                            f"{r['mean']:.3f} | {r['supercircuit_s']:.1f} | {r['finetune_s']:.1f} | "
+                            f"{r['mean']:.3f} | {r['test_on_target']:.3f} | {r['test_exact']:.3f} | "
+                            f"{r['supercircuit_s']:.1f} | {r['finetune_s']:.1f} | "
                             f"{r['total_s']:.1f} | {r['load']:.2f} |")
                 print(rows[-1], flush=True)
         lines += summary(case, args.seeds, results)
     text = "\n".join([
         "# Noise-aware training on FakeManilaV2 noise", "",
         f"`{command_line(argv)}` at commit {git_commit()}; {machine()}; load average (1 min) beside every "
-        f"figure. Digits, classes 0-3, 4 qubits, 2 layers, angle_y / ry, entangler chain (`chain`) or ring "
-        f"(`ring`, `entangler=\"all\"`); validation accuracy (144 samples) measured on Aer with FakeManilaV2's "
-        f"noise model. Noise-aware training trains on the averaged channel of that noise model's errors, simulated "
-        f"exactly (the default).", "",
+        f"figure. Digits, classes 0-3, 4 qubits, {args.layers} layers, angle_y / ry, entangler chain (`chain`) or ring "
+        f"(`ring`, `entangler=\"all\"`); a held-out test split of {args.test_size:g} per seed; validation "
+        f"and test accuracy on the noisy target measured on Aer with FakeManilaV2's noise model. Noise-aware "
+        f"training trains on the averaged channel of that noise model's errors, simulated exactly (the default).",
+        "",
         "## Training objective: cost and fidelity (batch of 16, before any search)", "",
         "| case | forward pass | ms per forward + backward | gradient's relative error vs the averaged channel's "
         "| load |", "|---|---|---|---|---|", *cost_rows, "",
         *[f"- {case}: noise strength, slope of noisy against exact <Z_i> on random angles: Aer {a:.3f}, injected "
           f"average {i:.3f} (1 = no noise; load {ld:.2f})." for case, (a, i, ld) in strength.items()], "",
         "## Searches", "",
-        "| case | seed | training | best val acc (noisy) | mean val acc (noisy) | SuperCircuit s | fine-tuning s | "
-        "search s | load |",
-        "|---|---|---|---|---|---|---|---|---|", *rows, "", *lines, ""])
+        "| case | seed | training | best val acc (noisy) | mean val acc (noisy) | test acc (noisy target) | "
+        "test acc (exact engine) | SuperCircuit s | fine-tuning s | search s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", *lines, ""])
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
