@@ -15,7 +15,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import DensityMatrix, Operator, SparsePauliOp
 from qiskit_aer import AerSimulator
-from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error, thermal_relaxation_error
+from qiskit_aer.noise import NoiseModel, QuantumError, ReadoutError, depolarizing_error, thermal_relaxation_error
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2, FakeSherbrooke, FakeTorino
 
 from qiskit_qnas.engines import StatevectorProgram
@@ -311,6 +311,27 @@ def test_fake_manila_noise_moves_expectations_like_aer():
     assert np.all(np.sign(shift_injected[moved]) == np.sign(shift_aer[moved]))
     assert np.all(np.abs(mean - aer) <= 0.03 + 0.3 * np.abs(shift_aer))
 
+
+
+def test_noise_model_errors_are_converted_once_per_gate_and_qubits(monkeypatch):
+    """A SuperCircuit compiles a noisy program per member it samples; the noise model's errors are
+    turned into channels once per gate and qubits for the whole ``TrainingNoise``, not per gate of
+    every member (the conversion was 98% of a compile). The real conversion runs, counted."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target = resolve_target(FakeManilaV2(), mode="aer")
+    convert = QuantumError.to_quantumchannel
+    converted = []
+    monkeypatch.setattr(QuantumError, "to_quantumchannel", lambda error: converted.append(error) or convert(error))
+    noise = TrainingNoise(target)
+    members = [Architecture(n_qubits=4, n_layers=n, embedding="angle_y", rotation="ry", entangler="all")
+               for n in (1, 2, 3)]
+    for arch in members:
+        noise.program(arch)
+    circuits = [target.run_isa(arch)[0] for arch in members]
+    gates_and_qubits = {(inst.operation.name, tuple(isa.find_bit(q).index for q in inst.qubits))
+                        for isa in circuits for inst in isa.data}
+    assert 0 < len(converted) <= len(gates_and_qubits) < sum(len(isa.data) for isa in circuits)
 
 def test_exact_and_ideal_targets_are_refused():
     for target in (resolve_target(None), AerTarget(AerSimulator())):
