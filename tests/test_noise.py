@@ -312,7 +312,6 @@ def test_fake_manila_noise_moves_expectations_like_aer():
     assert np.all(np.abs(mean - aer) <= 0.03 + 0.3 * np.abs(shift_aer))
 
 
-
 def test_noise_model_errors_are_converted_once_per_gate_and_qubits(monkeypatch):
     """A SuperCircuit compiles a noisy program per member it samples; the noise model's errors are
     turned into channels once per gate and qubits for the whole ``TrainingNoise``, not per gate of
@@ -332,6 +331,7 @@ def test_noise_model_errors_are_converted_once_per_gate_and_qubits(monkeypatch):
     gates_and_qubits = {(inst.operation.name, tuple(isa.find_bit(q).index for q in inst.qubits))
                         for isa in circuits for inst in isa.data}
     assert 0 < len(converted) <= len(gates_and_qubits) < sum(len(isa.data) for isa in circuits)
+
 
 def test_exact_and_ideal_targets_are_refused():
     for target in (resolve_target(None), AerTarget(AerSimulator())):
