@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._version import __version__
 from .cut_execution import cut_expectation_values
+from .fidelity import choose_confirmed, confirm_on_device
 from .isa import to_isa
 from .memory import check_memory, exact_engine_bytes, parse_memory
 from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
@@ -39,10 +40,19 @@ from .objectives import (
     target_logits,
 )
 from .parallel import evaluate_generation, resolve_executor
+from .qpu_budget import (
+    DEVICE_SAMPLES,
+    QPUBudgetError,
+    QPUPlan,
+    billed_seconds,
+    check_budget,
+    plan_search,
+    resolve_fidelity,
+)
 from .result import Candidate, SearchResult, atomic_write
 from .rundir import MODEL, SUPERCIRCUIT, check_run_directory, read_seed, read_tensors, write_seed
 from .search import run_nsga2
-from .selection import SELECTIONS, confirm_leader, select
+from .selection import SELECTIONS, confirm_leader, contenders, select
 from .space import SearchSpace
 from .supercircuit import SuperCircuit, finetune, train_supercircuit
 from .targets import ExecutionTarget, check_runtime_options, resolve_target
@@ -85,6 +95,8 @@ class _Plan:
     y_val: np.ndarray
     fingerprint: str
     noise: TrainingNoise | None = None  # the target's noise for noise-aware training (None: noiseless)
+    fidelity: str = "target"  # "target" or "multi" (qiskit_qnas.qpu_budget)
+    qpu_plan: QPUPlan | None = None  # what the search will submit to a device (None off a device)
 
 
 def _scaled(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -182,6 +194,22 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         max_memory: cap on the memory one candidate's simulation may need (bytes as an int, or a
             string such as ``"4GiB"``; None: the machine's available memory, which also caps it).
             Checked for the widest candidate before any work.
+        max_qpu_seconds: a budget of device seconds (as IBM bills them, :mod:`qiskit_qnas.runtime_proxy`)
+            for what the search submits to a device (an IBM backend, or a fake one in Runtime's local
+            testing mode). Before any job the search's usage is estimated and printed
+            (``result_.qpu_plan``); a budget its first step does not fit in is refused with one line
+            (:class:`~qiskit_qnas.qpu_budget.QPUBudgetError`, a ``ValueError``), and no job is
+            submitted that would take the accounted usage (``result_.qpu_seconds``) past it: the
+            search stops after its last complete generation and chooses from what it measured (with
+            ``checkpoint_dir``, a fit with a larger budget resumes it). ``predict``/``score`` with
+            ``on_target`` on a device keep to what is left. None: no budget (the plan is printed).
+        fidelity: how candidates are measured on a device target (:mod:`qiskit_qnas.qpu_budget`):
+            ``"multi"`` (the default there, ``"auto"``) measures every candidate on the device's
+            emulation (Aer with its noise model) and only the leader and its near-ties on the device
+            (``device_confirmations`` of them, on ``device_samples`` validation samples, shots sized
+            by the precision the decisions need), choosing among them by their device error;
+            ``"target"`` measures every candidate on the target itself (all on the device).
+        device_confirmations, device_samples: the multi-fidelity confirmations (see ``fidelity``).
         random_state: seed of everything random (an integer >= 0, a ``numpy.random.RandomState``), or None.
         verbose: 0 silent, 1 progress bars.
         callback: called with (generation, candidates of that generation) after every generation.
@@ -212,8 +240,11 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         Its architecture (``best_candidate_.architecture``).
     timings_ : dict of str to float
         Wall-clock seconds of the phases of ``fit``: ``supercircuit_training``, ``search`` (of which
-        ``candidate_evaluation`` and ``cut_finding``), ``reevaluation`` (see ``reevaluations``) and
-        ``final_training``.
+        ``candidate_evaluation`` and ``cut_finding``), ``reevaluation`` (see ``reevaluations``),
+        ``device_confirmation`` (multi-fidelity searches) and ``final_training``.
+    scoring_qpu_seconds_ : float
+        Device seconds accounted for ``predict``/``score`` calls with ``on_target`` on a device since
+        ``fit`` (the search's own are ``result_.qpu_seconds``).
     """
 
     def __init__(self, search_space: SearchSpace | None = None, qubit_budget: int = 4, backend=None, *,
@@ -230,7 +261,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  max_runtime: float | None = None, reference_backend=None, optimization_level: int = 1,
                  executor=None, n_jobs: int | None = None, max_concurrent_jobs: int = 1,
                  runtime_options: dict | None = None, checkpoint_dir: str | None = None,
-                 max_memory: int | str | None = None,
+                 max_memory: int | str | None = None, max_qpu_seconds: float | None = None,
+                 fidelity: str = "auto", device_confirmations: int = 3, device_samples: int = DEVICE_SAMPLES,
                  random_state: int | None = None, verbose: int = 1, callback: Callable | None = None):
         self.search_space = search_space
         self.qubit_budget = qubit_budget
@@ -266,6 +298,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.runtime_options = runtime_options
         self.checkpoint_dir = checkpoint_dir
         self.max_memory = max_memory
+        self.max_qpu_seconds = max_qpu_seconds
+        self.fidelity = fidelity
+        self.device_confirmations = device_confirmations
+        self.device_samples = device_samples
         self.random_state = random_state
         self.verbose = verbose
         self.callback = callback
@@ -289,7 +325,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                                     ("batch_size", 1, False), ("n_random", 0, False),
                                     ("optimization_level", 0, False), ("n_jobs", 1, True),
                                     ("max_concurrent_jobs", 1, False), ("shots", 1, True),
-                                    ("max_subcircuits", 1, True), ("reevaluations", 0, False)):
+                                    ("max_subcircuits", 1, True), ("reevaluations", 0, False),
+                                    ("device_confirmations", 0, False), ("device_samples", 2, False)):
             check_int(name, getattr(self, name), low, allow_none=optional)
         check_hidden(self.hidden, allow_zero=False)
         if not isinstance(self.noise_aware, (bool, np.bool_)):
@@ -299,7 +336,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         check_positive("learning_rate", self.learning_rate, allowed="a positive finite number")
         check_positive("cut_time_limit", self.cut_time_limit)
         check_positive("max_runtime", self.max_runtime, allow_zero=True, allow_none=True)
-        for name in ("runtime_objective", "cutting_objective", "target_mode"):
+        check_number("max_qpu_seconds", self.max_qpu_seconds, 0, high_inclusive=True, allow_none=True,
+                     allowed="None (no budget) or a number of device seconds >= 0")
+        for name in ("runtime_objective", "cutting_objective", "target_mode", "fidelity"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidArgument(name, getattr(self, name), "a string (see the docstring)")
         search_objectives(self.runtime_objective, self.cutting_objective)  # refuses unknown settings
@@ -368,7 +407,14 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         target = self.resolve_target(seed)
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
         noise = TrainingNoise(target) if self.noise_aware else None  # refuses a target without a noise model
+        fidelity = resolve_fidelity(self.fidelity, target)
         n_val = self._n_val(len(X), len(encoder.classes_))
+        qpu_plan = plan_search(target, space, fidelity=fidelity, population_size=int(self.population_size),
+                               n_generations=int(self.n_generations), n_validation=n_val,
+                               reevaluations=self._reevaluations(), device_confirmations=int(self.device_confirmations),
+                               device_samples=int(self.device_samples), max_qpu_seconds=self.max_qpu_seconds)
+        if qpu_plan is not None:
+            qpu_plan.check()  # refuses, before any job, a budget the first step does not fit in
         n, batch = space.max_qubits, max(int(self.batch_size), min(int(n_predict), PREDICT_BATCH))
         # training and prediction run on the exact engine; the validation split on the target
         needed = max(exact_engine_bytes(n, batch), target.memory_bytes(n, n_val))
@@ -394,7 +440,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                              f"{len(Xs)}: {exc}") from exc
         return _Plan(space=space, target=target, seed=seed, encoder=encoder, mean=mean, std=std, X=Xs, y=y_encoded,
                      X_train=X_train, X_val=X_val, y_train=y_train, y_val=y_val,
-                     fingerprint=self._fingerprint(space, target, Xs, y_encoded, seed), noise=noise)
+                     fingerprint=self._fingerprint(space, target, Xs, y_encoded, seed), noise=noise, fidelity=fidelity,
+                     qpu_plan=qpu_plan)
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> QNASEstimator:
         """Train the SuperCircuit, search the space, and fine-tune the chosen candidate.
@@ -403,6 +450,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         directory are checked before any work starts and before anything is written.
         """
         plan = self._plan(X, y)
+        if plan.qpu_plan is not None:
+            logger.info("%s", plan.qpu_plan.summary())
+            if self.verbose:
+                print(plan.qpu_plan.summary(), flush=True)
         self.close()  # a previous fit's target
         try:
             return self._fit(plan)
@@ -427,12 +478,14 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         X_train, X_val, y_train, y_val = plan.X_train, plan.X_val, plan.y_train, plan.y_val
         fingerprint, noise = plan.fingerprint, plan.noise
         timings: dict[str, float] = {}
+        emulator = target.emulator() if plan.fidelity == "multi" else None
         try:
             supercircuit = self._train_supercircuit(space, X_train, y_train, seed, run_dir, fingerprint, timings,
                                                     noise)
             context = EvaluationContext(
                 supercircuit=supercircuit, X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val,
-                target=target, qubit_budget=int(self.qubit_budget), finetune_epochs=int(self.finetune_epochs),
+                target=target if emulator is None else emulator, cost_target=None if emulator is None else target,
+                qubit_budget=int(self.qubit_budget), finetune_epochs=int(self.finetune_epochs),
                 finetune_samples=None if self.finetune_samples is None else int(self.finetune_samples),
                 batch_size=int(self.batch_size), learning_rate=float(self.learning_rate), seed=seed,
                 cut_time_limit=float(self.cut_time_limit), runtime_objective=self.runtime_objective,
@@ -442,14 +495,26 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             if owned_executor and executor is not None:
                 executor.shutdown()
         candidates = [state.evaluated[k] for k in state.order]
+        if not candidates:
+            raise QPUBudgetError(f"the search stopped before its first generation ({state.stopped}); nothing was "
+                                 "measured")
         if all(c.failed for c in candidates):
             raise RuntimeError("every candidate failed on the target; see result_.candidates for the errors")
         started = time.perf_counter()
         candidates = self._confirm_leader(candidates, context)
         timings["reevaluation"] = time.perf_counter() - started
-        result = SearchResult(candidates, context.objectives, config=self._config(space, target, seed),
-                              history=state.history)
-        best = select(result.pareto_front, self.selection, self.max_subcircuits, self.max_runtime)
+        config = self._config(space, target, seed)
+        config.update(fidelity=plan.fidelity, qpu_plan=None if plan.qpu_plan is None else plan.qpu_plan.to_dict(),
+                      stopped=state.stopped)
+        best = None
+        if emulator is not None:
+            started = time.perf_counter()
+            candidates = self._confirm_on_device(candidates, context, target, config)
+            timings["device_confirmation"] = time.perf_counter() - started
+            best = choose_confirmed(candidates)
+        result = SearchResult(candidates, context.objectives, config=config, history=state.history)
+        if best is None:
+            best = select(result.pareto_front, self.selection, self.max_subcircuits, self.max_runtime)
         result.chosen = result.candidates.index(best)
         started = time.perf_counter()
         self.model_ = self._final_model(supercircuit, best, Xs, y_encoded, seed)
@@ -462,6 +527,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.best_candidate_ = best
         self.best_architecture_ = best.architecture
         self.timings_ = timings
+        self.scoring_qpu_seconds_ = 0.0
         if run_dir is not None:
             self.save(run_dir)
         return self
@@ -480,12 +546,20 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def resolve_target(self, seed: int | None = None) -> ExecutionTarget:
+    def resolve_target(self, seed: int | None = None, backend=None) -> ExecutionTarget:
         """The :class:`~qiskit_qnas.targets.ExecutionTarget` ``fit`` evaluates on (and ``on_target``
         predictions run on): ``backend`` itself when it is a configured target, else
         :func:`~qiskit_qnas.targets.resolve_target` of this estimator's settings. ``seed``: the run's
         seed when already drawn (``fit`` passes it, so a ``RandomState`` is drawn from once); the
-        simulator is unseeded for ``random_state=None``."""
+        simulator is unseeded for ``random_state=None``. ``backend``: another backend (or target) to
+        resolve with these settings instead of the estimator's own (``on_target=<backend>``)."""
+        if backend is not None:
+            if isinstance(backend, ExecutionTarget):
+                return backend
+            return resolve_target(backend, mode=self.target_mode, shots=self.shots,
+                                  seed=None if self.random_state is None else seed,
+                                  optimization_level=self.optimization_level,
+                                  max_concurrent_jobs=self.max_concurrent_jobs, runtime_options=self.runtime_options)
         if isinstance(self.backend, ExecutionTarget):  # a target configured by the user (retries, primitive...)
             for name, value, default in (("max_concurrent_jobs", self.max_concurrent_jobs, 1),
                                          ("runtime_options", self.runtime_options, None)):
@@ -507,7 +581,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                     if k not in ("executor", "n_jobs", "max_concurrent_jobs", "verbose", "callback",
                                  "checkpoint_dir", "backend", "reference_backend", "search_space", "selection",
                                  "reevaluations", "max_subcircuits", "max_runtime", "final_epochs",
-                                 "max_memory")}
+                                 "max_memory", "max_qpu_seconds", "device_confirmations", "device_samples")}
         blob = json.dumps({"space": space.to_dict(), "target": target.name, "seed": seed, "data": data,
                            "settings": settings, "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -572,13 +646,28 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             bar.set_postfix(best_error=f"{entry['best_val_error']:.3f}", evaluated=entry["n_evaluated"])
             bar.refresh()
 
+        def stop_before(archs, generation, state) -> str | None:
+            if self.max_qpu_seconds is None or not context.target.on_device:
+                return None
+            spent = sum(c.qpu_seconds for c in state.evaluated.values())
+            planned = sum(context.target.runtime_estimate(a, n_circuits=len(context.X_val)).seconds for a in archs)
+            try:
+                check_budget(spent, planned, self.max_qpu_seconds, f"generation {generation} ({len(archs)} new "
+                             f"candidates on {context.target.name})")
+            except QPUBudgetError as exc:
+                return str(exc)
+            return None
+
         try:
             state = run_nsga2(space, evaluate, population_size=int(self.population_size),
                               n_generations=int(self.n_generations), seed=seed, checkpoint_dir=run_dir,
                               fingerprint=fingerprint, callback=self.callback, progress=progress,
-                              objectives=context.objectives)
+                              objectives=context.objectives, stop_before=stop_before)
         finally:
             bar.close()
+        if state.stopped and self.verbose:
+            print(f"the search stopped at its QPU budget before generation {state.generation + 1}: {state.stopped}",
+                  flush=True)
         timings["search"] = time.perf_counter() - started
         timings["candidate_evaluation"] = evaluation_seconds[0]
         timings["cut_finding"] = evaluation_seconds[1]
@@ -587,12 +676,46 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def _final_epochs(self) -> int:
         return 2 * int(self.finetune_epochs) if self.final_epochs is None else int(self.final_epochs)
 
+    def _reevaluations(self) -> int:
+        """How many re-measurements ``_confirm_leader`` may make (0 when they are off)."""
+        if self.selection != "min_error" or not self._final_epochs():
+            return 0
+        return int(self.reevaluations)
+
     def _confirm_leader(self, candidates: list[Candidate], context: EvaluationContext) -> list[Candidate]:
         epochs = self._final_epochs()
-        if self.selection != "min_error" or not self.reevaluations or not epochs:
+        if not self._reevaluations():
             return candidates
-        return confirm_leader(candidates, lambda c: reevaluate_candidate(c, context, epochs), int(self.reevaluations),
-                              len(context.X_val), self.max_subcircuits, self.max_runtime)
+        spent = [sum(c.qpu_seconds for c in candidates)]
+
+        def reevaluate(candidate: Candidate) -> Candidate:
+            if context.target.on_device:  # refuse a re-measurement the budget cannot pay for, before its job
+                planned = context.target.runtime_estimate(candidate.architecture, len(context.X_val)).seconds
+                check_budget(spent[0], planned, self.max_qpu_seconds, f"re-measuring {candidate.architecture.key}")
+            again = reevaluate_candidate(candidate, context, epochs)
+            spent[0] += again.qpu_seconds - candidate.qpu_seconds
+            return again
+
+        return confirm_leader(candidates, reevaluate, int(self.reevaluations), len(context.X_val),
+                              self.max_subcircuits, self.max_runtime)
+
+    def _confirm_on_device(self, candidates: list[Candidate], context: EvaluationContext, device,
+                           config: dict[str, Any]) -> list[Candidate]:
+        """Multi-fidelity: the front members the emulation cannot separate (``min_error``: the leader
+        and its near-ties; another selection: the member it picks), measured on ``device``. Only front
+        members: a dominated near-tie is worse on another objective and not measurably better on
+        error, and the chosen model stays on the front."""
+        on_front = SearchResult(candidates, context.objectives).pareto_mask
+        if self.selection == "min_error":
+            indices = [i for i in contenders(candidates, len(context.X_val), self.max_subcircuits, self.max_runtime)
+                       if on_front[i]][:int(self.device_confirmations)]
+        elif self.device_confirmations:
+            front = [c for c, on in zip(candidates, on_front) if on]
+            indices = [candidates.index(select(front, self.selection, self.max_subcircuits, self.max_runtime))]
+        else:
+            indices = []
+        config["device_confirmations"] = [candidates[i].architecture.key for i in indices]
+        return confirm_on_device(candidates, indices, context, device, int(self.device_samples), self.max_qpu_seconds)
 
     def _final_model(self, supercircuit: SuperCircuit, best: Candidate, X, y, seed) -> HQNN:
         arch = best.architecture
@@ -621,20 +744,57 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
     def _scale(self, X: np.ndarray) -> np.ndarray:
         return _scaled(X, self._mean, self._std)
 
-    def _logits(self, X, cut: bool, on_target: bool = False, **cut_options) -> np.ndarray:
+    def _scoring_target(self, on_target) -> tuple[ExecutionTarget | None, bool]:
+        """The target ``on_target`` names (None: the exact engine) and whether this call opened it."""
+        if on_target is None or on_target is False:
+            return None, False
+        if on_target is True:
+            return self.target_, False
+        if isinstance(on_target, ExecutionTarget):
+            return on_target, False
+        if not hasattr(on_target, "target"):
+            raise InvalidArgument("on_target", on_target, "False, True (the fit's target), a backend (fake or IBM "
+                                  "backend, AerSimulator) or an ExecutionTarget")
+        return self.resolve_target(self.result_.config.get("seed"), backend=on_target), True
+
+    def _qpu_spent(self) -> float:
+        return float(self.result_.qpu_seconds) + float(getattr(self, "scoring_qpu_seconds_", 0.0))
+
+    def _target_logits(self, target: ExecutionTarget, X: np.ndarray) -> np.ndarray:
+        """:func:`~qiskit_qnas.objectives.target_logits` on ``target``, its device usage estimated and
+        checked against what is left of ``max_qpu_seconds`` before any job, and accounted."""
+        arch = self.best_architecture_
+        n, batch = arch.n_qubits, min(len(X), TARGET_CHUNK_SAMPLES)
+        check_memory(target.memory_bytes(n, batch), f"predicting with {n} qubits on target {target.name}, {batch} "
+                     f"samples at once", self.max_memory)
+        if not target.on_device:
+            return target_logits(self.model_, target, X)
+        n_jobs = math.ceil(len(X) / TARGET_CHUNK_SAMPLES)
+        estimate = target.runtime_estimate(arch, len(X), n_jobs=n_jobs)
+        check_budget(self._qpu_spent(), estimate.seconds, self.max_qpu_seconds,
+                     f"predicting {len(X)} samples on {target.name}")
+        logits = target_logits(self.model_, target, X)
+        self.scoring_qpu_seconds_ = getattr(self, "scoring_qpu_seconds_", 0.0) + billed_seconds(target,
+                                                                                                estimate.seconds)
+        return logits
+
+    def _logits(self, X, cut: bool, on_target=False, **cut_options) -> np.ndarray:
         check_is_fitted(self, "model_")
-        if cut and on_target:
+        if cut and on_target is not False and on_target is not None:
             raise ValueError("invalid cut=True with on_target=True; allowed: one of them (cut runs the pieces "
                              "on a sampler, on_target runs the whole circuit on the search's target)")
         if cut_options and not cut:
             raise ValueError(f"invalid options {sorted(cut_options)} without cut=True; allowed: cut options "
                              f"(shots, sampler, backend, ...) only with cut=True")
+        target, opened = self._scoring_target(on_target)
         X = self._scale(validate_data(self, X, dtype=np.float64, reset=False))
-        if on_target:
-            n, batch = self.best_architecture_.n_qubits, min(len(X), TARGET_CHUNK_SAMPLES)
-            check_memory(self.target_.memory_bytes(n, batch), f"predicting with {n} qubits on target "
-                         f"{self.target_.name}, {batch} samples at once", self.max_memory)
-            return target_logits(self.model_, self.target_, X)
+        if target is not None:
+            try:
+                target.check_width(self.best_architecture_)
+                return self._target_logits(target, X)
+            finally:
+                if opened:
+                    target.close()
         if not cut:
             n, batch = self.best_architecture_.n_qubits, min(len(X), PREDICT_BATCH)
             check_memory(exact_engine_bytes(n, batch), f"predicting with {n} qubits, {batch} samples at once",
@@ -648,28 +808,35 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             return self.model_.head(torch.as_tensor(np.asarray(values), dtype=torch.float32)).numpy()
 
-    def predict_proba(self, X: ArrayLike, cut: bool = False, on_target: bool = False, **cut_options: Any) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike, cut: bool = False, on_target: Any = False, **cut_options: Any) -> np.ndarray:
         """Class probabilities (softmax of the chosen model's logits).
 
         By default the quantum layer runs on the exact engine. ``on_target=True`` evaluates it on
         the search's execution target (``target_``: Aer with a noise model, Runtime local testing
         mode or an IBM backend), with the target's shots, seed and retries, one broadcast PUB (one
         job) per chunk of :data:`~qiskit_qnas.objectives.TARGET_CHUNK_SAMPLES` samples, exactly as
-        the search measured the validation error; the pre-layer and head stay in torch. ``cut=True``
+        the search measured the validation error; the pre-layer and head stay in torch.
+        ``on_target=<backend>`` (a fake or IBM backend, an ``AerSimulator``) does the same on that
+        backend, resolved as ``backend=`` is in ``fit`` (with this estimator's ``target_mode``,
+        ``shots``, ``runtime_options`` and seed; its Runtime ``Batch`` closed afterwards), and
+        ``on_target=<ExecutionTarget>`` on that target as configured. On a device, the usage is
+        estimated before any job and refused (:class:`~qiskit_qnas.qpu_budget.QPUBudgetError`)
+        beyond what is left of ``max_qpu_seconds``, then accounted (``scoring_qpu_seconds_``). ``cut=True``
         evaluates it cut into subcircuits of at most ``qubit_budget`` qubits
         (:func:`qiskit_qnas.cut_execution.cut_expectation_values`, options passed through)."""
         logits = torch.as_tensor(self._logits(X, cut, on_target, **cut_options))
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict(self, X: ArrayLike, cut: bool = False, on_target: bool = False, **cut_options: Any) -> np.ndarray:
+    def predict(self, X: ArrayLike, cut: bool = False, on_target: Any = False, **cut_options: Any) -> np.ndarray:
         """Class labels of ``X`` (see :meth:`predict_proba` for ``cut`` and ``on_target``)."""
         logits = self._logits(X, cut, on_target, **cut_options)
         return self.classes_[logits.argmax(1)]
 
     def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
-              on_target: bool = False) -> float:
+              on_target: Any = False) -> float:
         """Accuracy of :meth:`predict` on ``(X, y)``; ``on_target=True``: with the quantum layer on the
-        search's execution target (the accuracy the model has where it will run)."""
+        search's execution target (the accuracy the model has where it will run), or on the backend or
+        target given (see :meth:`predict_proba`)."""
         from sklearn.metrics import accuracy_score
 
         return float(accuracy_score(y, self.predict(X, on_target=on_target), sample_weight=sample_weight))

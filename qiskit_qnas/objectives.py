@@ -17,9 +17,13 @@ order, in other processes or on a Dask cluster, with identical results.
   sample, the target returns ``<Z_i>`` for all of them in one broadcast PUB, and the head turns them
   into class scores. The chosen model predicts on the target the same way (:func:`target_logits`,
   ``predict(X, on_target=True)``), one PUB per chunk of samples.
-* ``runtime_proxy`` = critical-path duration of the candidate's ISA circuit on the target's
-  (reference) backend x shots x circuits per evaluation (one circuit per validation sample); see
-  :meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`. Deterministic. The measured wall
+* ``runtime_proxy`` = the device seconds IBM would bill for the evaluation: shots x circuits (one
+  per validation sample) x (repetition delay + the critical path of the candidate's ISA circuit on
+  the target's (reference) backend), plus the per-job overhead, times what mitigation multiplies;
+  see :mod:`qiskit_qnas.runtime_proxy` and
+  :meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`. Deterministic. In a multi-fidelity
+  search the candidate is measured on the device's emulation and this is the device's estimate
+  (``EvaluationContext.cost_target``). The measured wall
   clock of the validation evaluation is kept beside it (``measured_seconds``) and can be the
   objective instead (``runtime_objective="measured"``).
 * ``n_subcircuits`` = the fewest devices of ``qubit_budget`` qubits that run the pieces circuit
@@ -44,6 +48,7 @@ import torch
 
 from .cutting import cutting_cost
 from .objective import Measurements, Objective, search_objectives
+from .qpu_budget import billed_seconds
 from .result import Candidate
 from .space import Architecture
 from .supercircuit import SuperCircuit, finetune
@@ -76,6 +81,14 @@ class EvaluationContext:
     cut_time_limit: float = 5.0
     runtime_objective: str = "proxy"
     cutting_objective: str = "subcircuits"
+    #: the target whose device time the runtime objective counts, when candidates are measured on
+    #: another (a multi-fidelity search measures on the emulation of this device); None: ``target``
+    cost_target: Any = None
+
+    @property
+    def billed_target(self) -> Any:
+        """The target the runtime objective is the device time of."""
+        return self.target if self.cost_target is None else self.cost_target
 
     @property
     def objectives(self) -> tuple[Objective, ...]:
@@ -141,7 +154,21 @@ def target_logits(model, target, X, chunk_samples: int = TARGET_CHUNK_SAMPLES) -
     return np.concatenate(chunks) if chunks else np.zeros((0, model.n_classes), dtype=np.float32)
 
 
-def _accuracy_and_loss(logits: torch.Tensor, y) -> tuple[float, float]:
+def measurement_record(context_target, evaluated_on, val_error: float, n_samples: int, qpu_seconds: float) -> dict:
+    """One entry of :attr:`~qiskit_qnas.result.Candidate.measurements`: where a validation error was
+    measured (a device, the emulation of ``context_target``, or a simulator), on what and at what cost."""
+    if evaluated_on.on_device:
+        kind = "device"
+    elif context_target is not evaluated_on and context_target.on_device:
+        kind = "emulator"
+    else:
+        kind = "simulator"
+    return {"source": evaluated_on.name, "kind": kind, "val_error": float(val_error), "n_samples": int(n_samples),
+            "shots": None if evaluated_on.shots is None else int(evaluated_on.shots),
+            "qpu_seconds": float(qpu_seconds)}
+
+
+def accuracy_and_loss(logits: torch.Tensor, y) -> tuple[float, float]:
     """Accuracy and mean cross-entropy of ``logits`` on the labels ``y``."""
     y = np.asarray(y)
     accuracy = float((logits.argmax(1).numpy() == y).mean())
@@ -151,7 +178,8 @@ def _accuracy_and_loss(logits: torch.Tensor, y) -> tuple[float, float]:
 def evaluate_candidate(arch: Architecture, context: EvaluationContext, generation: int = 0) -> Candidate:
     """Inherit, fine-tune and measure one candidate; a failure on the target is recorded, not raised."""
     cost = cutting_cost(arch, qubit_budget=context.qubit_budget, time_limit=context.cut_time_limit)
-    runtime = context.target.runtime_estimate(arch, n_circuits=len(context.X_val))
+    # the device's estimate; billed only when the candidate is measured on the device itself
+    runtime = context.billed_target.runtime_estimate(arch, n_circuits=len(context.X_val))
     started = time.perf_counter()
     model = finetune_candidate(arch, context, *finetune_subset(context), context.finetune_epochs)
     finetune_seconds = time.perf_counter() - started
@@ -161,18 +189,22 @@ def evaluate_candidate(arch: Architecture, context: EvaluationContext, generatio
     try:
         logits, evaluation = evaluate_on_target(model, context.target, context.X_val)
     except Exception as exc:  # noqa: BLE001 - any target failure is recorded with the candidate
+        attempts = getattr(exc, "attempts", 1)
         return Candidate(val_error=1.0, runtime_proxy=runtime.seconds, n_subcircuits=cost.n_subcircuits,
                          objectives=failed_objectives(context.objectives), failed=True,
-                         error=f"{type(exc).__name__}: {exc}", attempts=getattr(exc, "attempts", 1), **common)
-    accuracy, val_loss = _accuracy_and_loss(logits, context.y_val)
+                         error=f"{type(exc).__name__}: {exc}", attempts=attempts,
+                         qpu_seconds=billed_seconds(context.target, runtime.seconds, attempts), **common)
+    accuracy, val_loss = accuracy_and_loss(logits, context.y_val)
     val_error = 1.0 - accuracy
+    qpu_seconds = billed_seconds(context.target, runtime.seconds, evaluation.attempts, evaluation.job_seconds)
+    record = measurement_record(context.billed_target, context.target, val_error, len(context.X_val), qpu_seconds)
     measured = Measurements(val_error=val_error, runtime=runtime, measured_seconds=evaluation.wall_seconds,
                             cutting=cost)
     objectives = objectives_of(measured, context.objectives)
     return Candidate(val_error=val_error, runtime_proxy=runtime.seconds, n_subcircuits=cost.n_subcircuits,
                      objectives=objectives, val_accuracy=accuracy, val_loss=val_loss,
-                     measured_seconds=evaluation.wall_seconds,
-                     job_seconds=evaluation.job_seconds, attempts=evaluation.attempts, **common)
+                     measured_seconds=evaluation.wall_seconds, job_seconds=evaluation.job_seconds,
+                     attempts=evaluation.attempts, qpu_seconds=qpu_seconds, measurements=[record], **common)
 
 
 def reevaluate_candidate(candidate: Candidate, context: EvaluationContext, epochs: int) -> Candidate:
@@ -192,12 +224,17 @@ def reevaluate_candidate(candidate: Candidate, context: EvaluationContext, epoch
     started = time.perf_counter()
     model = finetune_candidate(arch, context, context.X_train, context.y_train, epochs)
     finetune_seconds = time.perf_counter() - started
-    logits, _ = evaluate_on_target(model, context.target, context.X_val)
-    accuracy, val_loss = _accuracy_and_loss(logits, context.y_val)
+    logits, evaluation = evaluate_on_target(model, context.target, context.X_val)
+    accuracy, val_loss = accuracy_and_loss(logits, context.y_val)
+    estimate = context.target.runtime_estimate(arch, n_circuits=len(context.X_val))
+    qpu_seconds = billed_seconds(context.target, estimate.seconds, evaluation.attempts, evaluation.job_seconds)
+    record = measurement_record(context.billed_target, context.target, 1.0 - accuracy, len(context.X_val), qpu_seconds)
     val_errors = [candidate.val_error, 1.0 - accuracy]
     val_error = float(np.mean(val_errors))
     return dataclasses.replace(candidate, val_error=val_error, val_accuracy=1.0 - val_error,
                                val_loss=(candidate.val_loss + val_loss) / 2, val_errors=val_errors,
                                # the search's objectives lead with val_error (search_objectives)
                                objectives=(val_error, *candidate.objectives[1:]),
-                               finetune_seconds=candidate.finetune_seconds + finetune_seconds)
+                               finetune_seconds=candidate.finetune_seconds + finetune_seconds,
+                               qpu_seconds=candidate.qpu_seconds + qpu_seconds,
+                               measurements=[*candidate.measurements, record])

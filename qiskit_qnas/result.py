@@ -72,6 +72,13 @@ class Candidate:
         measured_seconds, job_seconds: wall clock of the validation evaluation, and what the
             simulator or service reported as job time (None where it reports none).
         failed, error: a candidate whose evaluation failed carries the error and worst-case objectives.
+        qpu_seconds: the device seconds accounted for what was submitted to a device (an IBM backend,
+            or one in Runtime's local testing mode) to measure this candidate: the runtime estimate of
+            every attempt, or the usage the service reported where that is more; 0 for measurements
+            on a simulator or an emulator.
+        measurements: where each validation measurement came from, in order: ``{"source": target
+            name, "kind": "emulator" | "device" | "simulator", "val_error", "n_samples", "shots",
+            "qpu_seconds"}``.
     """
 
     architecture: Architecture
@@ -92,6 +99,14 @@ class Candidate:
     generation: int = 0
     failed: bool = False
     error: str | None = None
+    qpu_seconds: float = 0.0
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def device_error(self) -> float | None:
+        """The validation error of the candidate's last measurement on a device (None if it has none)."""
+        on_device = [m for m in self.measurements if m.get("kind") == "device"]
+        return float(on_device[-1]["val_error"]) if on_device else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict; :meth:`from_dict` reads it back to an equal candidate."""
@@ -100,6 +115,7 @@ class Candidate:
         data["objectives"] = list(self.objectives)
         data["weights"] = list(self.weights)
         data["val_errors"] = list(self.val_errors)
+        data["measurements"] = [dict(m) for m in self.measurements]
         data["runtime"] = None if self.runtime is None else self.runtime.to_dict()
         data["cutting"] = None if self.cutting is None else self.cutting.to_dict()
         return data
@@ -111,6 +127,8 @@ class Candidate:
         data["architecture"] = Architecture.from_dict(data["architecture"])
         data["objectives"] = tuple(float(v) for v in data["objectives"])
         data["val_errors"] = [float(v) for v in data.get("val_errors", ())]
+        data["qpu_seconds"] = float(data.get("qpu_seconds", 0.0))
+        data["measurements"] = [_measurement(m) for m in data.get("measurements", ())]
         # an empty dict is what results written before these were typed hold for "none"
         data["runtime"] = RuntimeEstimate.from_dict(data["runtime"]) if data.get("runtime") else None
         data["cutting"] = CuttingCost.from_dict(data["cutting"]) if data.get("cutting") else None
@@ -123,6 +141,26 @@ class Candidate:
             f"error {self.val_error:.4f}{pooled}  runtime {self.runtime_proxy:.4g} s  subcircuits {self.n_subcircuits}"
             f"{' (upper bound)' if upper_bound else ''}")
         return f"{self.architecture.key}: {state}"
+
+
+#: the fields of a measurement record and their types (:attr:`Candidate.measurements`)
+MEASUREMENT_FIELDS: dict[str, Any] = {"source": str, "kind": str, "val_error": float, "n_samples": int,
+                                      "shots": (int, type(None)), "qpu_seconds": float}
+
+
+def _measurement(data: Any) -> dict[str, Any]:
+    """A measurement record read back as data: known fields of the right types only."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a measurement record must be a dict, not {type(data).__name__}")
+    record = {}
+    for key, kind in MEASUREMENT_FIELDS.items():
+        value = data.get(key)
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"measurement field {key!r} = {value!r}")
+        record[key] = value
+    return record
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -173,6 +211,18 @@ class SearchResult:
         return sorted(front, key=lambda c: (c.objectives, c.architecture))
 
     @property
+    def qpu_seconds(self) -> float:
+        """Device seconds accounted for everything the search submitted to a device (the sum of the
+        candidates' :attr:`Candidate.qpu_seconds`; 0 for a search on simulators)."""
+        return float(sum(c.qpu_seconds for c in self.candidates))
+
+    @property
+    def qpu_plan(self) -> dict[str, Any] | None:
+        """The device-usage plan the search printed before any job
+        (:meth:`qiskit_qnas.qpu_budget.QPUPlan.to_dict`), None for a search on simulators."""
+        return self.config.get("qpu_plan")
+
+    @property
     def best(self) -> Candidate | None:
         return None if self.chosen is None else self.candidates[self.chosen]
 
@@ -198,6 +248,7 @@ class SearchResult:
                 "n_subexperiments": getattr(c.cutting, "n_subexperiments", None),
                 "sampling_overhead": getattr(c.cutting, "sampling_overhead", None),
                 "cut_exact": getattr(c.cutting, "exact", None), "measured_seconds": c.measured_seconds,
+                "qpu_seconds": c.qpu_seconds, "device_error": c.device_error,
                 "generation": c.generation, "pareto": bool(self.pareto_mask[self.candidates.index(c)]),
                 "chosen": c is chosen, "failed": c.failed, "error": c.error,
             })

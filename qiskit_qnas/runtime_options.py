@@ -23,7 +23,7 @@ TWIRLING_KEYS = ("enable_gates", "enable_measure", "num_randomizations", "shots_
 DD_KEYS = ("enable", "sequence_type")
 DD_SEQUENCES = ("XX", "XpXm", "XY4")
 RUNTIME_OPTION_KEYS = ("resilience_level", "twirling", "dynamical_decoupling", "measure_mitigation",
-                       "zne_mitigation")
+                       "zne_mitigation", "rep_delay")
 
 
 def _count_or_auto(name: str, value) -> int | str:
@@ -57,7 +57,9 @@ def check_runtime_options(options: dict[str, Any] | None) -> dict:
     ``enable_measure`` (bools), ``num_randomizations``, ``shots_per_randomization`` (``"auto"`` or an
     integer >= 1); ``dynamical_decoupling``: a dict of ``enable`` (bool) and ``sequence_type``
     (``"XX"``, ``"XpXm"``, ``"XY4"``); ``measure_mitigation`` (TREX) and ``zne_mitigation``
-    (bools). Settings left out take the resilience level's defaults, as in Runtime.
+    (bools); ``rep_delay``: seconds after every shot (``execution.rep_delay``; the backend's
+    ``default_rep_delay`` when left out). Settings left out take the resilience level's defaults,
+    as in Runtime.
     """
     if options is None:
         return {}
@@ -90,6 +92,13 @@ def check_runtime_options(options: dict[str, Any] | None) -> dict:
     for key in ("measure_mitigation", "zne_mitigation"):
         if key in options:
             out[key] = _flag(key, options[key])
+    if "rep_delay" in options:
+        delay = options["rep_delay"]
+        if isinstance(delay, bool) or not isinstance(delay, (int, float, np.integer, np.floating)) or not (
+                np.isfinite(delay) and delay >= 0):
+            raise ValueError(f"invalid runtime_options rep_delay={delay!r}; allowed: a number of seconds >= 0 "
+                             "within the backend's rep_delay_range")
+        out["rep_delay"] = float(delay)
     return out
 
 
@@ -130,6 +139,8 @@ def build_estimator_options(resilience_level: int, shots: int, runtime_options: 
     for key in ("measure_mitigation", "zne_mitigation"):
         if key in runtime_options:
             setattr(options.resilience, key, runtime_options[key])
+    if "rep_delay" in runtime_options:
+        options.execution.rep_delay = runtime_options["rep_delay"]
     return options
 
 

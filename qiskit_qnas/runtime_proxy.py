@@ -1,10 +1,33 @@
-"""The runtime proxy: what running a candidate's ISA circuit on a backend would take, deterministic.
+"""The runtime objective: the device time a candidate's evaluation would be billed on an IBM backend.
 
-The second objective of the search (:meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`)::
+IBM Quantum counts usage as the time the QPU is locked for a job, and every shot of every circuit
+is followed by the backend's repetition delay (``default_rep_delay``, 250 us on current IBM
+devices; IBM's documentation, "Workload usage" and "Dynamic repetition rate execution"). For a
+4-8 qubit candidate, whose own duration is 2-10 us, the delay is most of what is billed. One
+evaluation of a candidate (:meth:`qiskit_qnas.targets.ExecutionTarget.runtime_estimate`) is
+therefore counted as::
 
-    seconds = critical_path_seconds * shots * n_circuits        (+ per_circuit_overhead * n_circuits,
-                                                                  0 by default)
+    seconds = n_circuits * E * (critical_path_seconds + rep_delay)
+              + n_jobs * C * (measure_seconds + rep_delay)
+              + n_jobs * job_overhead
+              + n_circuits * per_circuit_overhead                              (0 by default)
     critical_path_seconds = max over measured qubits q of (finish[q] + measure_duration[q])
+
+``E`` is the number of executions (shots) per parameter set: the target's shots (or
+:data:`DEFAULT_PROXY_SHOTS`, 4096, Runtime's default precision, on exact targets), multiplied by
+what Runtime's mitigation adds: ``E = F * R * s`` with ``R`` twirling randomizations of ``s`` shots
+and ``F`` ZNE noise factors (:func:`qiskit_qnas.runtime_options.resolve_mitigation_plan`). ``C`` is
+the shots of TREX's readout-calibration circuit per job (0 without measurement mitigation), which
+lasts one measurement. ``n_circuits`` is the number of parameter sets evaluated (one per
+validation sample) and ``n_jobs`` the jobs they are sent in (one per evaluation). ``rep_delay`` is
+the ``rep_delay`` Runtime option when set, else the backend's ``default_rep_delay``, else
+:data:`DEFAULT_REP_DELAY`; ``job_overhead`` is a fixed cost per job (:data:`DEFAULT_JOB_OVERHEAD`).
+
+What it leaves out: the time Runtime's classical pre- and post-processing holds the QPU beyond the
+fixed per-job overhead, queueing (not billed), and a ``Session``'s idle time (billed as wall clock
+in session mode; searches run in a ``Batch``, whose usage is the sum of its jobs' quantum time).
+Where the service reports a job's real usage (``job.metrics()["usage"]["quantum_seconds"]`` on IBM
+channels) it is recorded beside the estimate (``Candidate.job_seconds``).
 
 ``finish`` is an as-soon-as-possible :func:`schedule` of the ISA circuit on the *reference backend*
 (``target.backend``): an instruction starts when all its qubits are free and lasts
@@ -12,16 +35,8 @@ The second objective of the search (:meth:`qiskit_qnas.targets.ExecutionTarget.r
 duration; a ``barrier`` synchronises its qubits and lasts 0 s). A missing duration is replaced by
 the median of the target's positive one-qubit (two-qubit, measure) durations, or by 50 ns (300 ns,
 1 us) when the target has none (:func:`typical_durations`). The ISA circuit has no measurements, so
-one measurement of every logical qubit (at its final physical position) ends the path. ``shots`` is
-the target's shots, or :data:`DEFAULT_PROXY_SHOTS` (4096) on exact targets; ``n_circuits`` is the
-number of parameter sets evaluated (one per validation sample). On a Runtime target the options'
-extra executions are counted (:func:`qiskit_qnas.runtime_options.resolve_mitigation_plan`)::
-
-    seconds = n_circuits * critical_path_seconds * F * R * s  +  R_trex * s * measure_seconds
-
-with ``R`` randomizations of ``s`` shots each (``R = 1, s = shots`` without twirling), ``F`` ZNE
-noise factors (1 without ZNE) and ``R_trex`` randomizations of the TREX readout-calibration
-circuit (0 without measurement mitigation), one per job, lasting one measurement.
+one measurement of every logical qubit (at its final physical position) ends the path. The critical
+path is kept beside the billed seconds: it says how much decoherence a circuit collects.
 """
 
 from __future__ import annotations
@@ -34,6 +49,11 @@ from qiskit.circuit import QuantumCircuit
 
 #: shots per circuit the runtime proxy assumes on targets without shots (the exact target)
 DEFAULT_PROXY_SHOTS = 4096
+#: seconds after every shot when the backend reports no ``default_rep_delay`` (IBM's devices: 250 us)
+DEFAULT_REP_DELAY = 250e-6
+#: fixed seconds of QPU time per job (loading the program and its parameters; an assumption, settable
+#: per target with ``job_overhead=``)
+DEFAULT_JOB_OVERHEAD = 1.0
 #: durations assumed when the backend's target has none at all (seconds)
 FALLBACK_DURATIONS = {1: 50e-9, 2: 300e-9, "measure": 1e-6}
 #: seconds per unit of a ``delay`` given in SI units
@@ -53,7 +73,10 @@ class RuntimeEstimate:
     n_circuits: int
     backend_name: str
     executions_per_circuit: int = 0  # shots run per parameter set (with Runtime mitigation: more than shots)
-    calibration_executions: int = 0  # shots of readout-calibration circuits per evaluation (TREX)
+    calibration_executions: int = 0  # shots of readout-calibration circuits per job (TREX)
+    rep_delay: float = 0.0  # seconds after every shot
+    n_jobs: int = 0
+    job_overhead: float = 0.0  # seconds per job
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,20 +176,44 @@ def schedule(isa: QuantumCircuit, n_qubits: int, backend, typical: dict | None =
                     depth=int(isa.depth()), two_qubit_depth=int(two_depth), n_two_qubit_gates=int(n_two))
 
 
+def backend_rep_delay(backend) -> float | None:
+    """The backend's ``default_rep_delay`` in seconds (``BackendV2.default_rep_delay``, or its
+    configuration's for IBM and fake backends); None when it reports none."""
+    for source in (backend, _configuration(backend)):
+        value = getattr(source, "default_rep_delay", None)
+        if isinstance(value, (int, float)) and np.isfinite(value) and value >= 0:
+            return float(value)
+    return None
+
+
+def _configuration(backend):
+    configuration = getattr(backend, "configuration", None)
+    try:
+        return configuration() if callable(configuration) else configuration
+    except Exception:  # noqa: BLE001 - a backend without a configuration reports no delay
+        return None
+
+
 def estimate_runtime(path: Schedule, *, shots: int, n_circuits: int, backend_name: str, executions: int | None = None,
-                     calibration: int = 0, per_circuit_overhead: float = 0.0) -> RuntimeEstimate:
-    """The proxy of running ``n_circuits`` parameter sets of the circuit of ``path``: ``executions``
-    shots each (default ``shots``; more with Runtime mitigation), ``calibration`` shots of a
-    readout-calibration circuit, and ``per_circuit_overhead`` seconds per circuit."""
+                     calibration: int = 0, per_circuit_overhead: float = 0.0, rep_delay: float = 0.0,
+                     n_jobs: int | None = None, job_overhead: float = 0.0) -> RuntimeEstimate:
+    """The billed seconds of running ``n_circuits`` parameter sets of the circuit of ``path`` in
+    ``n_jobs`` jobs (default: one, none for no circuits): ``executions`` shots each (default
+    ``shots``; more with Runtime mitigation), ``calibration`` shots of a readout-calibration
+    circuit per job, each shot followed by ``rep_delay``, plus ``job_overhead`` per job and
+    ``per_circuit_overhead`` per circuit (the module doc states the formula)."""
     executions = shots if executions is None else executions
-    seconds = (path.critical_path_seconds * executions + per_circuit_overhead) * int(n_circuits)
-    if calibration and n_circuits:
-        seconds += calibration * path.measure_seconds
+    n_circuits = int(n_circuits)
+    n_jobs = (1 if n_circuits else 0) if n_jobs is None else int(n_jobs)
+    seconds = n_circuits * (executions * (path.critical_path_seconds + rep_delay) + per_circuit_overhead)
+    seconds += n_jobs * (calibration * (path.measure_seconds + rep_delay) + job_overhead)
     return RuntimeEstimate(seconds=seconds, critical_path_seconds=path.critical_path_seconds, depth=path.depth,
                            two_qubit_depth=path.two_qubit_depth, n_two_qubit_gates=path.n_two_qubit_gates,
-                           shots=shots, n_circuits=int(n_circuits), backend_name=backend_name,
-                           executions_per_circuit=executions, calibration_executions=calibration)
+                           shots=shots, n_circuits=n_circuits, backend_name=backend_name,
+                           executions_per_circuit=executions, calibration_executions=calibration,
+                           rep_delay=float(rep_delay), n_jobs=n_jobs, job_overhead=float(job_overhead))
 
 
-__all__ = ["DEFAULT_PROXY_SHOTS", "FALLBACK_DURATIONS", "RuntimeEstimate", "Schedule", "estimate_runtime",
-           "instruction_duration", "measured_qubits", "schedule", "typical_durations"]
+__all__ = ["DEFAULT_JOB_OVERHEAD", "DEFAULT_PROXY_SHOTS", "DEFAULT_REP_DELAY", "FALLBACK_DURATIONS", "RuntimeEstimate",
+           "Schedule", "backend_rep_delay", "estimate_runtime", "instruction_duration", "measured_qubits", "schedule",
+           "typical_durations"]

@@ -108,6 +108,8 @@ class SearchState:
     order: list[str] = field(default_factory=list)  # keys in evaluation order
     history: list[dict[str, Any]] = field(default_factory=list)
     fingerprint: str = ""
+    #: why the search stopped before its last generation (``stop_before``'s reason), or None
+    stopped: str | None = None
 
     @property
     def generation(self) -> int:
@@ -289,7 +291,9 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
               checkpoint_dir: str | Path | None = None, fingerprint: str = "",
               callback: Callable[[int, list[Candidate]], None] | None = None,
               progress: Callable[[int, dict[str, Any]], None] | None = None,
-              objectives: Sequence[Objective] = DEFAULT_OBJECTIVES) -> SearchState:
+              objectives: Sequence[Objective] = DEFAULT_OBJECTIVES,
+              stop_before: Callable[[Sequence[Architecture], int, SearchState], str | None] | None = None
+              ) -> SearchState:
     """Run NSGA-II; ``evaluate(archs, generation)`` returns one candidate per (new) architecture.
 
     Args:
@@ -304,6 +308,10 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
         progress: called with (generation, history entry) after every generation.
         objectives: what every candidate's ``objectives`` holds, in order (NSGA-II minimises one
             per entry).
+        stop_before: called with (the generation's new architectures, generation, state) before
+            they are evaluated; a reason returned stops the search there (``state.stopped``), its
+            checkpoint left at the last complete generation, so that a resumed run evaluates the
+            same generation next.
     """
     if population_size < 2:
         raise ValueError(f"invalid population_size={population_size!r}; allowed: an integer >= 2")
@@ -326,6 +334,11 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
         archs = [space.decode_vars(g) for g in population.get("X")]
         generation = state.generation + 1
         new = list(dict.fromkeys(a for a in archs if a.key not in state.evaluated))
+        if stop_before is not None and new:
+            state.stopped = stop_before(new, generation, state)
+            if state.stopped:
+                logger.warning("the search stops before generation %d: %s", generation, state.stopped)
+                break
         for candidate in evaluate(new, generation) if new else []:
             state.evaluated[candidate.architecture.key] = candidate
             state.order.append(candidate.architecture.key)

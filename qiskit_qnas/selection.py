@@ -64,6 +64,28 @@ def standard_error(error: float, n_samples: int) -> float:
     return math.sqrt(p * (1.0 - p) / n_samples)
 
 
+def selection_pool(candidates: Sequence[Candidate], max_subcircuits: int | None = None,
+                   max_runtime: float | None = None) -> list[int]:
+    """Indices of the successful candidates within the limits (of all successful ones if none is)."""
+    done = [i for i, c in enumerate(candidates) if not c.failed]
+    return [i for i in done if within_limits(candidates[i], max_subcircuits, max_runtime)] or done
+
+
+def contenders(candidates: Sequence[Candidate], n_validation: int, max_subcircuits: int | None = None,
+               max_runtime: float | None = None) -> list[int]:
+    """Indices of the :func:`selection_pool` members whose validation error lies within one
+    :func:`standard_error` (on ``n_validation`` samples) of the lowest, in ``min_error``'s order (the
+    leader first): the candidates a measurement of this size cannot tell from the leader."""
+    pool = selection_pool(candidates, max_subcircuits, max_runtime)
+    if not pool:
+        return []
+    lowest = min(candidates[i].val_error for i in pool)
+    # a small tolerance: errors are multiples of 1 / n_validation, computed in floating point
+    reach = lowest + standard_error(lowest, n_validation) + 1e-9
+    key = selection_key("min_error")
+    return sorted((i for i in pool if candidates[i].val_error <= reach), key=lambda i: key(candidates[i]))
+
+
 def confirm_leader(candidates: Sequence[Candidate], reevaluate: Callable[[Candidate], Candidate],
                    budget: int, n_validation: int, max_subcircuits: int | None = None,
                    max_runtime: float | None = None) -> list[Candidate]:
@@ -81,20 +103,14 @@ def confirm_leader(candidates: Sequence[Candidate], reevaluate: Callable[[Candid
     """
     candidates = list(candidates)
     key = selection_key("min_error")
-    done = [i for i, c in enumerate(candidates) if not c.failed]
-    pool = [i for i in done if within_limits(candidates[i], max_subcircuits, max_runtime)] or done
-    if not pool:
-        return candidates
-    lowest = min(candidates[i].val_error for i in pool)
-    # a small tolerance: errors are multiples of 1 / n_validation, computed in floating point
-    reach = lowest + standard_error(lowest, n_validation) + 1e-9
-    contenders = sorted((i for i in pool if candidates[i].val_error <= reach), key=lambda i: key(candidates[i]))
-    for _ in range(budget):
-        leader = min(pool, key=lambda i: key(candidates[i]))
-        if candidates[leader].val_errors:
-            leader = next((i for i in contenders if not candidates[i].val_errors), None)
-            if leader is None:
-                break
+    pool = selection_pool(candidates, max_subcircuits, max_runtime)
+    close = contenders(candidates, n_validation, max_subcircuits, max_runtime)
+    for _ in range(budget if pool else 0):
+        first = min(pool, key=lambda i: key(candidates[i]))
+        leader = next((i for i in close if not candidates[i].val_errors), None) if candidates[first].val_errors \
+            else first
+        if leader is None:
+            break
         try:
             candidates[leader] = reevaluate(candidates[leader])
         except Exception as exc:  # noqa: BLE001 - a target failure leaves the search's measurement standing

@@ -60,10 +60,13 @@ from .runtime_options import (
     resolve_mitigation_plan,
 )
 from .runtime_proxy import (
+    DEFAULT_JOB_OVERHEAD,
     DEFAULT_PROXY_SHOTS,
+    DEFAULT_REP_DELAY,
     FALLBACK_DURATIONS,
     RuntimeEstimate,
     Schedule,
+    backend_rep_delay,
     estimate_runtime,
     schedule,
     typical_durations,
@@ -133,12 +136,24 @@ class ExecutionTarget:
         seed: seed of shot noise (None: random).
         optimization_level: preset pass manager level of the ISA circuits.
         per_circuit_overhead: seconds added to the proxy per circuit (0 by default).
+        rep_delay: seconds after every shot in the runtime objective (None: the backend's
+            ``default_rep_delay``, else :data:`~qiskit_qnas.runtime_proxy.DEFAULT_REP_DELAY`).
+        job_overhead: fixed seconds of QPU time per job in the runtime objective.
     """
 
     exact: bool = False
+    #: True where evaluations are billed device time: IBM Runtime (also its local testing mode, which
+    #: stands for the device): the QPU budget counts them (:mod:`qiskit_qnas.qpu_budget`)
+    on_device: bool = False
 
     def __init__(self, backend, *, name: str, num_qubits: int | None, shots: int | None = None,
-                 seed: int | None = None, optimization_level: int = 1, per_circuit_overhead: float = 0.0):
+                 seed: int | None = None, optimization_level: int = 1, per_circuit_overhead: float = 0.0,
+                 rep_delay: float | None = None, job_overhead: float = DEFAULT_JOB_OVERHEAD):
+        check_number("rep_delay", rep_delay, 0, high_inclusive=False, allow_none=True,
+                     allowed="None (the backend's default_rep_delay) or a number of seconds >= 0")
+        check_number("job_overhead", job_overhead, 0, high_inclusive=False, allowed="a number of seconds >= 0")
+        self.rep_delay = None if rep_delay is None else float(rep_delay)
+        self.job_overhead = float(job_overhead)
         self.backend = backend
         self.name = name
         self.num_qubits = num_qubits
@@ -166,6 +181,15 @@ class ExecutionTarget:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, shots={self.shots}, seed={self.seed})"
+
+    def with_shots(self, shots: int) -> ExecutionTarget:
+        """A copy of this target that runs ``shots`` per circuit (its own primitive and Runtime
+        ``Batch``, opened on first use: :meth:`close` it)."""
+        check_int("shots", shots, 1)
+        clone = type(self).__new__(type(self))
+        clone.__setstate__(self.__getstate__())
+        clone.shots = int(shots)
+        return clone
 
     # --- width -------------------------------------------------------------------------------
     def check_width(self, arch_or_n_qubits, what: str = "candidate") -> None:
@@ -220,16 +244,34 @@ class ExecutionTarget:
         with self._lock:
             return self._schedules.setdefault(arch, path)
 
-    def runtime_estimate(self, arch: Architecture, n_circuits: int = 1) -> RuntimeEstimate:
-        """The runtime proxy of evaluating ``arch`` on ``n_circuits`` parameter sets (deterministic)."""
+    def shot_delay(self) -> float:
+        """Seconds after every shot: ``rep_delay`` when set, else the backend's ``default_rep_delay``
+        (the executing backend's, then the reference backend's), else
+        :data:`~qiskit_qnas.runtime_proxy.DEFAULT_REP_DELAY`."""
+        if self.rep_delay is not None:
+            return self.rep_delay
+        for backend in (getattr(self, "run_backend", None), self.backend):
+            found = None if backend is None else backend_rep_delay(backend)
+            if found is not None:
+                return found
+        return DEFAULT_REP_DELAY
+
+    def runtime_estimate(self, arch: Architecture, n_circuits: int = 1, *, shots: int | None = None,
+                         n_jobs: int | None = None) -> RuntimeEstimate:
+        """The device seconds of evaluating ``arch`` on ``n_circuits`` parameter sets in ``n_jobs``
+        jobs (default one) with ``shots`` per circuit (default the target's), as IBM bills them
+        (:mod:`qiskit_qnas.runtime_proxy` states the formula; deterministic)."""
         arch = _check_arch(arch)
         check_int("n_circuits", n_circuits, 0)
+        check_int("shots", shots, 1, allow_none=True)
+        check_int("n_jobs", n_jobs, 0, allow_none=True)
         path = self._schedule(arch)
-        shots = self.proxy_shots
+        shots = self.proxy_shots if shots is None else int(shots)
         executions, calibration = self._executions(shots)
         return estimate_runtime(path, shots=shots, n_circuits=int(n_circuits), backend_name=backend_name(self.backend),
                                 executions=executions, calibration=calibration,
-                                per_circuit_overhead=self.per_circuit_overhead)
+                                per_circuit_overhead=self.per_circuit_overhead, rep_delay=self.shot_delay(),
+                                n_jobs=n_jobs, job_overhead=self.job_overhead)
 
     def _executions(self, shots: int) -> tuple[int, int]:
         """(shots run per parameter set, readout-calibration shots per evaluation): plain shots here."""
@@ -271,10 +313,11 @@ class ExactTarget(ExecutionTarget):
 
     exact = True
 
-    def __init__(self, reference_backend=None, *, optimization_level: int = 1, per_circuit_overhead: float = 0.0):
+    def __init__(self, reference_backend=None, *, optimization_level: int = 1, per_circuit_overhead: float = 0.0,
+                 rep_delay: float | None = None, job_overhead: float = DEFAULT_JOB_OVERHEAD):
         super().__init__(reference_backend if reference_backend is not None else default_reference_backend(),
                          name="statevector", num_qubits=None, optimization_level=optimization_level,
-                         per_circuit_overhead=per_circuit_overhead)
+                         per_circuit_overhead=per_circuit_overhead, rep_delay=rep_delay, job_overhead=job_overhead)
 
     def check_width(self, arch_or_n_qubits, what: str = "candidate") -> None:
         """No width limit: simulation is exact. (The proxy's ISA circuits need the reference backend
@@ -358,14 +401,16 @@ class PrimitiveTarget(ExecutionTarget):
     def __init__(self, reference_backend, *, run_backend=None, estimator=None, name: str,
                  num_qubits: int | None, shots: int | None = None, seed: int | None = None,
                  optimization_level: int = 1, max_retries: int = 3, retry_backoff: float = 1.0,
-                 job_timeout: float | None = None, per_circuit_overhead: float = 0.0):
+                 job_timeout: float | None = None, per_circuit_overhead: float = 0.0, rep_delay: float | None = None,
+                 job_overhead: float = DEFAULT_JOB_OVERHEAD):
         self.run_backend = run_backend
         self.estimator = estimator
         self.max_retries = int(max_retries)
         self.retry_backoff = float(retry_backoff)
         self.job_timeout = job_timeout
         super().__init__(reference_backend, name=name, num_qubits=num_qubits, shots=shots, seed=seed,
-                         optimization_level=optimization_level, per_circuit_overhead=per_circuit_overhead)
+                         optimization_level=optimization_level, per_circuit_overhead=per_circuit_overhead,
+                         rep_delay=rep_delay, job_overhead=job_overhead)
 
     def _init_caches(self) -> None:
         super()._init_caches()
@@ -489,7 +534,8 @@ class AerTarget(PrimitiveTarget):
     def __init__(self, simulator=None, *, shots: int | None = None, seed: int | None = None,
                  optimization_level: int = 1, reference_backend=None, estimator=None, readout_error: bool = True,
                  max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
-                 per_circuit_overhead: float = 0.0):
+                 per_circuit_overhead: float = 0.0, rep_delay: float | None = None,
+                 job_overhead: float = DEFAULT_JOB_OVERHEAD):
         from qiskit_aer import AerSimulator
 
         simulator = AerSimulator() if simulator is None else simulator
@@ -504,7 +550,7 @@ class AerTarget(PrimitiveTarget):
                          num_qubits=backend_qubits(simulator), shots=shots, seed=seed,
                          optimization_level=optimization_level, max_retries=max_retries,
                          retry_backoff=retry_backoff, job_timeout=job_timeout,
-                         per_circuit_overhead=per_circuit_overhead)
+                         per_circuit_overhead=per_circuit_overhead, rep_delay=rep_delay, job_overhead=job_overhead)
 
     def _init_caches(self) -> None:
         super()._init_caches()
@@ -608,13 +654,15 @@ class RuntimeTarget(PrimitiveTarget):
     """
 
     shots: int  # never None: DEFAULT_RUNTIME_SHOTS when none are given
+    on_device = True
 
     _TRANSIENT = (*PrimitiveTarget._TRANSIENT, "_mode")
 
     def __init__(self, backend, *, shots: int | None = None, seed: int | None = None, optimization_level: int = 1,
                  reference_backend=None, estimator=None, resilience_level: int = 0, session: bool = False,
                  max_retries: int = 3, retry_backoff: float = 1.0, job_timeout: float | None = None,
-                 per_circuit_overhead: float = 0.0, max_concurrent_jobs: int = 1, runtime_options=None):
+                 per_circuit_overhead: float = 0.0, max_concurrent_jobs: int = 1, runtime_options=None,
+                 rep_delay: float | None = None, job_overhead: float = DEFAULT_JOB_OVERHEAD):
         self.max_concurrent_jobs = check_int("max_concurrent_jobs", max_concurrent_jobs, 1)
         self.local = is_fake_backend(backend) or is_aer_simulator(backend)
         self.runtime_options = check_runtime_options(runtime_options)
@@ -630,7 +678,7 @@ class RuntimeTarget(PrimitiveTarget):
                          num_qubits=backend_qubits(backend), shots=shots or DEFAULT_RUNTIME_SHOTS, seed=seed,
                          optimization_level=optimization_level, max_retries=max_retries,
                          retry_backoff=retry_backoff, job_timeout=job_timeout,
-                         per_circuit_overhead=per_circuit_overhead)
+                         per_circuit_overhead=per_circuit_overhead, rep_delay=rep_delay, job_overhead=job_overhead)
 
     def _init_caches(self) -> None:
         super()._init_caches()
@@ -656,18 +704,39 @@ class RuntimeTarget(PrimitiveTarget):
             estimator.options.simulator.seed_simulator = simulator_seed(self.seed)
         return estimator
 
+    def emulator(self) -> AerTarget:
+        """The device's emulation: Aer with the executing backend's noise model
+        (``AerSimulator.from_backend``, which builds it from an IBM backend's reported properties),
+        exact noisy expectation values with its readout errors, the same seed and transpiler level.
+        Nothing it runs is billed."""
+        from qiskit_aer import AerSimulator
+
+        simulator = self.run_backend if is_aer_simulator(self.run_backend) else AerSimulator.from_backend(
+            self.run_backend)
+        return AerTarget(simulator, seed=self.seed, optimization_level=self.optimization_level,
+                         max_retries=self.max_retries, retry_backoff=self.retry_backoff, job_timeout=self.job_timeout)
+
     def estimator_options(self):
         """The ``EstimatorOptions`` of the target's Estimator: shots, resilience level and the
         ``runtime_options`` (settings left out keep the resilience level's defaults)."""
         return build_estimator_options(self.resilience_level, int(self.shots), self.runtime_options)
 
-    def mitigation_plan(self) -> MitigationPlan:
-        """What the options make Runtime run, by ``qiskit_ibm_runtime``'s own rules
-        (``finalize_estimator_options``, ``calculate_twirling_shots``, TREX randomizations)."""
-        return resolve_mitigation_plan(self.estimator_options(), int(self.shots))
+    def mitigation_plan(self, shots: int | None = None) -> MitigationPlan:
+        """What the options make Runtime run for ``shots`` per circuit (default the target's), by
+        ``qiskit_ibm_runtime``'s own rules (``finalize_estimator_options``, ``calculate_twirling_shots``,
+        TREX randomizations)."""
+        shots = int(self.shots if shots is None else shots)
+        return resolve_mitigation_plan(build_estimator_options(self.resilience_level, shots, self.runtime_options),
+                                       shots)
+
+    def shot_delay(self) -> float:
+        """The ``rep_delay`` Runtime option when set, else as :meth:`ExecutionTarget.shot_delay`."""
+        if "rep_delay" in self.runtime_options:
+            return float(self.runtime_options["rep_delay"])
+        return super().shot_delay()
 
     def _executions(self, shots: int) -> tuple[int, int]:
-        plan = self.mitigation_plan()
+        plan = self.mitigation_plan(shots)
         return plan.executions_per_circuit, plan.calibration_executions
 
     def _reset_primitive(self, failed) -> None:

@@ -85,6 +85,37 @@ def test_report_on_target_scores_the_chosen_model_on_the_runs_target(run, capsys
     assert f"test accuracy on statevector: {summary['test_accuracy']:.4f}" in text
 
 
+def test_report_on_target_scores_the_chosen_model_on_another_target(run, capsys):
+    out, _ = run
+    assert main(["report", str(out), "--on-target", "aer:FakeManilaV2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["on_target"] == "aer:fake_manila" and 0 <= summary["test_accuracy_on_target"] <= 1
+    assert "test accuracy on aer:fake_manila" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(out), "--on-target", "runtime:nowhere"])
+    assert info.value.code == 2 and "--on-target" in capsys.readouterr().err
+
+
+def test_a_qpu_budget_is_refused_in_one_line_and_a_dry_run_prints_the_plan(tmp_path, capsys):
+    out = tmp_path / "device"
+    args = ["search", *TINY, "--target", "runtime:manila", "--out", str(out)]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--max-qpu-seconds", "1"])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2
+    assert len(err.splitlines()) == 1 and "--max-qpu-seconds: invalid max_qpu_seconds=1:" in err
+    assert not out.exists()
+    assert main([*args, "--max-qpu-seconds", "600", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "QPU plan on runtime-local:fake_manila (multi-fidelity search)" in printed and "budget 600 s" in printed
+    assert not out.exists()  # nothing trained, submitted or written
+    assert main(["search", *TINY, "--dry-run"]) == 0
+    assert "submits nothing to a QPU" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--max-qpu-seconds", "-1"])
+    assert info.value.code == 2 and "--max-qpu-seconds" in capsys.readouterr().err
+
+
 def test_report_on_target_of_an_aer_run_records_the_noisy_accuracy(tmp_path, capsys):
     out = tmp_path / "aer"
     args = [*TINY, "--population", "2", "--generations", "1", "--target", "aer:fake_manila", "--shots", "1024"]
@@ -486,6 +517,7 @@ def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch)
     config = json.loads((copy / "config.json").read_text())
     config["target"] = "ibm:ibm_torino"
     config["estimator"]["shots"] = 100
+    config["estimator"]["fidelity"] = "target"  # every candidate on the device
     (copy / "config.json").write_text(json.dumps(config))
     before = _hashes(copy)
 
@@ -502,7 +534,7 @@ def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "ibm:ibm_torino" in err and "--yes" in err and err.strip().splitlines()[-1].startswith("qnas: error:")
     # the checkpoint records both generations of the search: none remain to submit
-    assert "0 generations remain, up to 0 jobs and 0 shots" in err, err
+    assert "0 generations remain, up to 0 jobs and 0 shots, about 0 QPU s" in err, err
     assert _hashes(copy) == before
     (copy / CHECKPOINT).unlink()  # interrupted before its first generation
     before = _hashes(copy)
@@ -510,6 +542,7 @@ def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch)
         main(["resume", str(copy), "--quiet"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    # 2 generations x 6 candidates = 12 jobs; Iris 105 training samples -> 21 validation circuits x 100 shots
-    assert "2 generations remain, up to 12 jobs and 25200 shots" in err, err
+    # 2 generations x 6 candidates = 12 jobs; Iris 105 training samples -> 21 validation circuits x 100 shots,
+    # each shot followed by 250 us, and 1 s a job: 12 x (21 x 100 x 250e-6 + 1) = 18.3 QPU s
+    assert "2 generations remain, up to 12 jobs and 25200 shots, about 18 QPU s" in err, err
     assert _hashes(copy) == before

@@ -369,7 +369,8 @@ def test_random_state_none_records_its_seed_and_resumes(tmp_path):
 RUNTIME_TINY = dict(search_space=SearchSpace(qubits=(2, 2), layers=(1, 1), embeddings=("angle_y",), rotations=("ry",),
                                              entanglers=("none",)),
                     qubit_budget=2, population_size=2, n_generations=1, supercircuit_epochs=1, finetune_epochs=0,
-                    final_epochs=1, shots=64, verbose=0, random_state=0)
+                    final_epochs=1, shots=64, verbose=0, random_state=0,
+                    fidelity="target")  # every candidate on the device: the search's jobs open the target's Batch
 
 
 def test_close_ends_the_runtime_batch_the_fitted_target_holds():

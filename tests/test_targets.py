@@ -18,6 +18,7 @@ from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 
 from qiskit_qnas.backends import target_backend, target_spec
 from qiskit_qnas.circuits import build_circuit, z_observables
+from qiskit_qnas.runtime_proxy import DEFAULT_JOB_OVERHEAD
 from qiskit_qnas.space import Architecture
 from qiskit_qnas.targets import (
     DEFAULT_PROXY_SHOTS,
@@ -89,12 +90,16 @@ def test_runtime_estimate_deterministic_and_recomputed(manila):
     physical = isa.layout.final_index_layout()[:3]
     critical = max(finish[q] + manila.target["measure"][(q,)].duration for q in physical)
     assert first.critical_path_seconds == pytest.approx(critical, rel=1e-12)
-    assert first.seconds == pytest.approx(critical * DEFAULT_PROXY_SHOTS * 10, rel=1e-12)
+    # every shot followed by the backend's repetition delay, plus the fixed overhead of the one job
+    rep_delay = manila.configuration().default_rep_delay
+    assert first.seconds == pytest.approx(10 * DEFAULT_PROXY_SHOTS * (critical + rep_delay) + DEFAULT_JOB_OVERHEAD,
+                                          rel=1e-12)
     assert first.depth == isa.depth()
     assert first.n_two_qubit_gates == sum(inst.operation.num_qubits == 2 for inst in isa.data) > 0
     assert set(first.to_dict()) == {"seconds", "critical_path_seconds", "depth", "two_qubit_depth",
                                     "n_two_qubit_gates", "shots", "n_circuits", "backend_name",
-                                    "executions_per_circuit", "calibration_executions"}
+                                    "executions_per_circuit", "calibration_executions", "rep_delay", "n_jobs",
+                                    "job_overhead"}
     assert (first.executions_per_circuit, first.calibration_executions) == (DEFAULT_PROXY_SHOTS, 0)
 
 
@@ -345,12 +350,14 @@ def test_runtime_options_reach_the_runtime_estimator(manila):
 
 
 def test_runtime_proxy_grows_with_the_mitigation_as_documented(manila):
-    """seconds = n x critical x F x R x s + R_trex x s x measure (see the README's formula)."""
+    """seconds = n x F x R x s x (critical + rep_delay) + R_trex x s x (measure + rep_delay) + job overhead
+    (see the README's formula)."""
     arch, n, shots = Architecture(3, 2, "angle_y", "ry", ("chain", "chain")), 20, 1024
     plain = resolve_target(manila, shots=shots).runtime_estimate(arch, n)
     critical = plain.critical_path_seconds
     assert plain.executions_per_circuit == shots and plain.calibration_executions == 0
-    assert plain.seconds == pytest.approx(n * critical * shots)
+    delay = manila.configuration().default_rep_delay
+    assert plain.seconds == pytest.approx(n * shots * (critical + delay) + DEFAULT_JOB_OVERHEAD)
     measured = resolve_target(manila, shots=shots).isa(arch)[0].layout.final_index_layout()[:3]
     measure = max(manila.target["measure"][(q,)].duration for q in measured)
     # auto split of 1024 twirled shots: s = max(64, ceil(1024 / 32)) = 64 per randomization, R = 16
@@ -364,7 +371,8 @@ def test_runtime_proxy_grows_with_the_mitigation_as_documented(manila):
         estimate = resolve_target(manila, shots=shots, runtime_options=options).runtime_estimate(arch, n)
         assert estimate.executions_per_circuit == factors * randomizations * per_randomization, options
         assert estimate.calibration_executions == trex * per_randomization, options
-        expected = n * critical * factors * randomizations * per_randomization + trex * per_randomization * measure
+        expected = (n * factors * randomizations * per_randomization * (critical + delay)
+                    + trex * per_randomization * (measure + delay) + DEFAULT_JOB_OVERHEAD)
         assert estimate.seconds == pytest.approx(expected), options
         seconds.append(estimate.seconds)
     assert plain.seconds < seconds[0] < seconds[1] and seconds[2] > plain.seconds and seconds[3] == plain.seconds

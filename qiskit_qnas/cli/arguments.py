@@ -10,11 +10,13 @@ argument under the flag that sets it (:data:`PARAM_FLAGS`), from the attributes 
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from ..backends import TARGET_SYNTAX, target_spec
+from ..qpu_budget import FIDELITIES
 from ..selection import SELECTIONS
 from ..validation import InvalidArgument
 
@@ -41,7 +43,7 @@ PARAM_FLAGS = {
     "image_size": "--image-size", "subset": "--subset", "data_dir": "--data-dir", "target_column": "--target-column",
     "backend": "--target", "mode": "--target", "target_mode": "--target", "seed": "--seed",
     "random_state": "--seed", "name": "--dataset", "path": "--csv", "noise_aware": "--noise-aware",
-    "max_memory": "--max-memory",
+    "max_memory": "--max-memory", "max_qpu_seconds": "--max-qpu-seconds", "fidelity": "--fidelity",
 }
 
 
@@ -88,6 +90,16 @@ def _positive_float(text: str) -> float:
         raise _invalid(text, "a positive number") from None
     if not value > 0 or value == float("inf"):
         raise _invalid(text, "a positive number")
+    return value
+
+
+def _qpu_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _invalid(text, "a number of device seconds >= 0") from None
+    if not math.isfinite(value) or value < 0:
+        raise _invalid(text, "a number of device seconds >= 0")
     return value
 
 
@@ -213,6 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     objectives.add_argument("--target", type=_target_spec, default="statevector", metavar="TARGET",
                             help=f"where candidates are evaluated: {TARGET_SYNTAX} (default statevector)")
     objectives.add_argument("--shots", type=_int_at_least(1), metavar="N", help="shots per circuit on aer/runtime")
+    objectives.add_argument("--max-qpu-seconds", type=_qpu_seconds, metavar="SECONDS",
+                            help="budget of device seconds (as IBM bills them) for what the search submits to a device "
+                            "(runtime:<fake>, ibm:<name>): estimated and printed before any job, refused when its "
+                            "first step does not fit, never exceeded (the search stops; resume with a larger one)")
+    objectives.add_argument("--fidelity", type=_choice(FIDELITIES), default="auto", metavar="{" + ",".join(FIDELITIES)
+                            + "}", help="on a device: multi (auto's choice) measures every candidate on the device's "
+                            "emulation and the leader and its near-ties on the device; target measures all on it")
     objectives.add_argument("--max-concurrent-jobs", type=_int_at_least(1), default=1, metavar="N",
                             help="runtime/ibm targets: candidates' jobs in flight at once in the one Batch (default 1)")
     mitigation = search.add_argument_group(
@@ -261,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="seed of the data split and the search (default 0)")
     search.add_argument("--out", type=Path, metavar="DIR",
                         help="run directory (default runs/<dataset>-<date>-<time>)")
+    search.add_argument("--dry-run", action="store_true",
+                        help="check every setting and print the QPU plan (what the search would submit to a device), "
+                        "then stop: nothing is trained, submitted or written")
     _add_execution_options(search)
 
     # --- resume / report / export ------------------------------------------------------------
@@ -270,14 +292,17 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", type=Path, metavar="DIR")
     resume.add_argument("--yes", action="store_true",
                         help="a run on a paid IBM backend (target ibm:<name>) resumes without asking for confirmation")
+    resume.add_argument("--max-qpu-seconds", type=_qpu_seconds, metavar="SECONDS",
+                        help="a new QPU budget for the run (a search stopped at its budget goes on with a larger one)")
     _add_execution_options(resume)
 
     report = commands.add_parser("report", help="print the front, the test accuracy; (re)write pareto.png")
     report.add_argument("run_dir", type=Path, metavar="DIR")
     report.add_argument("--all", action="store_true", help="list every candidate, not only the front")
-    report.add_argument("--on-target", action="store_true",
+    report.add_argument("--on-target", nargs="?", const=True, default=False, type=_target_spec, metavar="TARGET",
                         help="also score the chosen model on the test split with its quantum layer on the run's "
-                        "target (its shots and seed); recorded in summary.json as test_accuracy_on_target")
+                        "target (its shots and seed), or on TARGET (e.g. runtime:fez, aer:manila), within what is "
+                        "left of the run's QPU budget; recorded in summary.json as test_accuracy_on_target")
 
     export = commands.add_parser("export", help="write the circuit of a front member (QPY or OpenQASM 3)",
                                  description="The circuit of front member K (the # column of `qnas report`) with "

@@ -75,6 +75,7 @@ def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerp
         "chosen": best.architecture.key, "chosen_index": front.index(best),
         "chosen_objectives": dict(zip(result.objective_names, best.objectives)),
         "val_error": best.val_error, "n_candidates": len(result.candidates), "front_size": len(front),
+        "qpu_seconds": result.qpu_seconds, "stopped": result.config.get("stopped"),
         "timings": {**{k: float(v) for k, v in estimator.timings_.items()}, "total": time.perf_counter() - started},
         "command": [PROG, *args.argv],
         "command_line": shlex.join([PROG, *args.argv]),
@@ -91,7 +92,16 @@ def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool 
     print(result.format_table(front_only=front_only))
     best = result.best
     if best is not None:
-        print(f"chosen: {best.architecture.key}  (validation error {best.val_error:.4f})")
+        device = "" if best.device_error is None else f", on the device {best.device_error:.4f}"
+        print(f"chosen: {best.architecture.key}  (validation error {best.val_error:.4f}{device})")
+    plan = result.qpu_plan
+    if plan is not None:
+        budget = plan.get("max_qpu_seconds")
+        print(f"QPU usage: {result.qpu_seconds:,.1f} s accounted on {plan.get('device')} "
+              f"({plan.get('fidelity')}-fidelity; planned at most {plan.get('seconds', 0.0):,.1f} s"
+              f"{'' if budget is None else f', budget {budget:,.1f} s'})")
+    if result.config.get("stopped"):
+        print(f"the search stopped early: {result.config['stopped']}")
     if summary is not None:
         print(f"test accuracy: {summary['test_accuracy']:.4f}  ({summary.get('n_test', '?')} samples)")
         if "test_accuracy_on_target" in summary:
@@ -101,9 +111,24 @@ def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool 
     print(f"run directory: {run_dir}")
 
 
+def _print_plan(estimator, data) -> None:
+    """What the search would submit to a device (``--dry-run``): its QPU plan, or that it submits nothing."""
+    plan = estimator._plan(data.X_train, data.y_train, n_predict=len(data.X_test))
+    with contextlib.suppress(Exception):
+        plan.target.close()
+    if plan.qpu_plan is None:
+        print(f"{plan.target.name} is not a device: the search submits nothing to a QPU (0 QPU s)")
+    else:
+        print(plan.qpu_plan.summary())
+
+
 def cmd_search(args) -> int:
     _check_dask(args)
     config = _settings_from_args(args)
+    if args.dry_run:
+        estimator, data, _ = prepare(config, args.max_memory)
+        _print_plan(estimator, data)
+        return 0
     run_dir = args.out
     if run_dir is None:
         name = config["dataset"].get("name") or Path(config["dataset"]["csv"]).stem
@@ -130,10 +155,14 @@ def cmd_search(args) -> int:
 
 def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: bool) -> None:
     """A run on an IBM backend spends its account's quota: show the backend and what the rest of
-    the search may submit, and ask (``--yes`` answers for a script; no terminal: refused)."""
+    the search may submit to it, in jobs, shots and QPU seconds as IBM bills them, and ask before the
+    account is reached (``--yes`` answers for a script; no terminal: refused). The seconds count
+    every shot's repetition delay at IBM's 250 us and the per-job overhead (the circuits' own
+    durations add a few percent; the plan printed when the search starts counts them)."""
     if not config["target"].startswith("ibm:"):
         return
     from ..estimator import QNASEstimator
+    from ..runtime_proxy import DEFAULT_JOB_OVERHEAD, DEFAULT_REP_DELAY
     from ..targets import DEFAULT_RUNTIME_SHOTS
 
     try:
@@ -142,14 +171,21 @@ def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: boo
         data = load_data(config["dataset"])
         remaining = max(0, int(settings.n_generations) - completed_generations(run_dir))
     except (TypeError, ValueError, OSError, KeyError, RunDirectoryError) as exc:
-        raise UsageError(f"DIR: {run_dir / CONFIG}: cannot estimate the run's budget "
+        raise UsageError(f"DIR: {run_dir / CONFIG}: cannot estimate the run's QPU usage "
                          f"({' '.join(str(exc).split())}); fix: restore the file, or start a new run") from None
     n_val = settings._n_val(len(data.X_train), len(set(data.y_train.tolist())))
-    jobs = remaining * int(settings.population_size)
-    shots = jobs * n_val * int(settings.shots or DEFAULT_RUNTIME_SHOTS)
+    shots = int(settings.shots or DEFAULT_RUNTIME_SHOTS)
+    if settings.fidelity == "target":
+        jobs, circuits, what = remaining * int(settings.population_size), n_val, (
+            f"{settings.population_size} candidates x {n_val} circuits x {shots} shots per generation")
+    else:  # multi-fidelity (a device's default): the device confirms the leader and its near-ties
+        jobs, circuits = int(settings.device_confirmations), min(n_val, int(settings.device_samples))
+        what = f"multi-fidelity: {jobs} confirmations x {circuits} circuits x at most {shots} shots"
+    seconds = jobs * (circuits * shots * DEFAULT_REP_DELAY + DEFAULT_JOB_OVERHEAD)
+    budget = "" if settings.max_qpu_seconds is None else f"; budget {settings.max_qpu_seconds:g} QPU s"
     print(f"{PROG}: {run_dir} runs on the paid backend {config['target']}: {remaining} generations remain, up to "
-          f"{jobs} jobs and {shots} shots ({settings.population_size} candidates x {n_val} circuits x "
-          f"{settings.shots or DEFAULT_RUNTIME_SHOTS} shots per generation)", file=sys.stderr)
+          f"{jobs} jobs and {jobs * circuits * shots} shots, about {seconds:,.0f} QPU s ({what}){budget}",
+          file=sys.stderr)
     if assume_yes:
         return
     if not sys.stdin.isatty():
@@ -169,14 +205,19 @@ def cmd_resume(args) -> int:
         read_checkpoint(run_dir)
     except ValueError as exc:
         raise UsageError(f"DIR: {' '.join(str(exc).split())}") from None
-    if (run_dir / SUMMARY).exists() and (run_dir / RESULT).exists():
-        _load_result(run_dir)  # a damaged file is reported, even with --quiet
+    finished = (run_dir / SUMMARY).exists() and (run_dir / RESULT).exists()
+    if finished:
+        result = _load_result(run_dir)  # a damaged file is reported, even with --quiet
         _read_json(run_dir / SUMMARY)
+        finished = not result.config.get("stopped")  # a search stopped at its QPU budget goes on
+    if finished:
         if not args.quiet:
             print(f"{PROG}: the run is complete; nothing to resume", file=sys.stderr)
             return cmd_report(args)
         return 0
     _check_dask(args)
+    if getattr(args, "max_qpu_seconds", None) is not None:  # a new budget: not one of the settings it must match
+        config["estimator"]["max_qpu_seconds"] = args.max_qpu_seconds
     _confirm_paid_backend(run_dir, config, args.yes)
     started = time.perf_counter()
     estimator, data, fingerprint = prepare(config, args.max_memory)
@@ -184,15 +225,18 @@ def cmd_resume(args) -> int:
     return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
 
 
-def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
+def on_target_accuracy(run_dir: Path, spec: str | None = None, qpu_spent: float = 0.0) -> tuple[float, str]:
     """Test accuracy of a finished run's chosen model (``model.pt``) with its quantum layer on the
-    run's target, and the target's name: the target is resolved from ``config.json`` as the search
-    resolved it; the pre-layer and head run in torch
-    (:func:`qiskit_qnas.objectives.target_logits`)."""
+    run's target (or on the target ``spec``, e.g. ``"runtime:fez"``), and the target's name: the
+    target is resolved from ``config.json`` as the search resolved it; the pre-layer and head run in
+    torch (:func:`qiskit_qnas.objectives.target_logits`). On a device the usage is estimated first and
+    refused beyond what is left of the run's ``max_qpu_seconds`` after ``qpu_spent``."""
     import numpy as np
 
+    from ..backends import target_backend
     from ..model import HQNN
-    from ..objectives import target_logits
+    from ..objectives import TARGET_CHUNK_SAMPLES, target_logits
+    from ..qpu_budget import QPUBudgetError, check_budget
     from ..space import Architecture
 
     _run_dir(run_dir, MODEL)
@@ -206,7 +250,22 @@ def on_target_accuracy(run_dir: Path) -> tuple[float, str]:
                  dropout=estimator.dropout)
     model.load_state_dict(saved["state"])
     X = ((np.asarray(data.X_test, dtype=np.float64) - mean) / std).astype(np.float32)
-    with estimator.resolve_target() as target:
+    backend = None
+    if spec is not None:
+        try:
+            backend, mode = target_backend(spec)
+        except Exception as exc:  # noqa: BLE001 - e.g. no saved IBM Quantum account
+            raise UsageError(f"--on-target: cannot use {spec!r}: {' '.join(str(exc).split())}") from None
+        estimator.set_params(target_mode=mode)
+    with estimator.resolve_target(estimator.random_state, backend=backend) as target:
+        try:
+            target.check_width(model.arch)
+            if target.on_device:
+                estimate = target.runtime_estimate(model.arch, len(X), n_jobs=-(-len(X) // TARGET_CHUNK_SAMPLES))
+                check_budget(qpu_spent, estimate.seconds, estimator.max_qpu_seconds,
+                             f"scoring {len(X)} test samples on {target.name}")
+        except (QPUBudgetError, ValueError) as exc:
+            raise UsageError(f"--on-target: {' '.join(str(exc).split())}") from None
         logits = target_logits(model, target, X)
         name = target.name
     return float(np.mean(classes[logits.argmax(1)] == np.asarray(data.y_test))), name
@@ -220,7 +279,9 @@ def cmd_report(args) -> int:
         if summary is None:
             raise UsageError("--on-target: the run is not finished (no summary.json: `qnas resume DIR` completes "
                              "it); allowed: a finished run")
-        summary["test_accuracy_on_target"], summary["on_target"] = on_target_accuracy(run_dir)
+        spec = None if args.on_target is True else args.on_target
+        summary["test_accuracy_on_target"], summary["on_target"] = on_target_accuracy(run_dir, spec,
+                                                                                      result.qpu_seconds)
         write_json(run_dir / SUMMARY, summary)
     result.plot_pareto(run_dir / "pareto.png")
     import matplotlib.pyplot as plt

@@ -94,7 +94,7 @@ def _settings_from_args(args) -> dict[str, Any]:
         "cutting_objective": args.cutting_objective, "runtime_objective": args.runtime_objective,
         "selection": args.selection, "reevaluations": args.reevaluations, "random_state": args.seed,
         "max_concurrent_jobs": args.max_concurrent_jobs,
-        "noise_aware": args.noise_aware,
+        "noise_aware": args.noise_aware, "max_qpu_seconds": args.max_qpu_seconds, "fidelity": args.fidelity,
     }
     runtime_options = _runtime_options(args)
     if runtime_options:
@@ -141,6 +141,7 @@ def prepare(config: dict[str, Any], max_memory: str | None = None):
 
     The fingerprint identifies the run's settings and data (what every file of its directory records)."""
     from ..noise import check_noise_aware_target
+    from ..qpu_budget import QPUBudgetError
 
     try:
         estimator = make_estimator(config, None, verbose=0)
@@ -186,8 +187,10 @@ def prepare(config: dict[str, Any], max_memory: str | None = None):
             flag = "--data-dir"
         message = _library_error(exc, flag)
         raise UsageError(message if message.startswith("--") else f"{flag}: {message}") from None
-    try:  # the memory the widest candidate needs (training, validation, scoring the test split)
+    try:  # the memory the widest candidate needs (training, validation, scoring the test split), the QPU plan
         plan = estimator._plan(data.X_train, data.y_train, n_predict=len(data.X_test))
+    except QPUBudgetError as exc:
+        raise UsageError(f"--max-qpu-seconds: {' '.join(str(exc).split())}") from None
     except ValueError as exc:
         raise UsageError(_library_error(exc, flag)) from None
     with contextlib.suppress(Exception):
