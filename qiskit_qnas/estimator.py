@@ -55,7 +55,7 @@ from .search import run_nsga2
 from .selection import SELECTIONS, confirm_leader, contenders, select
 from .space import SearchSpace
 from .supercircuit import SuperCircuit, finetune, train_supercircuit
-from .targets import ExecutionTarget, check_runtime_options, resolve_target
+from .targets import AER_DEFAULT_SHOTS, ExecutionTarget, aer_state_bytes, check_runtime_options, resolve_target
 from .validation import (
     InvalidArgument,
     check_choice,
@@ -416,8 +416,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if qpu_plan is not None:
             qpu_plan.check()  # refuses, before any job, a budget the first step does not fit in
         n, batch = space.max_qubits, max(int(self.batch_size), min(int(n_predict), PREDICT_BATCH))
-        # training and prediction run on the exact engine; the validation split on the target
-        needed = max(exact_engine_bytes(n, batch), target.memory_bytes(n, n_val))
+        # training and prediction run on the exact engine; the validation split on the target, or on its
+        # emulation here (a noisy Aer simulation) in a multi-fidelity search
+        emulated = aer_state_bytes(n, AER_DEFAULT_SHOTS, noisy=True) if fidelity == "multi" else 0
+        needed = max(exact_engine_bytes(n, batch), target.memory_bytes(n, n_val), emulated)
         check_memory(needed, f"the widest candidate ({n} qubits) on target {target.name}, {batch} samples at once "
                      f"in training/prediction and a validation split of {n_val}", self.max_memory,
                      argument=("qubits", space.qubits))
@@ -746,10 +748,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
     def _scoring_target(self, on_target) -> tuple[ExecutionTarget | None, bool]:
         """The target ``on_target`` names (None: the exact engine) and whether this call opened it."""
-        if on_target is None or on_target is False:
-            return None, False
-        if on_target is True:
-            return self.target_, False
+        if on_target is None or isinstance(on_target, (bool, np.bool_)):
+            return (self.target_ if on_target else None), False
         if isinstance(on_target, ExecutionTarget):
             return on_target, False
         if not hasattr(on_target, "target"):
@@ -780,14 +780,15 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
     def _logits(self, X, cut: bool, on_target=False, **cut_options) -> np.ndarray:
         check_is_fitted(self, "model_")
-        if cut and on_target is not False and on_target is not None:
+        on_exact = on_target is None or (isinstance(on_target, (bool, np.bool_)) and not on_target)
+        if cut and not on_exact:
             raise ValueError("invalid cut=True with on_target=True; allowed: one of them (cut runs the pieces "
                              "on a sampler, on_target runs the whole circuit on the search's target)")
         if cut_options and not cut:
             raise ValueError(f"invalid options {sorted(cut_options)} without cut=True; allowed: cut options "
                              f"(shots, sampler, backend, ...) only with cut=True")
-        target, opened = self._scoring_target(on_target)
         X = self._scale(validate_data(self, X, dtype=np.float64, reset=False))
+        target, opened = self._scoring_target(on_target)
         if target is not None:
             try:
                 target.check_width(self.best_architecture_)

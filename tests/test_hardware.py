@@ -53,10 +53,11 @@ def test_search_on_aer_with_a_backend_noise_model(noisy_manila):
 
 
 def test_search_in_runtime_local_testing_mode():
-    est = QNASEstimator(backend=FakeManilaV2(), target_mode="runtime", shots=256,
+    est = QNASEstimator(backend=FakeManilaV2(), target_mode="runtime", shots=256, fidelity="target",
                         **{**TINY, "population_size": 3}).fit(X_TRAIN, Y_TRAIN)
     assert est.target_.name.startswith("runtime")
     assert all(not c.failed and c.measured_seconds > 0 for c in est.result_.candidates)
+    assert all(c.measurements[0]["kind"] == "device" and c.qpu_seconds > 0 for c in est.result_.candidates)
     assert len(est.pareto_front_) >= 1
 
 
@@ -201,7 +202,7 @@ def test_search_in_runtime_local_testing_mode_with_mitigation_and_twirling(tmp_p
                     n_generations=1, supercircuit_epochs=2, finetune_epochs=0, final_epochs=0,
                     validation_size=0.1, verbose=0, random_state=0)
     est = QNASEstimator(backend=FakeManilaV2(), target_mode="runtime", shots=256, runtime_options=options,
-                        checkpoint_dir=str(tmp_path), **settings).fit(X_TRAIN, Y_TRAIN)
+                        fidelity="target", checkpoint_dir=str(tmp_path), **settings).fit(X_TRAIN, Y_TRAIN)
     assert est.target_.primitive().options.resilience_level == 1
     assert all(not c.failed for c in est.result_.candidates)
     for c in est.result_.candidates:  # TREX calibration and 4 randomizations of 64 shots counted in the proxy

@@ -158,8 +158,9 @@ def test_runtime_jobs_run_concurrently_under_the_cap(monkeypatch):
 
     from qiskit_qnas.targets import RuntimeTarget
 
-    # reevaluations=0: the leader's re-measurement after the search runs on the calling thread
-    runtime = dict(backend=FakeManilaV2(), target_mode="runtime", shots=256, reevaluations=0)
+    # reevaluations=0: the leader's re-measurement after the search runs on the calling thread;
+    # fidelity="target": every candidate's job on the device (not on its emulation)
+    runtime = dict(backend=FakeManilaV2(), target_mode="runtime", shots=256, reevaluations=0, fidelity="target")
     one_at_a_time = search(**runtime)
     state = {"now": 0, "peak": 0, "threads": set(), "batches": set()}
     lock = threading.Lock()

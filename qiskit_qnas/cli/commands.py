@@ -88,6 +88,11 @@ def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerp
     return 0
 
 
+def _seconds(value) -> str:
+    """``value`` read from a run file, as seconds, or ``?`` when it is not a number."""
+    return f"{value:,.1f} s" if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+
 def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool = True) -> None:
     print(result.format_table(front_only=front_only))
     best = result.best
@@ -95,11 +100,11 @@ def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool 
         device = "" if best.device_error is None else f", on the device {best.device_error:.4f}"
         print(f"chosen: {best.architecture.key}  (validation error {best.val_error:.4f}{device})")
     plan = result.qpu_plan
-    if plan is not None:
+    if isinstance(plan, dict):  # data from result.json: a value of another type is shown as "?"
         budget = plan.get("max_qpu_seconds")
         print(f"QPU usage: {result.qpu_seconds:,.1f} s accounted on {plan.get('device')} "
-              f"({plan.get('fidelity')}-fidelity; planned at most {plan.get('seconds', 0.0):,.1f} s"
-              f"{'' if budget is None else f', budget {budget:,.1f} s'})")
+              f"({plan.get('fidelity')}-fidelity; planned at most {_seconds(plan.get('seconds'))}"
+              f"{'' if budget is None else f', budget {_seconds(budget)}'})")
     if result.config.get("stopped"):
         print(f"the search stopped early: {result.config['stopped']}")
     if summary is not None:
