@@ -397,3 +397,25 @@ def test_exact_target_starts_amplitude_states_from_their_closed_form():
     """The exact target compiles the amplitude embedding's RY tree as a preparation, not gate by gate."""
     program = resolve_target(None).program(Architecture(3, 1, "amplitude"))
     assert program._tree_inputs is not None
+
+
+def test_aer_narrows_a_wide_device_s_noise_model_to_the_circuit_s_qubits_with_the_same_values():
+    """Aer converts the whole noise model on every run (a 156-qubit device's: seconds); the target runs
+    a candidate with only the errors on its qubits, and Aer computes the same values as with all."""
+    from qiskit_ibm_runtime.fake_provider import FakeFez
+
+    fez = AerSimulator.from_backend(FakeFez())
+    target = resolve_target(fez, mode="aer", seed=3)
+    x, w = data(ARCH)
+    circuit, observables, values = target.pub(ARCH, x, w)
+    narrowed = target._primitive_for(circuit)
+    assert narrowed is not target.primitive() and target._primitive_for(circuit) is narrowed  # cached
+    used = {circuit.find_bit(q).index for instruction in circuit.data for q in instruction.qubits}
+    noise_model = narrowed._backend.options.noise_model
+    assert 0 < len(noise_model.noise_qubits) and set(noise_model.noise_qubits) <= used
+    full = AerEstimator.from_backend(fez, options={"default_precision": 0.0,
+                                                   "run_options": {"seed_simulator": 11}})
+    narrowed.options.run_options = {"seed_simulator": 11}
+    pub = [(circuit, observables, values)]
+    np.testing.assert_allclose(narrowed.run(pub).result()[0].data.evs, full.run(pub).result()[0].data.evs,
+                               atol=1e-12)
