@@ -457,7 +457,8 @@ def load_csv(path: str | os.PathLike, target_column: str | int, *, test_size: fl
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a missing target column (the message lists the columns), non-numeric or missing
+        ValueError: a file that is not UTF-8 text, a missing target column (the message lists the columns),
+            non-numeric or missing
             feature values (naming the column and line), rows of the wrong length, or a class too
             small to be split.
     """
@@ -467,8 +468,12 @@ def load_csv(path: str | os.PathLike, target_column: str | int, *, test_size: fl
     check_fraction("test_size", test_size, allowed="a fraction strictly between 0 and 1")
     n_components = check_int("n_components", n_components, 1, allow_none=True, allowed="None or an integer >= 1")
     subset = check_int("subset", subset, 2, allow_none=True, allowed="None or an integer >= 2")
-    with open(file, newline="", encoding="utf-8-sig") as handle:
-        rows = [row for row in csv.reader(handle, delimiter=delimiter)]
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle, delimiter=delimiter)]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{file}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                         f"allowed: a UTF-8 CSV file (convert it, e.g. iconv -f latin1 -t utf-8)") from None
     if not rows:
         raise ValueError(f"{file}: empty CSV file; expected a header row and data rows")
     header = [h.strip() for h in rows[0]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -50,7 +51,15 @@ from .qpu_budget import (
     resolve_fidelity,
 )
 from .result import Candidate, SearchResult, atomic_write
-from .rundir import MODEL, SUPERCIRCUIT, check_run_directory, read_seed, read_tensors, write_seed
+from .rundir import (
+    MODEL,
+    SUPERCIRCUIT,
+    check_run_directory,
+    read_seed,
+    read_tensors,
+    run_directory_lock,
+    write_seed,
+)
 from .search import run_nsga2
 from .selection import SELECTIONS, confirm_leader, contenders, select
 from .space import SearchSpace
@@ -187,7 +196,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             work. The runtime proxy counts the circuits and shots they add.
         checkpoint_dir: a directory for the SuperCircuit weights, a checkpoint after every
             generation (``checkpoint.json``, data only) and the result; an interrupted ``fit`` with
-            the same settings resumes there.
+            the same settings resumes there. ``fit`` holds the directory's lock
+            (:func:`qiskit_qnas.rundir.run_directory_lock`): a second process's ``fit`` of it is
+            refused at once, naming the holder.
             It must be new, empty or a run of exactly these settings (checked before anything is
             written; see :func:`qiskit_qnas.rundir.check_run_directory`). With
             ``random_state=None`` the seed drawn is recorded there (``seed.json``) so the run resumes.
@@ -370,6 +381,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         if self.callback is not None and not callable(self.callback):
             raise InvalidArgument("callback", self.callback, "None or a callable")
 
+    def _run_dir(self) -> Path | None:
+        """``checkpoint_dir`` as a path (``~`` expanded), or None."""
+        return None if self.checkpoint_dir is None else Path(self.checkpoint_dir).expanduser()
+
     def _seed(self, run_dir: Path | None = None) -> int:
         if is_integer(self.random_state):
             return int(self.random_state)
@@ -402,7 +417,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self._check_params()
         space = self._space()
         X, y, encoder = self._check_data(X, y)
-        run_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
+        run_dir = self._run_dir()
         seed = self._seed(run_dir)
         target = self.resolve_target(seed)
         target.check_width(space.max_qubits, what=f"the search space's widest candidate ({space.max_qubits} qubits)")
@@ -452,23 +467,27 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         directory are checked before any work starts and before anything is written.
         """
         plan = self._plan(X, y)
+        run_dir = self._run_dir()
+        if run_dir is not None:
+            check_run_directory(run_dir, plan.fingerprint, plan.seed)  # before anything is written
         if plan.qpu_plan is not None:
             logger.info("%s", plan.qpu_plan.summary())
             if self.verbose:
                 print(plan.qpu_plan.summary(), flush=True)
-        self.close()  # a previous fit's target
-        try:
-            return self._fit(plan)
-        except BaseException:
-            if plan.target is not self.backend:  # opened by this fit and unreachable after a failure
-                plan.target.close()
-            raise
+        with contextlib.nullcontext() if run_dir is None else run_directory_lock(run_dir):
+            if run_dir is not None:  # again under the lock: another run may have written it meanwhile
+                check_run_directory(run_dir, plan.fingerprint, plan.seed)
+            self.close()  # a previous fit's target
+            try:
+                return self._fit(plan)
+            except BaseException:
+                if plan.target is not self.backend:  # opened by this fit and unreachable after a failure
+                    plan.target.close()
+                raise
 
     def _fit(self, plan: _Plan):
         space, target, seed = plan.space, plan.target, plan.seed
-        run_dir = None if self.checkpoint_dir is None else Path(self.checkpoint_dir)
-        if run_dir is not None:
-            check_run_directory(run_dir, plan.fingerprint, seed)
+        run_dir = self._run_dir()
         executor, owned_executor = resolve_executor(self.executor, self.n_jobs)
         if run_dir is not None and self.random_state is None:
             write_seed(run_dir, seed)

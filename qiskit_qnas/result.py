@@ -263,12 +263,17 @@ class SearchResult:
         return pd.DataFrame(self.table(front_only=front_only))
 
     def format_table(self, front_only: bool = True) -> str:
-        """A plain-text table of the front for terminals."""
+        """A plain-text table of the front (or of every candidate) for terminals. The ``#`` column is a
+        candidate's index in the front, the one :meth:`export` and ``qnas export --candidate`` take
+        (``-`` for a candidate off the front); ``*`` marks the chosen one."""
         header = f"{'#':>3}  {'candidate':<44} {'val_error':>9} {'runtime_s':>10} {'subcirc':>7} {'depth':>6}"
         lines = [header, "-" * len(header)]
-        for i, row in enumerate(self.table(front_only=front_only)):
+        front_index = {c.architecture.key: k for k, c in enumerate(self.pareto_front)}
+        for row in self.table(front_only=front_only):
             mark = "*" if row["chosen"] else " "
-            lines.append(f"{i:>3}{mark} {row['candidate']:<44} {row['val_error']:>9.4f} {row['runtime_proxy']:>10.4g} "
+            number = front_index.get(row["candidate"], "-")
+            lines.append(f"{number:>3}{mark} {row['candidate']:<44} {row['val_error']:>9.4f} "
+                         f"{row['runtime_proxy']:>10.4g} "
                          f"{row['n_subcircuits']:>7} {row['depth'] if row['depth'] is not None else '-':>6}")
         return "\n".join(lines)
 

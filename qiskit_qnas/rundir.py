@@ -14,10 +14,18 @@ and the fix, with nothing modified.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
 import json
+import os
 import pickle
 import re
+import socket
+import stat
+import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,8 @@ MODEL = "model.pt"
 BEST_CIRCUIT = "best_circuit.qpy"
 #: the seed drawn for ``random_state=None``, so that the run can resume
 SEED = "seed.json"
+#: the advisory lock a run holds on its directory (:func:`run_directory_lock`): who holds it, as text
+LOCK = ".qnas.lock"
 #: every QPY file starts with these bytes (``qiskit.qpy`` file header)
 QPY_MAGIC = b"QISKIT"
 
@@ -173,7 +183,8 @@ def check_run_directory(directory: str | Path, fingerprint: str, seed: int) -> N
                                 "another directory")
     for path in sorted(directory.iterdir()):
         name = path.name
-        if _PARTIAL.match(name) or name in _UNRECORDED or _EXPORT.match(name):
+        # outputs written again at the end: a directory in the way would fail the run only then
+        if (_PARTIAL.match(name) or name in _UNRECORDED or _EXPORT.match(name) or name == LOCK) and not path.is_dir():
             continue
         if path.is_dir() or name not in FIXES:
             raise RunDirectoryError(path, "is not a file of a qnas run",
@@ -194,6 +205,71 @@ def check_run_directory(directory: str | Path, fingerprint: str, seed: int) -> N
             what = "records no settings fingerprint" if recorded is None else f"records settings {recorded}"
             raise RunDirectoryError(path, f"{what}, not these ({fingerprint}): the directory holds another run",
                                     f"{allowed} and training settings)")
+
+
+#: the locks this process holds: lock file -> (descriptor, depth), so that a run holding its
+#: directory (the command line) can call ``fit``, which takes the same lock, without waiting for itself
+_HELD: dict[Path, list[int]] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def _holder(fd: int) -> str:
+    """Who a lock file says holds it (its first 200 bytes, printable characters only)."""
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", errors="replace")
+    except OSError:
+        return "another process"
+    return "".join(c for c in text if c.isprintable()).strip() or "another process"
+
+
+@contextlib.contextmanager
+def run_directory_lock(directory: str | Path) -> Iterator[Path]:
+    """Hold the advisory lock of the run directory ``directory`` (created if missing) while the block
+    runs: ``fcntl.flock`` on ``directory/.qnas.lock``, which records the holder's pid, host and start.
+
+    A second process (a ``fit``, ``qnas search``, ``resume`` or ``report`` of the same directory) gets
+    :class:`RunDirectoryError` naming the holder, at once. The kernel releases the lock when its
+    process ends, however it ends, so the lock of a dead process is taken over by the next run.
+    Re-entrant within a process (the command line holds it around ``fit``, which takes it too)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory.resolve() / LOCK  # a link in place of the lock file is refused, not followed
+    with _HELD_GUARD:
+        held = _HELD.get(path)
+        if held is not None:
+            held[1] += 1
+    if held is not None:
+        try:
+            yield path
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise RunDirectoryError(path, f"cannot be opened as the run directory's lock ({exc.strerror})",
+                                "remove what is in its place, or use another directory") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise RunDirectoryError(path, "is not a regular file", "remove it, or use another directory")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryError(directory, f"is in use by another qnas run ({_holder(fd)})",
+                                    "wait for it to end or stop it, or use another directory") from None
+        since = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
+        with _HELD_GUARD:
+            _HELD[path] = [fd, 1]
+        try:
+            yield path
+        finally:
+            with _HELD_GUARD:
+                del _HELD[path]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _check_checkpoint(directory: Path) -> None:

@@ -546,3 +546,68 @@ def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch)
     # each shot followed by 250 us, and 1 s a job: 12 x (21 x 100 x 250e-6 + 1) = 18.3 QPU s
     assert "2 generations remain, up to 12 jobs and 25200 shots, about 18 QPU s" in err, err
     assert _hashes(copy) == before
+
+
+# --- run directories and paths the filesystem makes awkward ---------------------------------------------
+def test_export_refuses_an_output_that_is_a_fifo_or_a_directory(run, tmp_path, capsys):
+    out, _ = run
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for output in (str(fifo), str(tmp_path), ""):
+        with pytest.raises(SystemExit) as info:
+            main(["export", str(out), "--logical", "--output", output])
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == 2 and len(err.splitlines()) == 1 and "--output" in err, err
+    import stat
+
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # not replaced
+
+
+def test_report_all_numbers_candidates_as_export_does(run, capsys):
+    out, _ = run
+    assert main(["report", str(out), "--all"]) == 0
+    result = SearchResult.load(out)
+    lines = capsys.readouterr().out.splitlines()[2:2 + len(result.candidates)]
+    rows = [(line.split()[0].rstrip("*"), line.split()[1]) for line in lines]
+    assert sorted(key for _, key in rows) == sorted(c.architecture.key for c in result.candidates)
+    front = result.pareto_front
+    numbered = [(int(number), key) for number, key in rows if number != "-"]
+    assert sorted(number for number, _ in numbered) == list(range(len(front)))
+    for number, key in numbered:
+        assert front[number].architecture.key == key  # `qnas export --candidate number` writes this one
+
+
+def test_a_directory_named_like_a_run_output_is_refused_before_work(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (run_dir / "pareto.png").mkdir(parents=True)
+    with pytest.raises(SystemExit) as info:
+        main(["search", *TINY, "--out", str(run_dir)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "pareto.png" in err and "not a file of a qnas run" in err
+    assert sorted(p.name for p in run_dir.iterdir()) == ["pareto.png"]
+
+
+def test_a_latin1_csv_is_refused_in_one_line(tmp_path, capsys):
+    csv = tmp_path / "data.csv"
+    csv.write_bytes("caf\xe9,label\n1,0\n2,1\n3,0\n4,1\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--csv", str(csv), "--target-column", "label", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "not UTF-8" in err, err
+
+
+def test_a_tilde_in_a_path_is_the_home_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", *TINY, "--population", "2", "--generations", "1", "--out=~/run", "--quiet"]) == 0
+    assert (tmp_path / "run" / "result.json").is_file() and not (tmp_path / "~").exists()
+    from qiskit_qnas import QNASEstimator, SearchSpace
+
+    est = QNASEstimator(search_space=SearchSpace(qubits=(2, 2), layers=(1, 1)), qubit_budget=2, population_size=2,
+                        n_generations=1, supercircuit_epochs=1, finetune_epochs=0, final_epochs=0, verbose=0,
+                        random_state=0, checkpoint_dir="~/api")
+    from sklearn.datasets import load_iris
+
+    est.fit(*load_iris(return_X_y=True))
+    assert (tmp_path / "api" / "result.json").is_file() and not (tmp_path / "~").exists()
+    capsys.readouterr()

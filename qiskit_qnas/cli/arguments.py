@@ -83,24 +83,28 @@ def _int_at_least(low: int):
     return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _invalid(text, "a positive number") from None
-    if not value > 0 or value == float("inf"):
-        raise _invalid(text, "a positive number")
-    return value
+def _path(text: str) -> Path:
+    """A path from the command line, ``~`` expanded (also in ``--out=~/x``, which the shell leaves alone)."""
+    return Path(text).expanduser()
 
 
-def _qpu_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise _invalid(text, "a number of device seconds >= 0") from None
-    if not math.isfinite(value) or value < 0:
-        raise _invalid(text, "a number of device seconds >= 0")
-    return value
+def _finite_float(allowed: str, low: float = 0.0, inclusive: bool = False):
+    """A parser of a finite number above ``low`` (or equal to it, ``inclusive``), refused with ``allowed``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _invalid(text, allowed) from None
+        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
+            raise _invalid(text, allowed)
+        return value
+
+    parse.__name__ = allowed
+    return parse
+
+
+_positive_float = _finite_float("a positive number")
+_qpu_seconds = _finite_float("a number of device seconds >= 0", inclusive=True)
 
 
 def _memory(text: str) -> str:
@@ -198,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = data.add_mutually_exclusive_group()
     source.add_argument("--dataset", type=_choice(DATASETS, str.lower), metavar="NAME",
                         help=f"a built-in dataset: {', '.join(DATASETS)}")
-    source.add_argument("--csv", type=Path, metavar="PATH", help="a CSV file with a header row")
+    source.add_argument("--csv", type=_path, metavar="PATH", help="a CSV file with a header row")
     data.add_argument("--target-column", metavar="NAME", help="the label column of --csv")
-    data.add_argument("--data-dir", type=Path, metavar="DIR", help="where dataset files are (IDX files for mnist)")
+    data.add_argument("--data-dir", type=_path, metavar="DIR", help="where dataset files are (IDX files for mnist)")
     data.add_argument("--pca", type=_int_at_least(1), metavar="N", help="reduce the features to N PCA components")
     data.add_argument("--image-size", type=_int_at_least(1), metavar="N",
                       help="downsample images to N x N by average pooling (digits, mnist, fashion_mnist)")
@@ -278,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--learning-rate", type=_positive_float, default=0.02, metavar="LR", help="default 0.02")
     training.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
                           help="seed of the data split and the search (default 0)")
-    search.add_argument("--out", type=Path, metavar="DIR",
+    search.add_argument("--out", type=_path, metavar="DIR",
                         help="run directory (default runs/<dataset>-<date>-<time>)")
     search.add_argument("--dry-run", action="store_true",
                         help="check every setting and print the QPU plan (what the search would submit to a device), "
@@ -289,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = commands.add_parser("resume", help="continue an interrupted run (or re-report a finished one)",
                                  description="Rebuild the estimator and data from DIR/config.json and fit again: "
                                  "the SuperCircuit and the search resume from their checkpoints.")
-    resume.add_argument("run_dir", type=Path, metavar="DIR")
+    resume.add_argument("run_dir", type=_path, metavar="DIR")
     resume.add_argument("--yes", action="store_true",
                         help="a run on a paid IBM backend (target ibm:<name>) resumes without asking for confirmation")
     resume.add_argument("--max-qpu-seconds", type=_qpu_seconds, metavar="SECONDS",
@@ -297,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_execution_options(resume)
 
     report = commands.add_parser("report", help="print the front, the test accuracy; (re)write pareto.png")
-    report.add_argument("run_dir", type=Path, metavar="DIR")
-    report.add_argument("--all", action="store_true", help="list every candidate, not only the front")
+    report.add_argument("run_dir", type=_path, metavar="DIR")
+    report.add_argument("--all", action="store_true", help="list every candidate, not only the front (# is the "
+                        "front index that export --candidate takes; - off the front)")
     report.add_argument("--on-target", nargs="?", const=True, default=False, type=_target_spec, metavar="TARGET",
                         help="also score the chosen model on the test split with its quantum layer on the run's "
                         "target (its shots and seed), or on TARGET (e.g. runtime:fez, aer:manila), within what is "
@@ -308,13 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="The circuit of front member K (the # column of `qnas report`) with "
                                  "its trained weights bound; inputs x stay parameters. By default the ISA circuit "
                                  "for the run's backend; --logical for the logical circuit.")
-    export.add_argument("run_dir", type=Path, metavar="DIR")
+    export.add_argument("run_dir", type=_path, metavar="DIR")
     export.add_argument("--candidate", type=_int_at_least(0), metavar="K",
                         help="index in the front (default: the chosen candidate)")
     export.add_argument("--format", type=_choice(("qpy", "qasm3")), default="qpy", metavar="{qpy,qasm3}",
                         help="default qpy")
     export.add_argument("--logical", action="store_true", help="the logical circuit, not the ISA circuit")
-    export.add_argument("--output", type=Path, metavar="PATH",
+    export.add_argument("--output", type=_path, metavar="PATH",
                         help="default DIR/candidate_K.qpy or .qasm; '-' writes the circuit to stdout. The path "
                         "written is printed on stderr")
     return parser

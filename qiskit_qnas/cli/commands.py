@@ -11,13 +11,25 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import os
 import shlex
+import stat
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ..rundir import CONFIG, MODEL, RESULT, SUMMARY, RunDirectoryError, completed_generations, read_tensors, write_json
+from ..rundir import (
+    CONFIG,
+    MODEL,
+    RESULT,
+    SUMMARY,
+    RunDirectoryError,
+    completed_generations,
+    read_tensors,
+    run_directory_lock,
+    write_json,
+)
 from .arguments import PROG, UsageError
 from .run_directory import (
     CONFIG_FORMAT,
@@ -54,6 +66,15 @@ def _check_dask(args) -> None:
         flag = "--dask-scheduler" if args.dask_scheduler is not None else "--workers"
         raise UsageError(f"{flag}: needs Dask; allowed only with dask[distributed] installed "
                          "(pip install 'qiskit-qnas[dask]')")
+
+
+def _lock(held: contextlib.ExitStack, run_dir: Path, flag: str) -> None:
+    """Hold ``run_dir``'s lock until ``held`` closes (:func:`qiskit_qnas.rundir.run_directory_lock`);
+    a directory another run holds is a usage error naming the holder."""
+    try:
+        held.enter_context(run_directory_lock(run_dir))
+    except RunDirectoryError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerprint: str) -> int:
@@ -152,10 +173,15 @@ def cmd_search(args) -> int:
     config = {"format": CONFIG_FORMAT, "version": __version__, **config,
               "command": [PROG, *args.argv], "fingerprint": fingerprint,
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG, config)
-    logger.info("run directory %s", run_dir)
-    return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
+    with contextlib.ExitStack() as held:
+        _lock(held, run_dir, "--out")
+        if (run_dir / CONFIG).exists():  # a run that started meanwhile
+            raise UsageError(f"--out: invalid value {str(run_dir)!r}: it already holds a run; allowed: a new or "
+                             f"empty directory")
+        _check_directory(run_dir, fingerprint, estimator.random_state, "--out")
+        write_json(run_dir / CONFIG, config)
+        logger.info("run directory %s", run_dir)
+        return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
 
 
 def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: bool) -> None:
@@ -227,7 +253,10 @@ def cmd_resume(args) -> int:
     started = time.perf_counter()
     estimator, data, fingerprint = prepare(config, args.max_memory)
     _check_directory(run_dir, fingerprint, estimator.random_state, "DIR")
-    return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
+    with contextlib.ExitStack() as held:
+        _lock(held, run_dir, "DIR")  # one resume at a time: two would submit every job twice
+        _check_directory(run_dir, fingerprint, estimator.random_state, "DIR")
+        return _fit_and_score(estimator, data, run_dir, args, started, fingerprint)
 
 
 def on_target_accuracy(run_dir: Path, spec: str | None = None, qpu_spent: float = 0.0) -> tuple[float, str]:
@@ -278,7 +307,16 @@ def on_target_accuracy(run_dir: Path, spec: str | None = None, qpu_spent: float 
 
 def cmd_report(args) -> int:
     run_dir = _run_dir(args.run_dir, RESULT)
-    result = _load_result(run_dir)
+    _load_result(run_dir)  # a damaged file is refused before the lock is taken: nothing is modified
+    if (run_dir / SUMMARY).exists():
+        _read_json(run_dir / SUMMARY)
+    with contextlib.ExitStack() as held:
+        _lock(held, run_dir, "DIR")  # it rewrites pareto.png (and summary.json)
+        return _report(run_dir, args)
+
+
+def _report(run_dir: Path, args) -> int:
+    result = _load_result(run_dir)  # read again under the lock: what is rewritten is what is current
     summary = _read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
     if getattr(args, "on_target", False):
         if summary is None:
@@ -296,6 +334,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _check_output(output: Path) -> None:
+    """Refuse an ``--output`` that is not a new path, a regular file or a link (which is replaced): a
+    device, a FIFO, a socket or a directory in its place would be replaced or fail the write."""
+    if str(output) == "-":
+        return
+    try:
+        mode = os.lstat(output).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"--output: invalid value {str(output)!r}: {exc.strerror}; allowed: a writable file "
+                         "path") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        kind = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise UsageError(f"--output: invalid value {str(output)!r}: it is {kind}; allowed: a new path or a regular "
+                         "file, or - for stdout")
+
+
 def cmd_export(args) -> int:
     run_dir = _run_dir(args.run_dir, RESULT)
     result = _load_result(run_dir)
@@ -311,6 +367,7 @@ def cmd_export(args) -> int:
         raise UsageError(f"--candidate: invalid value {index}; allowed: 0..{len(front) - 1} (the # column of "
                          "`qnas report`)")
     output = args.output or run_dir / f"candidate_{index}.{'qpy' if args.format == 'qpy' else 'qasm'}"
+    _check_output(output)
     backend = None
     optimization_level = 1
     if not args.logical:

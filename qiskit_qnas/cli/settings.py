@@ -29,8 +29,13 @@ def _dataset_settings(args) -> dict[str, Any]:
         path = args.csv.expanduser().resolve()
         if not path.is_file():
             raise UsageError(f"--csv: invalid value {str(args.csv)!r}; allowed: an existing CSV file")
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), [])
+        try:  # the header, read as load_csv reads the file
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                header = next(csv.reader(f), [])
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"--csv: invalid value {str(args.csv)!r}: not UTF-8 text (byte "
+                             f"{exc.object[exc.start]:#04x} at offset {exc.start}); allowed: a UTF-8 CSV file "
+                             "(convert it, e.g. iconv -f latin1 -t utf-8)") from None
         if args.target_column not in header:
             raise UsageError(f"--target-column: invalid value {args.target_column!r}; allowed: "
                              f"{', '.join(header) or 'a column of the CSV header'}")
