@@ -611,3 +611,14 @@ def test_a_tilde_in_a_path_is_the_home_directory(tmp_path, monkeypatch, capsys):
     est.fit(*load_iris(return_X_y=True))
     assert (tmp_path / "api" / "result.json").is_file() and not (tmp_path / "~").exists()
     capsys.readouterr()
+
+
+def test_strings_read_from_a_run_directory_reach_the_terminal_escaped(run, tmp_path, capsys):
+    copy = _copy_run(run, tmp_path)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary.update(test_accuracy_on_target=0.5, on_target="\x1b[2J\x1b[31mred", n_test="4\x075")
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert main(["report", str(copy)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "test accuracy on \\x1b[2J\\x1b[31mred: 0.5000" in out and "(4\\x075 samples)" in out

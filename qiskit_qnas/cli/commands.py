@@ -109,6 +109,12 @@ def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerp
     return 0
 
 
+def _shown(value) -> str:
+    """A value read from a run file, as text a terminal shows as it is: control characters (escape
+    sequences that would move the cursor or recolour the terminal) written as Python escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+
+
 def _seconds(value) -> str:
     """``value`` read from a run file, as seconds, or ``?`` when it is not a number."""
     return f"{value:,.1f} s" if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
@@ -123,15 +129,15 @@ def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool 
     plan = result.qpu_plan
     if isinstance(plan, dict):  # data from result.json: a value of another type is shown as "?"
         budget = plan.get("max_qpu_seconds")
-        print(f"QPU usage: {result.qpu_seconds:,.1f} s accounted on {plan.get('device')} "
-              f"({plan.get('fidelity')}-fidelity; planned at most {_seconds(plan.get('seconds'))}"
+        print(f"QPU usage: {result.qpu_seconds:,.1f} s accounted on {_shown(plan.get('device'))} "
+              f"({_shown(plan.get('fidelity'))}-fidelity; planned at most {_seconds(plan.get('seconds'))}"
               f"{'' if budget is None else f', budget {_seconds(budget)}'})")
     if result.config.get("stopped"):
-        print(f"the search stopped early: {result.config['stopped']}")
+        print(f"the search stopped early: {_shown(result.config['stopped'])}")
     if summary is not None:
-        print(f"test accuracy: {summary['test_accuracy']:.4f}  ({summary.get('n_test', '?')} samples)")
+        print(f"test accuracy: {summary['test_accuracy']:.4f}  ({_shown(summary.get('n_test', '?'))} samples)")
         if "test_accuracy_on_target" in summary:
-            print(f"test accuracy on {summary['on_target']}: {summary['test_accuracy_on_target']:.4f}")
+            print(f"test accuracy on {_shown(summary['on_target'])}: {summary['test_accuracy_on_target']:.4f}")
     else:
         print("test accuracy: not scored yet (the run is not finished: `qnas resume DIR` completes it)")
     print(f"run directory: {run_dir}")
