@@ -404,6 +404,32 @@ def test_sigkill_then_resume_gives_the_uninterrupted_front(tmp_path, uninterrupt
     assert (killed / "model.pt").read_bytes() == (uninterrupted / "model.pt").read_bytes()
 
 
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGTERM, 143, "terminated"),
+                                               (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_and_ctrl_c_end_a_search_in_one_line_with_the_resume_command(tmp_path, signum, code, word):
+    """SIGTERM ends a search as Ctrl-C does: one line with the resume command (no traceback), exit 143
+    (130 for Ctrl-C), and the run resumes."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "stderr", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "qiskit_qnas.cli", "search", *KILLED, "--quiet",
+                                 "--out", str(out)], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        try:
+            deadline = time.monotonic() + 240
+            while not (out / "config.json").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "stderr").read_text()
+                time.sleep(0.02)
+            proc.send_signal(signum)
+            proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    err = (tmp_path / "stderr").read_text().strip()
+    assert proc.returncode == code and "Traceback" not in err, err
+    assert err.splitlines()[-1] == f"qnas: {word}; continue with: qnas resume {out}"
+
+
 # --- run directories: checked before writing, data only, one-line errors ------------------------------
 def _hashes(directory):
     import hashlib

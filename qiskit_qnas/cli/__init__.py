@@ -30,8 +30,11 @@ Backends by name and ``--target`` specifications are :mod:`qiskit_qnas.backends`
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from ..backends import TARGET_SYNTAX, fake_backend, fake_backend_classes, target_backend
 from .arguments import (
@@ -41,6 +44,7 @@ from .arguments import (
     PARAM_FLAGS,
     PROG,
     TWIRLING_CHOICES,
+    Terminated,
     UsageError,
     build_parser,
 )
@@ -57,11 +61,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
-    with configure_logging(getattr(args, "log_level", "warning")):
+    with configure_logging(getattr(args, "log_level", "warning")), _terminate_as_interrupt():
         try:
             return COMMANDS[args.command](args)
         except UsageError as exc:
             parser.error(str(exc))
+        except KeyboardInterrupt as exc:  # before or after a fit (inside one, the command says how to resume)
+            what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+            print(f"{PROG}: {what}", file=sys.stderr)
+            return code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so that it
+    ends the way Ctrl-C does: files written atomically, the resume hint printed, exit code 143."""
+    def terminate(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 __all__ = ["COMMANDS", "CONFIG_FORMAT", "CONFIG_SECTIONS", "DATASETS", "DD_CHOICES", "LOG_LEVELS", "PARAM_FLAGS",

@@ -54,6 +54,11 @@ class UsageError(Exception):
     """A bad command line found after parsing (exit code 2, one line on stderr)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received while a command ran (exit code 143, as a shell reports a process it terminated;
+    a run left behind resumes as after Ctrl-C)."""
+
+
 class _Parser(argparse.ArgumentParser):
     """``argparse`` whose errors are a single line ``qnas: error: <argument>: <problem>; allowed: ...``."""
 

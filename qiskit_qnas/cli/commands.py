@@ -30,7 +30,7 @@ from ..rundir import (
     run_directory_lock,
     write_json,
 )
-from .arguments import PROG, UsageError
+from .arguments import PROG, Terminated, UsageError
 from .run_directory import (
     CONFIG_FORMAT,
     _check_directory,
@@ -82,9 +82,10 @@ def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerp
         estimator.set_params(checkpoint_dir=str(run_dir), verbose=0 if args.quiet else 1, executor=executor)
         try:
             estimator.fit(data.X_train, data.y_train)
-        except KeyboardInterrupt:
-            print(f"{PROG}: interrupted; continue with: qnas resume {shlex.quote(str(run_dir))}", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:
+            what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+            print(f"{PROG}: {what}; continue with: qnas resume {shlex.quote(str(run_dir))}", file=sys.stderr)
+            return code
     test_accuracy = float(estimator.score(data.X_test, data.y_test))
     result = estimator.result_
     best = estimator.best_candidate_
