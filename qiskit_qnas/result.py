@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,28 @@ if TYPE_CHECKING:
     import pandas
     from matplotlib.figure import Figure
     from qiskit.circuit import QuantumCircuit
+
+#: the largest run file read (a result of thousands of candidates is a few MB): a larger one is refused
+MAX_RUN_FILE_BYTES = 256 * 2**20
+
+
+def read_run_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a run file, which may come from anyone: only a regular file (a FIFO, a device or a
+    socket in its place, or a link to one, is refused rather than waited on or streamed) of at most
+    :data:`MAX_RUN_FILE_BYTES`. Raises ``ValueError`` for what it refuses, ``OSError`` as reading does."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file (a FIFO, device or socket is never read)")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = handle.read(MAX_RUN_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_RUN_FILE_BYTES:
+        raise ValueError(f"larger than the {MAX_RUN_FILE_BYTES // 2**20} MiB a run file may have")
+    return data
+
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename: a reader (or a crash) never
@@ -366,7 +389,7 @@ class SearchResult:
             path = path / "result.json"
         if not path.exists():
             raise FileNotFoundError(f"no search result at {path}")
-        return cls.from_dict(json.loads(path.read_text()))
+        return cls.from_dict(json.loads(read_run_file(path).decode("utf-8")))
 
     # --- circuits ---------------------------------------------------------------------------------
     def circuit(self, index: int | None = None, bind_weights: bool = True) -> QuantumCircuit:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import io
 import json
 import os
 import pickle
@@ -31,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .result import SearchResult, atomic_write
+from .result import SearchResult, atomic_write, read_run_file
 from .search import CHECKPOINT, LEGACY_CHECKPOINT, read_checkpoint
 
 CONFIG = "config.json"
@@ -84,9 +85,13 @@ def read_json(path: Path) -> Any:
     """The parsed JSON of a run file (a damaged or foreign file raises :class:`RunDirectoryError`)."""
     path = Path(path)
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        problem = "is empty" if path.exists() and path.stat().st_size == 0 else f"is not valid JSON ({exc})"
+        data = read_run_file(path)
+    except (OSError, ValueError) as exc:
+        raise RunDirectoryError(path, f"cannot be read as a run file ({exc})", _fix(path)) from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        problem = "is empty" if not data else f"is not valid JSON ({' '.join(str(exc).split())[:200]})"
         raise RunDirectoryError(path, f"{problem}, it is damaged or not a file of a qnas run", _fix(path)) from None
 
 
@@ -102,7 +107,7 @@ def read_tensors(path: Path) -> dict[str, Any]:
     containers only: a crafted pickle is refused, never run)."""
     path = Path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(read_run_file(path)), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile,
             AttributeError, TypeError, IndexError, KeyError) as exc:
         problem = "is empty" if path.exists() and path.stat().st_size == 0 else (
@@ -118,17 +123,15 @@ def check_qpy(path: Path) -> None:
     with anything else) or that ``qiskit.qpy.load`` cannot parse."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(QPY_MAGIC))
-    except OSError as exc:
+        data = read_run_file(path)
+    except (OSError, ValueError) as exc:
         raise RunDirectoryError(path, f"cannot be read ({exc})", _fix(path)) from None
-    if head != QPY_MAGIC:
+    if data[:len(QPY_MAGIC)] != QPY_MAGIC:
         raise RunDirectoryError(path, "is not a QPY file, it is damaged or not a file of a qnas run", _fix(path))
     from qiskit import qpy  # QPY is a binary format of its own: qpy.load unpickles nothing
 
     try:
-        with open(path, "rb") as f:
-            qpy.load(f)
+        qpy.load(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - any failure to parse is a damaged file
         raise RunDirectoryError(path, f"is a damaged QPY file ({type(exc).__name__})", _fix(path)) from None
 

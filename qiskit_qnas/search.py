@@ -46,7 +46,7 @@ from pymoo.operators.survival.rank_and_crowding import RankAndCrowding
 from pymoo.problems.static import StaticProblem
 
 from .objective import DEFAULT_OBJECTIVES, Objective
-from .result import Candidate, atomic_write, json_default
+from .result import Candidate, atomic_write, json_default, read_run_file
 from .space import Architecture, SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -202,8 +202,8 @@ def read_checkpoint(directory: str | Path, fingerprint: str | None = None) -> Ch
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(read_run_file(path).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _refuse(path, f"not a readable qiskit-qnas search checkpoint ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise _refuse(path, "not a qiskit-qnas search checkpoint")

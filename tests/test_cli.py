@@ -648,3 +648,23 @@ def test_strings_read_from_a_run_directory_reach_the_terminal_escaped(run, tmp_p
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "test accuracy on \\x1b[2J\\x1b[31mred: 0.5000" in out and "(4\\x075 samples)" in out
+
+
+@pytest.mark.parametrize("damage", ["fifo", "dev-zero", "deep"])
+def test_a_special_endless_or_absurdly_nested_result_is_refused_at_once(run, tmp_path, damage):
+    """A FIFO (would hang), a link to /dev/zero (would read until memory runs out) or 100,000 nested
+    brackets (RecursionError) in place of result.json: `report` and `export` exit 2 with one line."""
+    copy = _copy_run(run, tmp_path)
+    result = copy / "result.json"
+    result.unlink()
+    if damage == "fifo":
+        os.mkfifo(result)
+    elif damage == "dev-zero":
+        result.symlink_to("/dev/zero")
+    else:
+        result.write_text("[" * 100_000 + "]" * 100_000)
+    for command in (["report", str(copy)], ["export", str(copy), "--logical", "--output", str(tmp_path / "c.qpy")]):
+        proc = subprocess.run([sys.executable, "-m", "qiskit_qnas.cli", *command], capture_output=True, text=True,
+                              timeout=120)
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and len(err.splitlines()) == 1 and "result.json" in err, err
