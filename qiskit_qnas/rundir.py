@@ -107,7 +107,8 @@ def read_tensors(path: Path) -> dict[str, Any]:
     containers only: a crafted pickle is refused, never run)."""
     path = Path(path)
     try:
-        payload = torch.load(io.BytesIO(read_run_file(path)), map_location="cpu", weights_only=True)
+        data = io.BytesIO(read_run_file(path))
+        payload = torch.load(data, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, EOFError, RuntimeError, OSError, ValueError, zipfile.BadZipFile,
             AttributeError, TypeError, IndexError, KeyError) as exc:
         problem = "is empty" if path.exists() and path.stat().st_size == 0 else (
