@@ -119,6 +119,11 @@ def _scaled(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return scaled
 
 
+def _on_exact(on_target) -> bool:
+    """Whether ``predict``'s ``on_target`` asks for the exact engine (False or None)."""
+    return on_target is None or (isinstance(on_target, (bool, np.bool_)) and not on_target)
+
+
 class QNASEstimator(ClassifierMixin, BaseEstimator):
     """Search a space of hybrid quantum-classical networks and keep the best one as a classifier.
 
@@ -767,8 +772,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
     def _scoring_target(self, on_target) -> tuple[ExecutionTarget | None, bool]:
         """The target ``on_target`` names (None: the exact engine) and whether this call opened it."""
-        if on_target is None or isinstance(on_target, (bool, np.bool_)):
-            return (self.target_ if on_target else None), False
+        if _on_exact(on_target):
+            return None, False
+        if isinstance(on_target, (bool, np.bool_)):
+            return self.target_, False
         if isinstance(on_target, ExecutionTarget):
             return on_target, False
         if not hasattr(on_target, "target"):
@@ -799,8 +806,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
     def _logits(self, X, cut: bool, on_target=False, **cut_options) -> np.ndarray:
         check_is_fitted(self, "model_")
-        on_exact = on_target is None or (isinstance(on_target, (bool, np.bool_)) and not on_target)
-        if cut and not on_exact:
+        if cut and not _on_exact(on_target):
             raise ValueError("invalid cut=True with on_target=True; allowed: one of them (cut runs the pieces "
                              "on a sampler, on_target runs the whole circuit on the search's target)")
         if cut_options and not cut:

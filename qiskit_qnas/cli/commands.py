@@ -200,7 +200,7 @@ def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: boo
     if not config["target"].startswith("ibm:"):
         return
     from ..estimator import QNASEstimator
-    from ..runtime_proxy import DEFAULT_JOB_OVERHEAD, DEFAULT_REP_DELAY
+    from ..runtime_proxy import DEFAULT_JOB_OVERHEAD, DEFAULT_REP_DELAY, Schedule, estimate_runtime
     from ..targets import DEFAULT_RUNTIME_SHOTS
 
     try:
@@ -219,7 +219,10 @@ def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: boo
     else:  # multi-fidelity (a device's default): the device confirms the leader and its near-ties
         jobs, circuits = int(settings.device_confirmations), min(n_val, int(settings.device_samples))
         what = f"multi-fidelity: {jobs} confirmations x {circuits} circuits x at most {shots} shots"
-    seconds = jobs * (circuits * shots * DEFAULT_REP_DELAY + DEFAULT_JOB_OVERHEAD)
+    # the runtime objective's formula with the circuits' own durations left out (no backend is built here)
+    instant = Schedule(critical_path_seconds=0.0, measure_seconds=0.0, depth=0, two_qubit_depth=0, n_two_qubit_gates=0)
+    seconds = jobs * estimate_runtime(instant, shots=shots, n_circuits=circuits, backend_name=config["target"],
+                                      rep_delay=DEFAULT_REP_DELAY, job_overhead=DEFAULT_JOB_OVERHEAD).seconds
     budget = "" if settings.max_qpu_seconds is None else f"; budget {settings.max_qpu_seconds:g} QPU s"
     print(f"{PROG}: {run_dir} runs on the paid backend {config['target']}: {remaining} generations remain, up to "
           f"{jobs} jobs and {jobs * circuits * shots} shots, about {seconds:,.0f} QPU s ({what}){budget}",
