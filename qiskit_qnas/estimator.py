@@ -669,7 +669,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
 
         def progress(generation, entry):
             bar.n = generation
-            bar.set_postfix(best_error=f"{entry['best_val_error']:.3f}", evaluated=entry["n_evaluated"])
+            best = entry["best_val_error"]
+            bar.set_postfix(best_error="-" if best is None else f"{best:.3f}", evaluated=entry["n_evaluated"])
             bar.refresh()
 
         def stop_before(archs, generation, state) -> str | None:

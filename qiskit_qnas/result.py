@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import stat
 import tempfile
@@ -20,6 +21,7 @@ from .isa import to_isa
 from .objective import CUTTING_OBJECTIVES as CUTTING_OBJECTIVES  # re-exported: where they were defined before
 from .objective import OBJECTIVE_NAMES, Objective, as_objectives
 from .objective import RUNTIME_OBJECTIVES as RUNTIME_OBJECTIVES
+from .run_schema import RESULT, RunFileError, check
 from .runtime_proxy import RuntimeEstimate
 from .space import Architecture, SearchSpace
 
@@ -41,8 +43,12 @@ def read_run_file(path: str | os.PathLike) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file (a FIFO, device or socket is never read)")
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = handle.read(MAX_RUN_FILE_BYTES + 1)
+        if info.st_size > MAX_RUN_FILE_BYTES:
+            raise ValueError(f"larger than the {MAX_RUN_FILE_BYTES // 2**20} MiB a run file may have")
+        with os.fdopen(os.dup(fd), "rb") as handle:  # its size, not the cap: read(n) allocates n bytes first
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:  # it grew while read
+                data += handle.read(MAX_RUN_FILE_BYTES + 1 - len(data))
     finally:
         os.close(fd)
     if len(data) > MAX_RUN_FILE_BYTES:
@@ -141,6 +147,8 @@ class Candidate:
         data["measurements"] = [dict(m) for m in self.measurements]
         data["runtime"] = None if self.runtime is None else self.runtime.to_dict()
         data["cutting"] = None if self.cutting is None else self.cutting.to_dict()
+        for key in _UNMEASURED_IS_NAN:  # "not measured" is null in the file (JSON has no NaN)
+            data[key] = None if math.isnan(data[key]) else data[key]
         return data
 
     @classmethod
@@ -152,6 +160,12 @@ class Candidate:
         data["val_errors"] = [float(v) for v in data.get("val_errors", ())]
         data["qpu_seconds"] = float(data.get("qpu_seconds", 0.0))
         data["measurements"] = [_measurement(m) for m in data.get("measurements", ())]
+        if not data.get("failed") and not all(map(math.isfinite, data["objectives"])):
+            raise RunFileError(f"objectives are {list(data['objectives'])}, expected finite numbers (only a failed "
+                               "candidate scores Infinity)")
+        for key in _UNMEASURED_IS_NAN:
+            if data.get(key, 0.0) is None:
+                data[key] = float("nan")
         # an empty dict is what results written before these were typed hold for "none"
         data["runtime"] = RuntimeEstimate.from_dict(data["runtime"]) if data.get("runtime") else None
         data["cutting"] = CuttingCost.from_dict(data["cutting"]) if data.get("cutting") else None
@@ -165,6 +179,9 @@ class Candidate:
             f"{' (upper bound)' if upper_bound else ''}")
         return f"{self.architecture.key}: {state}"
 
+
+#: the candidate's fields that are NaN when not measured
+_UNMEASURED_IS_NAN = ("val_accuracy", "val_loss", "measured_seconds")
 
 #: the fields of a measurement record and their types (:attr:`Candidate.measurements`)
 MEASUREMENT_FIELDS: dict[str, Any] = {"source": str, "kind": str, "val_error": float, "n_samples": int,
@@ -361,8 +378,27 @@ class SearchResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchResult:
-        return cls([Candidate.from_dict(c) for c in data["candidates"]], data["objective_names"],
-                   data.get("chosen"), data.get("config"), data.get("history"))
+        """The result :meth:`to_dict` wrote, checked as data that may come from anyone
+        (:data:`qiskit_qnas.run_schema.RESULT`, then indices, lengths and membership of the search
+        space): raises :class:`~qiskit_qnas.run_schema.RunFileError` (a ValueError) naming the field."""
+        check(RESULT, data)
+        n_objectives, n_candidates = len(data["objective_names"]), len(data["candidates"])
+        if data.get("chosen") is not None and data["chosen"] >= n_candidates:
+            raise RunFileError(f"chosen is {data['chosen']}, expected an index below {n_candidates} (the candidates)")
+        recorded = (data.get("config") or {}).get("search_space")
+        space = None if recorded is None else SearchSpace.from_dict(recorded)
+        candidates = [Candidate.from_dict(c) for c in data["candidates"]]
+        for index, candidate in enumerate(candidates):
+            where = f"candidates[{index}]"
+            if len(candidate.objectives) != n_objectives:
+                raise RunFileError(f"{where}.objectives has {len(candidate.objectives)} values, expected "
+                                   f"{n_objectives} (objective_names)")
+            if candidate.weights and len(candidate.weights) != candidate.architecture.n_weights:
+                raise RunFileError(f"{where}.weights has {len(candidate.weights)} values, expected "
+                                   f"{candidate.architecture.n_weights} ({candidate.architecture.key})")
+            if space is not None and candidate.architecture not in space:
+                raise RunFileError(f"{where}.architecture {candidate.architecture.key} is not in the search space")
+        return cls(candidates, data["objective_names"], data.get("chosen"), data.get("config"), data.get("history"))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``result.json`` (and ``candidates.csv``) into the directory ``path``, atomically."""

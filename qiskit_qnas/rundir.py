@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from .result import SearchResult, atomic_write, read_run_file
+from .run_schema import RunFileError, Schema, check
 from .search import CHECKPOINT, LEGACY_CHECKPOINT, read_checkpoint
 
 CONFIG = "config.json"
@@ -99,6 +100,17 @@ def read_json_object(path: Path) -> dict[str, Any]:
     data = read_json(path)
     if not isinstance(data, dict):
         raise RunDirectoryError(path, "is not a JSON object of a qnas run", _fix(path))
+    return data
+
+
+def read_checked(path: Path, schema: Schema, what: str) -> dict[str, Any]:
+    """A run file's JSON object that ``schema`` allows (:mod:`qiskit_qnas.run_schema`), else
+    :class:`RunDirectoryError` naming the field."""
+    data = read_json_object(path)
+    try:
+        check(schema, data)
+    except RunFileError as exc:
+        raise RunDirectoryError(path, f"is not {what} ({exc})", _fix(path)) from None
     return data
 
 

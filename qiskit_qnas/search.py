@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +46,8 @@ from pymoo.problems.static import StaticProblem
 
 from .objective import DEFAULT_OBJECTIVES, Objective
 from .result import Candidate, atomic_write, json_default, read_run_file
+from .run_schema import CHECKPOINT as CHECKPOINT_SCHEMA
+from .run_schema import check
 from .space import Architecture, SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -222,6 +223,7 @@ def read_checkpoint(directory: str | Path, fingerprint: str | None = None) -> Ch
 
 
 def _checkpoint_from_data(path: Path, data: dict[str, Any]) -> Checkpoint:
+    check(CHECKPOINT_SCHEMA, data)
     space = SearchSpace.from_dict(data["search_space"])
     population = data["population"]
     if not isinstance(population, list) or not population:
@@ -348,7 +350,7 @@ def run_nsga2(space: SearchSpace, evaluate: Callable[[Sequence[Architecture], in
         algorithm.tell(infills=population)
         done = [c for c in state.evaluated.values() if not c.failed]
         entry = {"generation": generation, "n_evaluated": len(state.evaluated), "n_new": len(new),
-                 "best_val_error": min((c.val_error for c in done), default=math.nan),
+                 "best_val_error": min((c.val_error for c in done), default=None),  # None: every one failed
                  "n_failed": sum(c.failed for c in state.evaluated.values())}
         state.history.append(entry)
         if path is not None:

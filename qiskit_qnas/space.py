@@ -25,6 +25,8 @@ from .spec import (
     EMBEDDINGS,
     ENTANGLERS,
     MAX_AMPLITUDE_QUBITS,
+    MAX_LAYERS,
+    MAX_QUBITS,
     RANGED_ENTANGLERS,
     ROTATION_GATES,
     ROTATIONS,
@@ -94,7 +96,7 @@ class Architecture(ArchitectureSpec):
         return cutting_cost(self, qubit_budget=qubit_budget, time_limit=time_limit)
 
 
-def _bounds(field: str, value: Any, low: int) -> tuple[int, int]:
+def _bounds(field: str, value: Any, low: int, high: int) -> tuple[int, int]:
     if is_integer(value):
         value = (value, value)
     try:
@@ -105,8 +107,8 @@ def _bounds(field: str, value: Any, low: int) -> tuple[int, int]:
         # no rounding: 2.7 or True is not silently a qubit count
         raise InvalidArgument(field, value, f"an integer or a (min, max) pair of integers >= {low}")
     lo, hi = (int(v) for v in pair)
-    if lo < low or hi < lo:
-        raise InvalidArgument(field, value, f"a (min, max) pair with {low} <= min <= max")
+    if lo < low or hi < lo or hi > high:
+        raise InvalidArgument(field, value, f"a (min, max) pair with {low} <= min <= max <= {high}")
     return lo, hi
 
 
@@ -142,12 +144,12 @@ class SearchSpace:
 
     def __init__(self, qubits=(2, 8), layers=(1, 4), embeddings=EMBEDDINGS, rotations=ROTATIONS,
                  entanglers=ENTANGLERS, ranges=(1, 3), learning_rates=None):
-        self.qubits = _bounds("qubits", qubits, 1)
-        self.layers = _bounds("layers", layers, 1)
+        self.qubits = _bounds("qubits", qubits, 1, MAX_QUBITS)
+        self.layers = _bounds("layers", layers, 1, MAX_LAYERS)
         self.embeddings = _choices("embeddings", embeddings, EMBEDDINGS)
         self.rotations = _choices("rotations", rotations, ROTATIONS)
         self.entanglers = _choices("entanglers", entanglers, ENTANGLERS)
-        self.ranges = _bounds("ranges", ranges, 1)
+        self.ranges = _bounds("ranges", ranges, 1, MAX_QUBITS - 1)
         if "amplitude" in self.embeddings and self.qubits[1] > MAX_AMPLITUDE_QUBITS:
             raise InvalidArgument("qubits", qubits, f"max <= {MAX_AMPLITUDE_QUBITS} when 'amplitude' is an embedding")
         if learning_rates is not None:

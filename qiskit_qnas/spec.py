@@ -29,6 +29,11 @@ RANGED_ENTANGLERS = ("odd", "even", "all")
 ROTATION_GATES = {"ry": ("ry",), "rxry": ("rx", "ry"), "rxryrz": ("rx", "ry", "rz")}
 #: widest amplitude embedding accepted (2**n features; beyond this the state preparation explodes)
 MAX_AMPLITUDE_QUBITS = 12
+#: widest architecture: the widest IBM QPU (156 qubits, Heron r2); wider ones only run cut into pieces
+MAX_QUBITS = 156
+#: deepest architecture (far beyond what trains or survives a device's noise; it bounds what a received
+#: run directory can make the library build)
+MAX_LAYERS = 100
 
 
 #: the class of the value built by ``from_key`` / ``from_dict``: the subclass they are called on
@@ -60,8 +65,8 @@ class ArchitectureSpec:
                      learning_rate: float | None = None) -> None: ...
 
     def __post_init__(self) -> None:
-        n = check_int("n_qubits", self.n_qubits, 1)
-        layers = check_int("n_layers", self.n_layers, 1)
+        n = check_int("n_qubits", self.n_qubits, 1, MAX_QUBITS)
+        layers = check_int("n_layers", self.n_layers, 1, MAX_LAYERS)
         embedding = check_choice("embedding", self.embedding, EMBEDDINGS)
         if embedding == "amplitude" and n > MAX_AMPLITUDE_QUBITS:
             raise InvalidArgument("n_qubits", n, f"at most {MAX_AMPLITUDE_QUBITS} with the amplitude embedding")

@@ -64,7 +64,7 @@ def test_search_writes_the_run_directory(run):
     assert result.best.architecture.key in stdout and "*" in stdout
 
 
-def test_report_prints_the_front_and_rewrites_the_plot(run, capsys):
+def test_report_prints_the_front_and_writes_a_missing_plot(run, capsys):
     out, _ = run
     (out / "pareto.png").unlink()
     assert main(["report", str(out)]) == 0
@@ -575,18 +575,24 @@ def test_resume_on_a_paid_backend_asks_first(run, tmp_path, capsys, monkeypatch)
 
 
 # --- run directories and paths the filesystem makes awkward ---------------------------------------------
-def test_export_refuses_an_output_that_is_a_fifo_or_a_directory(run, tmp_path, capsys):
+def test_export_refuses_an_output_that_is_a_fifo_a_device_or_a_directory(run, tmp_path, capsys):
+    import stat
+
     out, _ = run
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    for output in (str(fifo), str(tmp_path), ""):
+    outputs = [str(fifo), str(tmp_path), ""]
+    null = tmp_path / "null"  # a character device like /dev/null (making one needs root)
+    with contextlib.suppress(PermissionError):
+        os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        outputs.append(str(null))
+    for output in outputs:
         with pytest.raises(SystemExit) as info:
             main(["export", str(out), "--logical", "--output", output])
         err = capsys.readouterr().err.strip()
         assert info.value.code == 2 and len(err.splitlines()) == 1 and "--output" in err, err
-    import stat
-
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # not replaced
+    assert not null.exists() or stat.S_ISCHR(os.lstat(null).st_mode)
 
 
 def test_report_all_numbers_candidates_as_export_does(run, capsys):
@@ -642,12 +648,15 @@ def test_a_tilde_in_a_path_is_the_home_directory(tmp_path, monkeypatch, capsys):
 def test_strings_read_from_a_run_directory_reach_the_terminal_escaped(run, tmp_path, capsys):
     copy = _copy_run(run, tmp_path)
     summary = json.loads((copy / "summary.json").read_text())
-    summary.update(test_accuracy_on_target=0.5, on_target="\x1b[2J\x1b[31mred", n_test="4\x075")
+    summary.update(test_accuracy_on_target=0.5, on_target="\x1b[2J\x1b[31mred")
     (copy / "summary.json").write_text(json.dumps(summary))
+    result = json.loads((copy / "result.json").read_text())
+    result["config"]["stopped"] = "budget\x07"
+    (copy / "result.json").write_text(json.dumps(result))
     assert main(["report", str(copy)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
-    assert "test accuracy on \\x1b[2J\\x1b[31mred: 0.5000" in out and "(4\\x075 samples)" in out
+    assert "test accuracy on \\x1b[2J\\x1b[31mred: 0.5000" in out and "stopped early: budget\\x07" in out
 
 
 @pytest.mark.parametrize("damage", ["fifo", "dev-zero", "deep"])
@@ -668,3 +677,121 @@ def test_a_special_endless_or_absurdly_nested_result_is_refused_at_once(run, tmp
                               timeout=120)
         err = proc.stderr.strip()
         assert proc.returncode == 2 and len(err.splitlines()) == 1 and "result.json" in err, err
+
+
+# --- the filesystem misbehaving: one line, exit 2, the run resumable -----------------------------------
+def test_a_full_disk_ends_a_search_in_one_line_and_the_run_resumes_to_the_same_front(run, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """ENOSPC injected at the third file the search writes (its first checkpoint): one line with the resume
+    command, exit 2, no half-written file; once there is space, ``resume`` reaches the uninterrupted front."""
+    import errno
+
+    out = tmp_path / "full"
+    real_fsync, calls = os.fsync, []
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) >= 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    assert main(["search", *TINY, "--quiet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"qnas: error: No space left on device; continue with: qnas resume {out} once that is fixed\n"
+    assert not list(out.glob(".*.tmp")) and not (out / "summary.json").exists()
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert front_of(out) == front_of(run[0])
+
+
+@pytest.mark.parametrize("where", ["name too long", "under a regular file"])
+def test_an_output_path_that_cannot_be_made_is_one_line(run, tmp_path, capsys, where):
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / ("x" * 300) if where == "name too long" else tmp_path / "file" / "run"
+    for argv in (["search", *TINY, "--quiet", "--out", str(out)],
+                 ["export", str(run[0]), "--logical", "--output", str(out / "c.qpy")]):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("qnas: ") and err.count("\n") == 1, err
+        assert ("File name too long" if where == "name too long" else "Not a directory") in err, err
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """``read_only(directory)``: the directory mounted read-only (bind mount) for the test; skipped where
+    this process may not mount (root ignores file permissions, so a chmod would prove nothing)."""
+    mounts = []
+
+    def make(directory: Path) -> Path:
+        view = tmp_path / "read-only"
+        view.mkdir()
+        if os.geteuid() != 0:
+            pytest.skip("a read-only bind mount needs root (file permissions do not bind the owner's tests)")
+        for command in (["mount", "--bind", str(directory), str(view)],
+                        ["mount", "-o", "remount,ro,bind", str(view)]):
+            if subprocess.run(command, capture_output=True).returncode != 0:
+                if mounts:
+                    subprocess.run(["umount", str(view)], check=False)
+                pytest.skip(f"cannot mount here: {' '.join(command)}")
+            mounts.append(view)
+        return view
+
+    yield make
+    for view in mounts[:1]:
+        subprocess.run(["umount", str(view)], check=False)
+
+
+def test_report_of_a_finished_run_on_a_read_only_filesystem_prints_its_table(run, tmp_path, read_only, capsys):
+    copy = _copy_run(run, tmp_path)
+    (copy / "pareto.png").unlink()
+    view = read_only(copy)
+    assert main(["report", str(view)]) == 0
+    captured = capsys.readouterr()
+    assert "chosen:" in captured.out and "test accuracy:" in captured.out
+    assert captured.err == f"qnas: pareto.png not written: {view} is read-only\n"
+    with pytest.raises(SystemExit) as info:  # what must write (the score on a target) says why it cannot
+        main(["report", str(view), "--on-target"])
+    assert info.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("signum, code, word", [(signal.SIGINT, 130, "interrupted"),
+                                               (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_while_the_library_loads_is_one_line(tmp_path, signum, code, word):
+    """Half a second in, ``qnas`` is still importing torch and Qiskit (seconds): one line, the shell's
+    exit code, no traceback, no run directory."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "qiskit_qnas.cli", "search", *TINY, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code and err == f"qnas: {word}\n", err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("absurd", [{"n_layers": 1_000_000_000}, {"n_qubits": 20_000, "entangler": ["full"]}])
+def test_an_absurdly_large_candidate_is_refused_under_a_memory_cap(run, tmp_path, absurd):
+    """A 7 KB result.json whose chosen candidate has a billion layers, or 20,000 qubits all entangled, would
+    have ``report`` / ``export --logical`` build it: refused at once, under a 1 GiB address-space cap."""
+    import resource
+
+    copy = _copy_run(run, tmp_path)
+    result = json.loads((copy / "result.json").read_text())
+    result["candidates"][result["chosen"]]["architecture"].update(absurd)
+    (copy / "result.json").write_text(json.dumps(result))
+    cap = 2**30
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    for command in (["report", str(copy)], ["export", str(copy), "--logical", "--output", str(tmp_path / "c.qpy")]):
+        proc = subprocess.run([sys.executable, "-m", "qiskit_qnas.cli", *command], capture_output=True, text=True,
+                              timeout=120, preexec_fn=limit_memory)
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and len(err.splitlines()) == 1 and "result.json" in err, err
+        assert "n_layers" in err or "n_qubits" in err, err
+    assert not (tmp_path / "c.qpy").exists()

@@ -22,6 +22,7 @@ LAYERS = [
     "qiskit_qnas._version",
     "qiskit_qnas.validation",
     "qiskit_qnas.spec",
+    "qiskit_qnas.run_schema",
     "qiskit_qnas.seeds",
     "qiskit_qnas.isa",
     "qiskit_qnas.memory",
@@ -62,8 +63,9 @@ LAYERS = [
 #: command-line entry points: they may import anything (deferred, for start-up time) and nothing imports them;
 #: the cli package's modules are all entry points (they import one another)
 ENTRY_POINTS = ["qiskit_qnas.cli", "qiskit_qnas.cli.__main__", "qiskit_qnas.cli.arguments",
-                "qiskit_qnas.cli.commands", "qiskit_qnas.cli.logs", "qiskit_qnas.cli.run_directory",
-                "qiskit_qnas.cli.settings", "qiskit_qnas.demo", "qiskit_qnas.__main__"]
+                "qiskit_qnas.cli.commands", "qiskit_qnas.cli.dispatch", "qiskit_qnas.cli.logs",
+                "qiskit_qnas.cli.run_directory",
+                "qiskit_qnas.cli.settings", "qiskit_qnas.cli.signals", "qiskit_qnas.demo", "qiskit_qnas.__main__"]
 
 
 def package_modules(package_dir: Path = PACKAGE_DIR) -> dict[str, Path]:

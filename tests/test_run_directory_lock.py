@@ -69,6 +69,9 @@ def test_the_command_line_refuses_a_held_directory_in_one_line(tmp_path, holder,
             "--supercircuit-epochs", "1", "--finetune-epochs", "0", "--qubit-budget", "2", "--quiet"]
     assert main(["search", *args, "--out", str(run_dir)]) == 0
     process = holder(run_dir)
+    assert main(["report", str(run_dir)]) == 0  # reading takes no lock
+    capsys.readouterr()
+    (run_dir / "pareto.png").unlink()  # report would write it
     for command in (["resume", str(run_dir)], ["report", str(run_dir)]):
         (run_dir / "summary.json").unlink(missing_ok=command[0] == "report")
         with pytest.raises(SystemExit) as info:

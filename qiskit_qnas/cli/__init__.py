@@ -4,7 +4,7 @@
 
     qnas search --dataset iris --qubits 2:4 --layers 1:2 --out runs/iris
     qnas resume runs/iris            # after a crash / kill: continues from the last generation
-    qnas report runs/iris            # front table, test accuracy, (re)writes pareto.png
+    qnas report runs/iris            # front table, test accuracy (writes pareto.png if missing)
     qnas report runs/iris --on-target  # + the test accuracy with the quantum layer on the run's target
     qnas export runs/iris --candidate 0 --format qasm3
 
@@ -24,73 +24,43 @@ and the allowed values.
 The package, one concept a module: :mod:`~qiskit_qnas.cli.arguments` (the parser, argument types,
 library errors under their flags), :mod:`~qiskit_qnas.cli.settings` (a run's settings, checked),
 :mod:`~qiskit_qnas.cli.run_directory` (``config.json`` and run files as usage errors),
-:mod:`~qiskit_qnas.cli.logs` (logging while a command runs) and :mod:`~qiskit_qnas.cli.commands`.
+:mod:`~qiskit_qnas.cli.logs` (logging while a command runs), :mod:`~qiskit_qnas.cli.commands`,
+:mod:`~qiskit_qnas.cli.dispatch` (a command line run, its errors as one line) and
+:mod:`~qiskit_qnas.cli.signals` (Ctrl-C and SIGTERM, handled before anything heavy is imported).
 Backends by name and ``--target`` specifications are :mod:`qiskit_qnas.backends`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import signal
+import importlib
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from ..backends import TARGET_SYNTAX, fake_backend, fake_backend_classes, target_backend
-from .arguments import (
-    DATASETS,
-    DD_CHOICES,
-    LOG_LEVELS,
-    PARAM_FLAGS,
-    PROG,
-    TWIRLING_CHOICES,
-    Terminated,
-    UsageError,
-    build_parser,
-)
-from .arguments import _library_error as _library_error  # importable here, as before the package
-from .commands import COMMANDS, cmd_export, cmd_report, cmd_resume, cmd_search, on_target_accuracy
-from .logs import configure_logging
-from .run_directory import CONFIG_FORMAT, CONFIG_SECTIONS
-from .settings import export_backend, load_data, make_estimator, prepare
+from .signals import PROG, StoppedWhileLoading, stop_while_loading, terminate_as_interrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``qnas`` console script; returns the exit code (2 for a bad command line)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = argv
-    with configure_logging(getattr(args, "log_level", "warning")), _terminate_as_interrupt():
-        try:
-            return COMMANDS[args.command](args)
-        except UsageError as exc:
-            parser.error(str(exc))
-        except KeyboardInterrupt as exc:  # before or after a fit (inside one, the command says how to resume)
-            what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-            print(f"{PROG}: {what}", file=sys.stderr)
-            return code
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """While a command runs, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``), so that it
-    ends the way Ctrl-C does: files written atomically, the resume hint printed, exit code 143."""
-    def terminate(signum, frame):
-        raise Terminated()
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, terminate)
+    """Entry point of the ``qnas`` console script; returns the exit code (2 for a bad command line, 130
+    after Ctrl-C, 143 after SIGTERM, from the first moment: the library's imports take seconds)."""
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        with stop_while_loading():
+            from .dispatch import run_command
+    except StoppedWhileLoading as exc:
+        print(f"{PROG}: {exc.what}", file=sys.stderr)
+        return exc.code
+    with terminate_as_interrupt():
+        return run_command(argv)
 
 
-__all__ = ["COMMANDS", "CONFIG_FORMAT", "CONFIG_SECTIONS", "DATASETS", "DD_CHOICES", "LOG_LEVELS", "PARAM_FLAGS",
-           "PROG", "TARGET_SYNTAX", "TWIRLING_CHOICES", "UsageError", "build_parser", "cmd_export",
-           "cmd_report", "cmd_resume", "cmd_search", "configure_logging", "export_backend", "fake_backend",
-           "fake_backend_classes", "load_data", "main", "make_estimator", "on_target_accuracy", "prepare",
-           "target_backend"]
+def __getattr__(name: str) -> Any:
+    """The names this package exported before :mod:`~qiskit_qnas.cli.dispatch` held them, loaded on use."""
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        return getattr(importlib.import_module(".dispatch", __name__), name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+__all__ = ["main"]

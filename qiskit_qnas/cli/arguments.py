@@ -19,8 +19,8 @@ from ..backends import TARGET_SYNTAX, target_spec
 from ..qpu_budget import FIDELITIES
 from ..selection import SELECTIONS
 from ..validation import InvalidArgument
+from .signals import PROG
 
-PROG = "qnas"
 DATASETS = ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TWIRLING_CHOICES = ("none", "gates", "measure", "all")
@@ -52,11 +52,6 @@ PARAM_FLAGS = {
 # ------------------------------------------------------------------------------------------------
 class UsageError(Exception):
     """A bad command line found after parsing (exit code 2, one line on stderr)."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM received while a command ran (exit code 143, as a shell reports a process it terminated;
-    a run left behind resumes as after Ctrl-C)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -305,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a new QPU budget for the run (a search stopped at its budget goes on with a larger one)")
     _add_execution_options(resume)
 
-    report = commands.add_parser("report", help="print the front, the test accuracy; (re)write pareto.png")
+    report = commands.add_parser("report", help="print the front, the test accuracy (and pareto.png if missing)")
     report.add_argument("run_dir", type=_path, metavar="DIR")
     report.add_argument("--all", action="store_true", help="list every candidate, not only the front (# is the "
                         "front index that export --candidate takes; - off the front)")

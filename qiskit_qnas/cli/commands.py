@@ -22,6 +22,7 @@ from typing import Any
 from ..rundir import (
     CONFIG,
     MODEL,
+    PARETO,
     RESULT,
     SUMMARY,
     RunDirectoryError,
@@ -30,16 +31,17 @@ from ..rundir import (
     run_directory_lock,
     write_json,
 )
-from .arguments import PROG, Terminated, UsageError
+from .arguments import PROG, UsageError
 from .run_directory import (
     CONFIG_FORMAT,
     _check_directory,
     _load_config,
     _load_result,
-    _read_json,
+    _read_summary,
     _run_dir,
 )
 from .settings import _settings_from_args, export_backend, load_data, prepare
+from .signals import report_interruption
 
 logger = logging.getLogger("qiskit_qnas.cli")  # the command line's one logger, whichever module logs
 
@@ -77,15 +79,29 @@ def _lock(held: contextlib.ExitStack, run_dir: Path, flag: str) -> None:
         raise UsageError(f"{flag}: {exc}") from None
 
 
+def os_error_line(exc: OSError) -> str:
+    """An ``OSError`` as the one line a command ends with: what failed, on which path."""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or ' '.join(str(exc).split())}{where}"
+
+
 def _fit_and_score(estimator, data, run_dir: Path, args, started: float, fingerprint: str) -> int:
+    """Fit and score into ``run_dir``; an interruption or an OS error (a full disk) ends it in one line with
+    the command that continues the run (every file is written atomically: nothing is half-written)."""
+    resume = f"continue with: qnas resume {shlex.quote(str(run_dir))}"
+    try:
+        return _fit_and_score_once(estimator, data, run_dir, args, started, fingerprint)
+    except KeyboardInterrupt as exc:
+        return report_interruption(exc, resume)
+    except OSError as exc:
+        print(f"{PROG}: error: {os_error_line(exc)}; {resume} once that is fixed", file=sys.stderr)
+        return 2
+
+
+def _fit_and_score_once(estimator, data, run_dir: Path, args, started: float, fingerprint: str) -> int:
     with _executor(getattr(args, "dask_scheduler", None), getattr(args, "workers", None)) as executor:
         estimator.set_params(checkpoint_dir=str(run_dir), verbose=0 if args.quiet else 1, executor=executor)
-        try:
-            estimator.fit(data.X_train, data.y_train)
-        except KeyboardInterrupt as exc:
-            what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-            print(f"{PROG}: {what}; continue with: qnas resume {shlex.quote(str(run_dir))}", file=sys.stderr)
-            return code
+        estimator.fit(data.X_train, data.y_train)
     test_accuracy = float(estimator.score(data.X_test, data.y_test))
     result = estimator.result_
     best = estimator.best_candidate_
@@ -224,17 +240,18 @@ def _confirm_paid_backend(run_dir: Path, config: dict[str, Any], assume_yes: boo
     seconds = jobs * estimate_runtime(instant, shots=shots, n_circuits=circuits, backend_name=config["target"],
                                       rep_delay=DEFAULT_REP_DELAY, job_overhead=DEFAULT_JOB_OVERHEAD).seconds
     budget = "" if settings.max_qpu_seconds is None else f"; budget {settings.max_qpu_seconds:g} QPU s"
-    print(f"{PROG}: {run_dir} runs on the paid backend {config['target']}: {remaining} generations remain, up to "
+    backend = _shown(config["target"])  # text from the run directory
+    print(f"{PROG}: {run_dir} runs on the paid backend {backend}: {remaining} generations remain, up to "
           f"{jobs} jobs and {jobs * circuits * shots} shots, about {seconds:,.0f} QPU s ({what}){budget}",
           file=sys.stderr)
     if assume_yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(f"--yes: required to resume a run on the paid backend {config['target']} without a terminal "
+        raise UsageError(f"--yes: required to resume a run on the paid backend {backend} without a terminal "
                          "to confirm it; allowed: --yes, or run it in a terminal")
     print("continue? [y/N] ", end="", file=sys.stderr, flush=True)
     if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-        raise UsageError(f"--yes: not confirmed; nothing was submitted to {config['target']}")
+        raise UsageError(f"--yes: not confirmed; nothing was submitted to {backend}")
 
 
 def cmd_resume(args) -> int:
@@ -249,7 +266,7 @@ def cmd_resume(args) -> int:
     finished = (run_dir / SUMMARY).exists() and (run_dir / RESULT).exists()
     if finished:
         result = _load_result(run_dir)  # a damaged file is reported, even with --quiet
-        _read_json(run_dir / SUMMARY)
+        _read_summary(run_dir / SUMMARY)
         finished = not result.config.get("stopped")  # a search stopped at its QPU budget goes on
     if finished:
         if not args.quiet:
@@ -319,15 +336,17 @@ def cmd_report(args) -> int:
     run_dir = _run_dir(args.run_dir, RESULT)
     _load_result(run_dir)  # a damaged file is refused before the lock is taken: nothing is modified
     if (run_dir / SUMMARY).exists():
-        _read_json(run_dir / SUMMARY)
+        _read_summary(run_dir / SUMMARY)
+    if not getattr(args, "on_target", False) and ((run_dir / PARETO).exists() or not os.access(run_dir, os.W_OK)):
+        return _report(run_dir, args)  # writes nothing: no lock, and a read-only run directory is reported
     with contextlib.ExitStack() as held:
-        _lock(held, run_dir, "DIR")  # it rewrites pareto.png (and summary.json)
+        _lock(held, run_dir, "DIR")  # it writes pareto.png (and summary.json)
         return _report(run_dir, args)
 
 
 def _report(run_dir: Path, args) -> int:
     result = _load_result(run_dir)  # read again under the lock: what is rewritten is what is current
-    summary = _read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
+    summary = _read_summary(run_dir / SUMMARY) if (run_dir / SUMMARY).exists() else None
     if getattr(args, "on_target", False):
         if summary is None:
             raise UsageError("--on-target: the run is not finished (no summary.json: `qnas resume DIR` completes "
@@ -336,10 +355,14 @@ def _report(run_dir: Path, args) -> int:
         summary["test_accuracy_on_target"], summary["on_target"] = on_target_accuracy(run_dir, spec,
                                                                                       result.qpu_seconds)
         write_json(run_dir / SUMMARY, summary)
-    result.plot_pareto(run_dir / "pareto.png")
-    import matplotlib.pyplot as plt
+    if not (run_dir / PARETO).exists():  # the plot the run wrote is kept as it is
+        if os.access(run_dir, os.W_OK):
+            import matplotlib.pyplot as plt
 
-    plt.close("all")
+            result.plot_pareto(run_dir / PARETO)
+            plt.close("all")
+        else:
+            print(f"{PROG}: {PARETO} not written: {run_dir} is read-only", file=sys.stderr)
     _print_report(run_dir, result, summary, front_only=not getattr(args, "all", False))
     return 0
 
@@ -386,7 +409,7 @@ def cmd_export(args) -> int:
         try:
             backend = export_backend(config)
         except Exception as exc:  # noqa: BLE001
-            raise UsageError(f"--logical: the run's backend ({config['target']}) is not available "
+            raise UsageError(f"--logical: the run's backend ({_shown(config['target'])}) is not available "
                              f"({' '.join(str(exc).split())}); allowed: --logical for the logical circuit") from None
     if str(output) == "-":  # the circuit itself on stdout
         import tempfile
