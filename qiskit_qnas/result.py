@@ -34,10 +34,16 @@ if TYPE_CHECKING:
 MAX_RUN_FILE_BYTES = 256 * 2**20
 
 
-def read_run_file(path: str | os.PathLike) -> bytes:
+def read_run_file(path: str | os.PathLike, explicit: bool = False) -> bytes:
     """The bytes of a run file, which may come from anyone: only a regular file (a FIFO, a device or a
     socket in its place, or a link to one, is refused rather than waited on or streamed) of at most
-    :data:`MAX_RUN_FILE_BYTES`. Raises ``ValueError`` for what it refuses, ``OSError`` as reading does."""
+    :data:`MAX_RUN_FILE_BYTES`, and not a link out of its directory (which could make a command read,
+    and quote in its error, a file of yours, like a saved token) unless the user named the file itself
+    (``explicit``). Raises ``ValueError`` for what it refuses, ``OSError`` as reading does."""
+    if not explicit and os.path.islink(path):
+        directory = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if os.path.dirname(os.path.realpath(path)) != directory:
+            raise ValueError("a link out of the run directory (never followed)")
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
@@ -421,11 +427,12 @@ class SearchResult:
     def load(cls, path: str | os.PathLike) -> SearchResult:
         """Read a result written by :meth:`save` (a directory or its ``result.json``)."""
         path = Path(path)
-        if path.is_dir():
+        explicit = not path.is_dir()  # a file the caller named may be a link anywhere
+        if not explicit:
             path = path / "result.json"
         if not path.exists():
             raise FileNotFoundError(f"no search result at {path}")
-        return cls.from_dict(json.loads(read_run_file(path).decode("utf-8")))
+        return cls.from_dict(json.loads(read_run_file(path, explicit).decode("utf-8")))
 
     # --- circuits ---------------------------------------------------------------------------------
     def circuit(self, index: int | None = None, bind_weights: bool = True) -> QuantumCircuit:

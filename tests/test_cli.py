@@ -795,3 +795,20 @@ def test_an_absurdly_large_candidate_is_refused_under_a_memory_cap(run, tmp_path
         assert proc.returncode == 2 and len(err.splitlines()) == 1 and "result.json" in err, err
         assert "n_layers" in err or "n_qubits" in err, err
     assert not (tmp_path / "c.qpy").exists()
+
+
+def test_a_run_file_linked_out_of_its_directory_is_not_read(run, tmp_path, capsys):
+    """A received directory whose summary.json links to a file of yours (a saved token, say) is refused
+    before the file is read or quoted; a link inside the directory is followed."""
+    copy = _copy_run(run, tmp_path)
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"test_accuracy": "token-abc123"}))
+    (copy / "summary.json").rename(copy / "summary-kept.json")
+    (copy / "summary.json").symlink_to(secret)
+    with pytest.raises(SystemExit) as info:
+        main(["report", str(copy)])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "link out of the run directory" in err and "token" not in err, err
+    (copy / "summary.json").unlink()
+    (copy / "summary.json").symlink_to("summary-kept.json")
+    assert main(["report", str(copy)]) == 0
