@@ -23,6 +23,10 @@ For each case, against a current IBM device (``--device``, default FakeFez: a 15
 default space is out of reach on this 2-core machine: Aer's exact noisy simulation of an 8-qubit
 ring candidate, routed onto 12 of FakeFez's physical qubits, is a 12-qubit density matrix and took
 18.5 s for 2 validation samples (measured; the search measures 1,200 per candidate, ~72 candidates).
+The torch trajectory engine (:class:`~qiskit_qnas.noise.TrainingNoise`, 8 depolarising trajectories per
+sample, not Aer's channel) is no way out on these cores: 573 s for the 1,200 samples of such a
+candidate (q8-l2-zz-rxryrz-all1.all1), 5-31 s for candidates that stay on 8 physical qubits (2 cores,
+load below 1; both searches would take over 10 CPU-hours).
 
 Cases: ``iris`` is the quickstart (``SearchSpace(qubits=(2, 4), layers=(1, 2))``, ``qubit_budget=2``,
 a stratified 70/30 split, ``random_state=0``); ``mnist`` the default MNIST search of the search-
