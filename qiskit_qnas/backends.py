@@ -85,6 +85,46 @@ def fake_backend(name: str):
     return cls()
 
 
+#: the largest error rate a scaled backend reports (a gate or readout at 1/2 carries no information)
+MAX_SCALED_ERROR = 0.5
+
+
+def scaled_noise_backend(backend, factor: float):
+    """A copy of ``backend`` whose noise is ``factor`` times its own, for noise studies: every gate and
+    readout error rate multiplied by ``factor`` (capped at :data:`MAX_SCALED_ERROR`), every T1 and T2
+    divided by it; durations, basis and coupling unchanged, ``backend`` itself untouched.
+
+    Use it wherever a backend goes, e.g. ``QNASEstimator(backend=scaled_noise_backend(FakeYorktownV2(), 4),
+    target_mode="aer")``: its emulation (``AerSimulator.from_backend``, ``NoiseModel.from_backend``) builds
+    the noise from the scaled properties. ``factor=1`` reproduces the backend's noise; ``factor < 1`` is a
+    better device.
+    """
+    import copy
+
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < float("inf"):
+        raise InvalidArgument("factor", factor, "a positive finite number")
+    target = getattr(backend, "target", None)
+    if target is None or not getattr(target, "qubit_properties", None):
+        raise InvalidArgument("backend", backend_name(backend), "a BackendV2 that reports its qubits' properties "
+                                                                "and error rates (e.g. a fake IBM backend)")
+    scaled = copy.deepcopy(backend)
+    target = scaled.target
+    for name in target.operation_names:
+        for properties in target[name].values():
+            if properties is not None and properties.error is not None:
+                properties.error = min(properties.error * factor, MAX_SCALED_ERROR)
+    from qiskit.transpiler import QubitProperties
+
+    def shorter(time: float | None) -> float | None:
+        return None if time is None else time / factor
+
+    # the target hands out copies of its qubits' properties: the list is replaced, not edited
+    target.qubit_properties = [QubitProperties(t1=shorter(q.t1), t2=shorter(q.t2), frequency=q.frequency)
+                               for q in target.qubit_properties]
+    scaled.name = f"{backend_name(backend)}_noise_x{factor:g}"
+    return scaled
+
+
 def target_spec(text: str) -> str:
     """``text`` checked against :data:`TARGET_SYNTAX` and normalised (``"runtime:FakeManilaV2"`` ->
     ``"runtime:manila"``); backends are not built. A bad one raises
@@ -126,5 +166,6 @@ def target_backend(spec: str) -> tuple[Any, str]:
     raise ValueError(f"invalid value {spec!r}; allowed: {TARGET_SYNTAX}")
 
 
-__all__ = ["TARGET_SYNTAX", "backend_name", "backend_qubits", "fake_backend", "fake_backend_classes",
-           "is_aer_simulator", "is_fake_backend", "is_ibm_backend", "target_backend", "target_spec"]
+__all__ = ["MAX_SCALED_ERROR", "TARGET_SYNTAX", "backend_name", "backend_qubits", "fake_backend",
+           "fake_backend_classes", "is_aer_simulator", "is_fake_backend", "is_ibm_backend", "scaled_noise_backend",
+           "target_backend", "target_spec"]

@@ -6,6 +6,10 @@ names and a description of what was done to the data):
 * ``iris``, ``wine``, ``breast_cancer`` (tabular) and ``digits`` (8x8 images) ship with
   scikit-learn, so they work offline; they are split 70/30, stratified by class, with
   ``random_state``.
+* ``mnist_4`` (digits 0-3), ``mnist_2`` (3 and 6) and ``fashion_4`` (classes 0-3) are the tasks of
+  the quantum-architecture-search literature (QuantumNAS, QuantumNAT, Elivagar): those classes of the
+  official splits below, each 28x28 image reduced to 16 features as there (pixels scaled to [0, 1],
+  the centre 24x24 crop, average pooling over 6x6 blocks to 4x4; ``image_size`` does not apply).
 * ``mnist`` and ``fashion_mnist`` (28x28 images) keep their official 60,000/10,000 train/test
   split. With ``data_dir`` they are read from the standard IDX files
   (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
@@ -46,10 +50,17 @@ import numpy as np
 
 from .validation import InvalidArgument, check_fraction, check_int, is_integer
 
-__all__ = ["DATASETS", "IMAGE_DATASETS", "Dataset", "load_dataset", "load_csv", "read_idx"]
+__all__ = ["DATASETS", "IMAGE_DATASETS", "LITERATURE_TASKS", "Dataset", "load_dataset", "load_csv",
+           "read_idx"]
 
 #: names accepted by :func:`load_dataset`
-DATASETS = ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist")
+#: the tasks of the quantum-architecture-search literature (QuantumNAS, QuantumNAT, Elivagar): a few classes
+#: of MNIST / Fashion-MNIST (name -> (the dataset, its classes)), pooled to 4x4 pixels (:data:`TASK_CROP`)
+LITERATURE_TASKS = {"mnist_4": ("mnist", (0, 1, 2, 3)), "mnist_2": ("mnist", (3, 6)),
+                    "fashion_4": ("fashion_mnist", (0, 1, 2, 3))}
+#: the literature tasks' images: the centre 24x24 crop of the 28x28 image, average-pooled over 6x6 blocks
+TASK_CROP, TASK_POOLED = 24, 4
+DATASETS = ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist", *LITERATURE_TASKS)
 #: the datasets made of images (``image_size`` applies, pixels are scaled to [0, 1])
 IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist")
 #: fraction of the scikit-learn datasets (and CSV files) held out as the test split
@@ -76,6 +87,10 @@ _DESCRIPTIONS = {
     "breast_cancer": "Breast cancer Wisconsin (diagnostic, UCI): 30 features of 569 tumours, malignant/benign",
     "mnist": "MNIST handwritten digits (LeCun, Cortes, Burges): 28x28 grey images, 10 classes",
     "fashion_mnist": "Fashion-MNIST (Zalando, MIT licence): 28x28 grey images of clothing, 10 classes",
+    "mnist_4": "MNIST-4: the MNIST digits 0-3 (labels kept), 4x4 pooled pixels, as in QuantumNAS and QuantumNAT",
+    "mnist_2": "MNIST-2: the MNIST digits 3 and 6 (labels kept), 4x4 pooled pixels, as in QuantumNAS and QuantumNAT",
+    "fashion_4": "Fashion-4: Fashion-MNIST classes 0-3 (T-shirt/top, trouser, pullover, dress; labels kept), "
+                 "4x4 pooled pixels, as in QuantumNAS",
 }
 
 
@@ -353,6 +368,33 @@ def _pca(X_train, X_test, feature_names, n_components: int | None, random_state,
     return pca.transform(X_train), pca.transform(X_test), [f"pc{k + 1}" for k in range(n_components)]
 
 
+def _task_classes(X_train, y_train, X_test, y_test, classes: tuple[int, ...], steps: list[str]):
+    """The samples of ``classes`` in both official splits (in file order, labels kept)."""
+    keep_train, keep_test = np.isin(y_train, classes), np.isin(y_test, classes)
+    steps.append(f"classes {', '.join(map(str, classes))} of both splits ({int(keep_train.sum())} training, "
+                 f"{int(keep_test.sum())} test images)")
+    return X_train[keep_train], y_train[keep_train], X_test[keep_test], y_test[keep_test]
+
+
+def _task_features(train: np.ndarray, test: np.ndarray, steps: list[str]):
+    """The literature's 16 features of 28x28 images: pixels scaled to [0, 1], the centre
+    :data:`TASK_CROP` x :data:`TASK_CROP` crop, average-pooled over blocks to :data:`TASK_POOLED` x
+    :data:`TASK_POOLED` (QuantumNAS's ``center_crop(24)`` then ``avg_pool2d(6)``)."""
+    height, width = train.shape[1:]
+    if (height, width) != (28, 28):
+        raise ValueError(f"the literature tasks pool 28x28 images; these are {height}x{width}")
+    margin, block = (28 - TASK_CROP) // 2, TASK_CROP // TASK_POOLED
+
+    def pooled(images: np.ndarray) -> np.ndarray:
+        crop = images[:, margin:margin + TASK_CROP, margin:margin + TASK_CROP].astype(np.float32) / np.float32(255)
+        blocks = crop.reshape(len(images), TASK_POOLED, block, TASK_POOLED, block)
+        return blocks.mean(axis=(2, 4), dtype=np.float32).reshape(len(images), -1)
+
+    steps.append(f"pixels scaled to [0, 1] (divided by 255), centre {TASK_CROP}x{TASK_CROP} crop, average-pooled "
+                 f"over {block}x{block} blocks to {TASK_POOLED}x{TASK_POOLED}, float32")
+    return pooled(train), pooled(test), _pixel_names(TASK_POOLED, TASK_POOLED)
+
+
 def _images_to_features(train, test, scale: float, image_size, steps: list[str]):
     train = train.astype(np.float32) / np.float32(scale)
     test = test.astype(np.float32) / np.float32(scale)
@@ -376,8 +418,10 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, n_comp
     """A train/test split of one of :data:`DATASETS`, preprocessed as described in the module docstring.
 
     Args:
-        name: ``iris``, ``digits``, ``wine``, ``breast_cancer``, ``mnist`` or ``fashion_mnist``
-            (case-insensitive, ``-`` for ``_`` accepted).
+        name: ``iris``, ``digits``, ``wine``, ``breast_cancer``, ``mnist``, ``fashion_mnist``, or a
+            literature task of :data:`LITERATURE_TASKS` (``mnist_4``, ``mnist_2``, ``fashion_4``:
+            a few classes of the official splits, 16 pooled pixels) (case-insensitive, ``-`` for
+            ``_`` accepted).
         data_dir: for ``mnist`` / ``fashion_mnist``: a folder with the four standard IDX files
             (directly or in a ``mnist/`` / ``fashion_mnist/`` subfolder). Without it they are
             fetched from OpenML (needs the network the first time).
@@ -403,15 +447,18 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, n_comp
     if size is not None and key not in IMAGE_DATASETS:
         raise InvalidArgument("image_size", image_size,
                               f"None for {key} (image_size applies to {', '.join(IMAGE_DATASETS)})")
-    if data_dir is not None and key not in OPENML:
+    if data_dir is not None and LITERATURE_TASKS.get(key, (key,))[0] not in OPENML:
         raise InvalidArgument("data_dir", str(data_dir), f"None for {key} (it ships with scikit-learn; data_dir "
                                                          f"applies to {', '.join(OPENML)})")
     steps: list[str] = []
-    if key in OPENML:
+    images, classes = LITERATURE_TASKS.get(key, (key, None))
+    if images in OPENML:
         if data_dir is not None:
-            X_train, y_train, X_test, y_test, source = _load_idx_set(key, data_dir)
+            X_train, y_train, X_test, y_test, source = _load_idx_set(images, data_dir)
         else:
-            X_train, y_train, X_test, y_test, source = _load_openml(key, cache_dir)
+            X_train, y_train, X_test, y_test, source = _load_openml(images, cache_dir)
+        if classes is not None:
+            X_train, y_train, X_test, y_test = _task_classes(X_train, y_train, X_test, y_test, classes, steps)
         scale = 255.0
         feature_names = None
     else:
@@ -426,7 +473,9 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, n_comp
         scale = 16.0
         feature_names = None if key == "digits" else [str(f) for f in bunch.feature_names]
     X_train, y_train = _subset(X_train, y_train, subset, random_state, steps)
-    if key in IMAGE_DATASETS:
+    if classes is not None:
+        X_train, X_test, feature_names = _task_features(X_train, X_test, steps)
+    elif key in IMAGE_DATASETS:
         X_train, X_test, feature_names = _images_to_features(X_train, X_test, scale, size, steps)
     X_train, X_test, feature_names = _pca(X_train, X_test, feature_names, n_components, random_state, steps)
     description = f"{_DESCRIPTIONS[key]}. Source: {source}."

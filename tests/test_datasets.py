@@ -7,6 +7,7 @@ format, and ``fetch_openml`` is replaced by a stub.
 from __future__ import annotations
 
 import gzip
+import json
 import types
 
 import numpy as np
@@ -295,9 +296,11 @@ def test_digits_image_options_and_pca():
 
 
 def test_unknown_name_lists_the_allowed_values():
-    assert DATASETS == ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist")
+    assert DATASETS == ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist", "mnist_4", "mnist_2",
+                        "fashion_4")
     for bad in ("cifar10", "", None, 3):
-        with pytest.raises(ValueError, match="allowed: iris, digits, wine, breast_cancer, mnist, fashion_mnist"):
+        with pytest.raises(ValueError, match="allowed: iris, digits, wine, breast_cancer, mnist, fashion_mnist, "
+                                             "mnist_4, mnist_2, fashion_4"):
             load_dataset(bad)
     assert load_dataset(" IRIS ").name == "iris"
 
@@ -359,3 +362,47 @@ def test_load_csv_errors(tmp_path):
         load_csv(write_csv(tmp_path / "g.csv", "a,b\n"), "b")
     with pytest.raises(ValueError, match="test_size"):
         load_csv(path, "species", test_size=1.5)
+
+
+# --- the literature's tasks: a few classes, 16 pooled pixels ------------------------------------------
+def ten_class_set(seed=0, n_train=100, n_test=50):
+    rng = np.random.default_rng(seed)
+    labels = lambda n: (np.arange(n) % 10).astype(np.uint8)
+    y_train, y_test = labels(n_train), labels(n_test)
+    return (rng.integers(0, 256, (n_train, 28, 28)).astype(np.uint8), y_train,
+            rng.integers(0, 256, (n_test, 28, 28)).astype(np.uint8), y_test)
+
+
+@pytest.mark.parametrize("task, images, classes", [("mnist_4", "mnist", (0, 1, 2, 3)), ("mnist-2", "mnist", (3, 6)),
+                                                   ("fashion_4", "fashion_mnist", (0, 1, 2, 3))])
+def test_a_literature_task_keeps_its_classes_and_pools_the_centre_crop_to_16_pixels(tmp_path, task, images,
+                                                                                    classes):
+    """As QuantumNAS does it with torchvision (``center_crop(24)``, then ``avg_pool2d(6)``): here with
+    plain slicing and a 6x6 block mean, written independently of the loader."""
+    arrays = ten_class_set()
+    write_set(tmp_path / images, arrays)
+    data = load_dataset(task, data_dir=tmp_path)
+    train_images, train_labels, test_images, test_labels = arrays
+    for X, y, imgs, labels in ((data.X_train, data.y_train, train_images, train_labels),
+                               (data.X_test, data.y_test, test_images, test_labels)):
+        keep = np.isin(labels, classes)
+        np.testing.assert_array_equal(y, labels[keep])  # in file order, labels kept
+        expected = np.array([[imgs[i, 2 + 6 * r:8 + 6 * r, 2 + 6 * c:8 + 6 * c].mean() / 255 for r in range(4)
+                              for c in range(4)] for i in np.flatnonzero(keep)])
+        np.testing.assert_allclose(X, expected, rtol=1e-5)
+    assert data.n_features == 16 and data.X_train.dtype == np.float32 and sorted(data.classes) == list(classes)
+    assert data.feature_names[-1] == "pixel_3_3" and "24x24 crop" in data.description
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset(task, data_dir=tmp_path, image_size=8)
+
+
+def test_the_command_line_searches_a_literature_task(tmp_path, capsys):
+    from qiskit_qnas.cli import main
+
+    write_set(tmp_path / "mnist", ten_class_set(n_train=120, n_test=40))
+    out = tmp_path / "run"
+    assert main(["search", "--dataset", "MNIST-2", "--data-dir", str(tmp_path), "--qubits", "2", "--layers", "1",
+                 "--population", "2", "--generations", "1", "--supercircuit-epochs", "1", "--finetune-epochs", "0",
+                 "--qubit-budget", "2", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"] == "mnist_2" and summary["n_features"] == 16 and summary["n_test"] == 8

@@ -367,3 +367,49 @@ def test_supercircuit_trains_under_noise_and_evaluates_exactly():
     torch.manual_seed(0)
     assert torch.equal(model(X, ARCH), sampled)  # trajectories come from torch's seeded generator
     assert not torch.allclose(model(X, ARCH), sampled)
+
+
+# --- noise scaled as a study variable ------------------------------------------------------------------
+def test_a_scaled_noise_backend_scales_every_error_and_coherence_time_and_leaves_the_device_alone():
+    from qiskit_ibm_runtime.fake_provider import FakeYorktownV2
+
+    from qiskit_qnas.backends import MAX_SCALED_ERROR, scaled_noise_backend
+
+    device = FakeYorktownV2()
+    before = copy.deepcopy(device.target)
+    scaled = scaled_noise_backend(device, 4)
+    assert scaled.name == "fake_yorktown_noise_x4"
+    for name in ("cx", "sx", "x", "measure"):
+        for qargs, properties in device.target[name].items():
+            assert scaled.target[name][qargs].error == pytest.approx(min(4 * properties.error, MAX_SCALED_ERROR))
+            assert scaled.target[name][qargs].duration == properties.duration
+            assert properties.error == before[name][qargs].error  # the device is untouched
+    for q, properties in enumerate(device.target.qubit_properties):
+        assert scaled.target.qubit_properties[q].t1 == pytest.approx(properties.t1 / 4)
+        assert scaled.target.qubit_properties[q].t2 == pytest.approx(properties.t2 / 4)
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):
+        with pytest.raises(ValueError, match="factor"):
+            scaled_noise_backend(device, bad)
+
+
+def test_aer_on_a_scaled_backend_measures_more_noise_as_the_factor_grows():
+    """Cross-checked on Aer itself (exact noisy expectation values): factor 1 is the device's own noise,
+    and the read-outs move away from the noiseless statevector's as the factor grows."""
+    from qiskit_ibm_runtime.fake_provider import FakeYorktownV2
+
+    from qiskit_qnas.backends import scaled_noise_backend
+
+    arch = Architecture(n_qubits=3, n_layers=3, embedding="angle_y", rotation="ry", entangler="all")
+    rng = np.random.default_rng(0)
+    inputs, weights = rng.uniform(0, np.pi, (6, arch.n_inputs)), rng.uniform(-np.pi, np.pi, arch.n_weights)
+    exact = resolve_target(None).expectation_values(arch, inputs, weights).values
+
+    def on(backend):
+        return AerTarget(AerSimulator.from_backend(backend), seed=0).expectation_values(arch, inputs, weights).values
+
+    device = FakeYorktownV2()
+    np.testing.assert_allclose(on(scaled_noise_backend(device, 1)), on(device), atol=1e-12)
+    distances = [np.abs(on(scaled_noise_backend(device, factor)) - exact).mean() for factor in (0.25, 1, 4)]
+    assert distances[0] < distances[1] < distances[2], distances
+    target = resolve_target(scaled_noise_backend(device, 2), mode="aer")  # usable as a search's target
+    assert isinstance(target, AerTarget) and "noise_x2" in target.name

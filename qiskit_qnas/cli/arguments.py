@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..backends import TARGET_SYNTAX, target_spec
+from ..datasets import DATASETS
 from ..qpu_budget import FIDELITIES
 from ..selection import SELECTIONS
 from ..validation import InvalidArgument
 from .signals import PROG
 
-DATASETS = ("iris", "digits", "wine", "breast_cancer", "mnist", "fashion_mnist")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TWIRLING_CHOICES = ("none", "gates", "measure", "all")
 DD_CHOICES = ("XX", "XpXm", "XY4")
@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "continues an interrupted run.")
     data = search.add_argument_group("data")
     source = data.add_mutually_exclusive_group()
-    source.add_argument("--dataset", type=_choice(DATASETS, str.lower), metavar="NAME",
-                        help=f"a built-in dataset: {', '.join(DATASETS)}")
+    source.add_argument("--dataset", type=_choice(DATASETS, lambda name: name.lower().replace("-", "_")),
+                        metavar="NAME", help=f"a built-in dataset: {', '.join(DATASETS)}")
     source.add_argument("--csv", type=_path, metavar="PATH", help="a CSV file with a header row")
     data.add_argument("--target-column", metavar="NAME", help="the label column of --csv")
     data.add_argument("--data-dir", type=_path, metavar="DIR", help="where dataset files are (IDX files for mnist)")
