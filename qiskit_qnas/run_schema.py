@@ -262,7 +262,7 @@ SUMMARY = record(
      "finished": text(100), "fingerprint": text(100), "test_accuracy_on_target": FRACTION, "on_target": text(1000)})
 POPULATION_MEMBER = record({"gene": mapping(SETTING), "objectives": array(number(-HUGE, HUGE, infinite=True), 1, 16),
                             "rank": COUNT, "crowding": number(0, HUGE, infinite=True)})
-#: ``checkpoint.json``: :func:`qiskit_qnas.search.write_checkpoint`
+#: ``checkpoint.json``: :func:`qiskit_qnas.search.save_checkpoint`
 CHECKPOINT = record({"fingerprint": optional(text(100)), "search_space": SEARCH_SPACE, "population_size": integer(1),
                      "seed": integer(0, 2**32 - 1), "generation": integer(1), "history": array(GENERATION, 1),
                      "candidates": array(CANDIDATE), "population": array(POPULATION_MEMBER, 1),

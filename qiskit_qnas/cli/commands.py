@@ -160,11 +160,8 @@ def _print_report(run_dir: Path, result, summary: dict | None, front_only: bool 
     print(f"run directory: {run_dir}")
 
 
-def _print_plan(estimator, data) -> None:
+def _print_plan(plan) -> None:
     """What the search would submit to a device (``--dry-run``): its QPU plan, or that it submits nothing."""
-    plan = estimator._plan(data.X_train, data.y_train, n_predict=len(data.X_test))
-    with contextlib.suppress(Exception):
-        plan.target.close()
     if plan.qpu_plan is None:
         print(f"{plan.target.name} is not a device: the search submits nothing to a QPU (0 QPU s)")
     else:
@@ -175,8 +172,7 @@ def cmd_search(args) -> int:
     _check_dask(args)
     config = _settings_from_args(args)
     if args.dry_run:
-        estimator, data, _ = prepare(config, args.max_memory)
-        _print_plan(estimator, data)
+        _print_plan(prepare(config, args.max_memory)[2])
         return 0
     run_dir = args.out
     if run_dir is None:
@@ -188,7 +184,8 @@ def cmd_search(args) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"--out: invalid value {str(run_dir)!r}; allowed: a directory path")
     started = time.perf_counter()
-    estimator, data, fingerprint = prepare(config, args.max_memory)
+    estimator, data, plan = prepare(config, args.max_memory)
+    fingerprint = plan.fingerprint
     # a directory another run wrote (the Python API writes no config.json) is refused untouched
     _check_directory(run_dir, fingerprint, estimator.random_state, "--out")
     from .._version import __version__
@@ -278,7 +275,8 @@ def cmd_resume(args) -> int:
         config["estimator"]["max_qpu_seconds"] = args.max_qpu_seconds
     _confirm_paid_backend(run_dir, config, args.yes)
     started = time.perf_counter()
-    estimator, data, fingerprint = prepare(config, args.max_memory)
+    estimator, data, plan = prepare(config, args.max_memory)
+    fingerprint = plan.fingerprint
     _check_directory(run_dir, fingerprint, estimator.random_state, "DIR")
     with contextlib.ExitStack() as held:
         _lock(held, run_dir, "DIR")  # one resume at a time: two would submit every job twice

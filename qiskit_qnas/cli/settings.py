@@ -142,9 +142,10 @@ def make_estimator(config: dict[str, Any], run_dir: Path | None, verbose: int = 
 
 
 def prepare(config: dict[str, Any], max_memory: str | None = None):
-    """Everything a run needs, checked: ``(estimator, dataset, fingerprint)``; raises :class:`UsageError`.
+    """Everything a run needs, checked: ``(estimator, dataset, plan)``; raises :class:`UsageError`.
 
-    The fingerprint identifies the run's settings and data (what every file of its directory records)."""
+    The plan is the fit's (its target closed): ``plan.fingerprint`` identifies the run's settings and data
+    (what every file of its directory records), ``plan.qpu_plan`` is what it would submit to a device."""
     from ..noise import check_noise_aware_target
     from ..qpu_budget import QPUBudgetError
 
@@ -200,7 +201,7 @@ def prepare(config: dict[str, Any], max_memory: str | None = None):
         raise UsageError(_library_error(exc, flag)) from None
     with contextlib.suppress(Exception):
         plan.target.close()
-    return estimator, data, plan.fingerprint
+    return estimator, data, plan
 
 
 def export_backend(config: dict[str, Any]):
