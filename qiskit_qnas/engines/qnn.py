@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,6 +15,63 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN, NeuralNetwork
 from .statevector import RYTreePreparation, StatevectorProgram, torch_threads_for
 
 
+@dataclass(frozen=True)
+class PauliMeasurements:
+    """Observables with X and Y terms, measured as the hardware does: their Pauli terms in qubit-wise
+    commuting groups, each group's circuit followed by its basis change (``h`` for X, ``sdg`` then ``h``
+    for Y) so that every term is diagonal (a Z string), and the observables' values ``terms @ mixing``.
+
+    ``groups``: per group, the basis change ``{qubit: "X" | "Y"}`` and its diagonal terms; the terms of
+    all groups, in order, are the rows of ``mixing`` (terms x observables: each term's coefficient in
+    each observable; a term shared by observables is simulated once).
+    """
+
+    groups: tuple[tuple[dict[int, str], tuple[SparsePauliOp, ...]], ...]
+    mixing: np.ndarray
+
+    @classmethod
+    def of(cls, observables: Sequence[SparsePauliOp], n_qubits: int) -> PauliMeasurements:
+        coefficients: dict[str, dict[int, float]] = {}  # Pauli label -> {observable: coefficient}
+        for k, observable in enumerate(observables):
+            observable = SparsePauliOp(observable).simplify(atol=0)
+            if observable.num_qubits != n_qubits:
+                raise ValueError(f"observable {k} acts on {observable.num_qubits} qubits, the circuit has {n_qubits}")
+            for pauli, coeff in zip(observable.paulis, observable.coeffs):
+                if abs(coeff.imag) > 1e-12:
+                    raise ValueError(f"observable {k} is not Hermitian (coefficient {coeff} of {pauli})")
+                label = pauli.to_label().lstrip("-i")
+                coefficients.setdefault(label, {})[k] = coefficients.get(label, {}).get(k, 0.0) + coeff.real
+        groups: list[tuple[dict[int, str], list[str]]] = []
+        for label in coefficients:
+            letters = {q: letter for q, letter in enumerate(reversed(label)) if letter != "I"}
+            for basis, members in groups:  # qubit-wise commuting: the same letter wherever both act
+                if all(basis.get(q, letter) == letter for q, letter in letters.items()):
+                    basis.update(letters)
+                    members.append(label)
+                    break
+            else:
+                groups.append((dict(letters), [label]))
+        ordered = [label for _, members in groups for label in members]
+        mixing = np.zeros((len(ordered), len(observables)))
+        for row, label in enumerate(ordered):
+            for k, coeff in coefficients[label].items():
+                mixing[row, k] = coeff
+        diagonal = [(({q: b for q, b in basis.items() if b != "Z"}),
+                     tuple(SparsePauliOp(label.replace("X", "Z").replace("Y", "Z")) for label in members))
+                    for basis, members in groups]
+        return cls(groups=tuple(diagonal), mixing=mixing)
+
+    @staticmethod
+    def measured_in(circuit: QuantumCircuit, basis: dict[int, str]) -> QuantumCircuit:
+        """``circuit`` followed by the change of basis that makes X or Y on each qubit of ``basis`` a Z."""
+        measured = circuit.copy()
+        for qubit, letter in sorted(basis.items()):
+            if letter == "Y":
+                measured.sdg(qubit)
+            measured.h(qubit)
+        return measured
+
+
 class StatevectorQNN(NeuralNetwork):
     """Exact expectation values ``<O_k>`` of a circuit, simulated by :class:`StatevectorProgram`.
 
@@ -21,7 +79,10 @@ class StatevectorQNN(NeuralNetwork):
     adjoint method instead of parameter shifts), orders of magnitude faster: see
     ``benchmarks/results/engine_throughput.md``. ``preparation`` (an :class:`RYTreePreparation`, as
     :func:`~qiskit_qnas.circuits.build_circuit` declares for the amplitude embedding) lets the
-    engine start from the closed-form state of the circuit's leading RY tree.
+    engine start from the closed-form state of the circuit's leading RY tree. ``observables`` may be any
+    Hermitian ``SparsePauliOp``s: diagonal ones (I/Z, the default ``Z_i``) are read from one simulation;
+    X and Y terms are measured by group after a change of basis (:class:`PauliMeasurements`), one
+    simulation per qubit-wise commuting group.
     """
 
     #: batches of at most this many amplitudes keep their final state for the next backward
@@ -35,13 +96,34 @@ class StatevectorQNN(NeuralNetwork):
         self.weight_params = list(weight_params)
         # (inputs bytes, weights bytes, final state) of the last forward pass, for its backward
         self._last: tuple[bytes, bytes, torch.Tensor] | None = None
-        self.program = StatevectorProgram(circuit, self.input_params, self.weight_params, observables,
-                                          preparation=preparation)
+        #: observables with X or Y terms, measured group by group (None: all diagonal, one program)
+        self.measurements: PauliMeasurements | None = None
+        if observables is not None and any(np.any(SparsePauliOp(o).paulis.x) for o in observables):
+            self.measurements = PauliMeasurements.of(list(observables), circuit.num_qubits)
+            self._mixing = torch.as_tensor(self.measurements.mixing)
+            self.programs = [StatevectorProgram(PauliMeasurements.measured_in(circuit, basis), self.input_params,
+                                                self.weight_params, list(terms), preparation=preparation)
+                             for basis, terms in self.measurements.groups]
+            n_outputs = len(observables)
+        else:
+            self.program = StatevectorProgram(circuit, self.input_params, self.weight_params, observables,
+                                              preparation=preparation)
+            self.programs = [self.program]
+            n_outputs = self.program.n_outputs
         super().__init__(num_inputs=len(self.input_params), num_weights=len(self.weight_params),
-                         sparse=False, output_shape=self.program.n_outputs, input_gradients=input_gradients)
+                         sparse=False, output_shape=n_outputs, input_gradients=input_gradients)
+
+    def _term_slices(self) -> list[slice]:
+        """The rows of the mixing matrix each group's program computes."""
+        bounds = np.cumsum([0] + [p.n_outputs for p in self.programs])
+        return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> np.ndarray:
         x, w = self._arrays(input_data, weights)
+        if self.measurements is not None:
+            with torch_threads_for(len(x) * self.programs[0].dim):
+                terms = torch.cat([program.run(x, w)[0] for program in self.programs], 1)
+            return (terms @ self._mixing).numpy()
         with torch_threads_for(len(x) * self.program.dim):
             outputs, psi = self.program.run(x, w)
         # TorchConnector calls backward on the same data right after forward: keep the final state
@@ -51,6 +133,15 @@ class StatevectorQNN(NeuralNetwork):
 
     def _backward(self, input_data: np.ndarray | None, weights: np.ndarray | None):
         x, w = self._arrays(input_data, weights)
+        if self.measurements is not None:
+            with torch_threads_for(len(x) * self.programs[0].dim * self.programs[0].n_outputs):
+                parts = [program.jacobians(x, w, self.input_gradients) for program in self.programs]
+
+            def observables_of(jacobians: list) -> np.ndarray:  # (B, terms, n) -> (B, observables, n)
+                return torch.einsum("btn,tk->bkn", torch.cat(jacobians, 1), self._mixing).numpy()
+
+            weight_jacobians = observables_of([part[2] for part in parts])
+            return (observables_of([part[1] for part in parts]) if self.input_gradients else None), weight_jacobians
         with torch_threads_for(len(x) * self.program.dim * self.program.n_outputs):
             _, dx, dw = self.program.jacobians(x, w, self.input_gradients, final_state=self._final_state(x, w))
         return (None if dx is None else dx.numpy()), dw.numpy()
@@ -64,7 +155,17 @@ class StatevectorQNN(NeuralNetwork):
         """
         input_, _ = self._validate_input(input_data)
         x, w = self._arrays(input_, self._validate_weights(weights))
-        g = np.asarray(grad_outputs, dtype=float).reshape(len(x), self.program.n_outputs)
+        g = np.asarray(grad_outputs, dtype=float).reshape(len(x), self.output_shape[0])
+        if self.measurements is not None:  # the cotangent of the terms, then one vjp per group, summed
+            g_terms = torch.as_tensor(g) @ self._mixing.T
+            with torch_threads_for(2 * len(x) * self.programs[0].dim):
+                parts = [program.vjp(x, w, g_terms[:, rows], self.input_gradients)
+                         for program, rows in zip(self.programs, self._term_slices())]
+            weight_products = torch.stack([part[2] for part in parts]).sum(0).sum(0).numpy()
+            if not self.input_gradients:
+                return None, weight_products
+            input_products = torch.stack([part[1] for part in parts if part[1] is not None]).sum(0)
+            return input_products.numpy(), weight_products
         with torch_threads_for(2 * len(x) * self.program.dim):
             _, dx, dw = self.program.vjp(x, w, g, self.input_gradients, final_state=self._final_state(x, w))
         return (None if dx is None else dx.numpy()), dw.sum(0).numpy()
