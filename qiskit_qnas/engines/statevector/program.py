@@ -11,7 +11,9 @@ What is simulated is exactly the circuit that would be transpiled and run on har
   derivatives in the inputs and weights are a constant matrix (parameters, affine expressions) or
   autograd (other expressions);
 * a declared state preparation (:class:`~.preparation.RYTreePreparation`) is not walked: the sweep
-  starts from its closed-form state.
+  starts from its closed-form state;
+* a gate without a kernel of its own (any other gate of Qiskit's library, a user's composite gate) is
+  replaced by its definition once, when the circuit is compiled (:func:`with_kernel_gates`).
 
 Expectation values of diagonal (I/Z) observables are one reduction of the probabilities.
 """
@@ -51,6 +53,45 @@ _REAL_GATES = {"ry", "cx", "x", "z", "cz", "swap", "h", "ccx", "id", "cry", "ch"
 _PERMUTATIONS = {"x", "cx", "swap", "ccx"}
 _SKIPPED = {"barrier", "id", "delay"}
 _CONTROLLED = {"cx": "x", "cy": "y", "cz": "z", "ch": "h", "crx": "rx", "cry": "ry", "crz": "rz", "cp": "p"}
+#: rounds of ``QuantumCircuit.decompose`` a gate without a kernel may take to reach gates with one
+MAX_DECOMPOSITION_ROUNDS = 8
+
+
+def has_kernel(name: str, n_qubits: int, parametrised: bool) -> bool:
+    """Whether the engine simulates gate ``name`` on ``n_qubits`` qubits directly (else it runs the
+    gate's definition: :func:`with_kernel_gates`)."""
+    if name in _SKIPPED or (name in _PERMUTATIONS and not parametrised):
+        return True
+    if n_qubits == 1:
+        return name in _ROTATIONS or name in _FIXED or name in ("u", "u3")
+    return n_qubits == 2 and (name in ("rzz", "cz") or name in _CONTROLLED)
+
+
+def with_kernel_gates(circuit: QuantumCircuit, keep: int = 0) -> QuantumCircuit:
+    """``circuit`` with every gate the engine has no kernel for (``rxx``, ``cswap``, ``iswap``,
+    ``xx_plus_yy``, a user's composite gate, ...) replaced by its definition, round after round, once per
+    circuit; the first ``keep`` instructions (a declared preparation) stay as they are. Parameters,
+    expressions of them included, carry through (global phases do not change expectation values)."""
+    def missing_kernels(instructions) -> list[str]:
+        return sorted({i.operation.name for i in instructions
+                       if not has_kernel(i.operation.name, len(i.qubits), bool(i.operation.params))})
+
+    missing = missing_kernels(circuit.data[keep:])
+    if not missing:
+        return circuit
+    head, tail = circuit.copy_empty_like(), circuit.copy_empty_like()
+    for index, instruction in enumerate(circuit.data):
+        (head if index < keep else tail).append(instruction)
+    for _ in range(MAX_DECOMPOSITION_ROUNDS):
+        decomposed = tail.decompose(gates_to_decompose=missing)
+        if [i.operation.name for i in decomposed.data] == [i.operation.name for i in tail.data]:
+            break  # no definition to go to
+        tail = decomposed
+        missing = missing_kernels(tail.data)
+        if not missing:
+            return head.compose(tail)
+    raise NotImplementedError(f"the statevector engine cannot simulate {', '.join(missing)}: no definition in "
+                              f"gates it has within {MAX_DECOMPOSITION_ROUNDS} rounds of decomposition")
 
 
 class StatevectorProgram:
@@ -86,6 +127,7 @@ class StatevectorProgram:
         self.n_inputs, self.n_weights = len(inputs), len(weights)
         self._tree_inputs = _tree_node_inputs(preparation, circuit, list(inputs))
         skipped = 0 if preparation is None else preparation.n_instructions
+        circuit = with_kernel_gates(circuit, skipped)  # after the preparation is checked against it
         instructions = circuit.data[skipped:]
         input_index = {p: i for i, p in enumerate(inputs)}
         weight_index = {p: i for i, p in enumerate(weights)}
