@@ -1,18 +1,35 @@
-"""``StatevectorQNN`` with observables that have X and Y terms (sums of Pauli strings, shared terms,
-coefficients): values and gradients equal to qiskit-machine-learning's ``EstimatorQNN`` over Qiskit's
-``StatevectorEstimator``, and a training step through ``StatevectorConnector`` equal to ``TorchConnector``'s."""
+"""``StatevectorQNN`` beyond the search's own circuits, cross-checked against qiskit-machine-learning's
+``EstimatorQNN`` over Qiskit's ``StatevectorEstimator`` in values and gradients:
+
+* observables with X and Y terms (sums of Pauli strings, shared terms, coefficients), and a training
+  step through ``StatevectorConnector`` equal to ``TorchConnector``'s;
+* gates the engine has no kernel for, run through their definitions (once per circuit); a gate with no
+  definition is refused with its name.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from qiskit.circuit import ParameterVector, QuantumCircuit
+from qiskit.circuit import Gate, ParameterVector, QuantumCircuit
+from qiskit.circuit.library import CUGate, MCXGate, RGate, U2Gate, XXPlusYYGate
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.connectors import TorchConnector
 
+from qiskit_qnas.circuits import z_observables
 from qiskit_qnas.engines import StatevectorConnector
 from qiskit_qnas.engines.qnn import PauliMeasurements, StatevectorQNN, estimator_qnn
+from qiskit_qnas.engines.statevector.program import has_kernel
+
+
+def assert_agree(ours, reference, inputs, weights) -> None:
+    """Values and input / weight Jacobians of two QNNs equal to 1e-10."""
+    np.testing.assert_allclose(ours.forward(inputs, weights), reference.forward(inputs, weights), atol=1e-10)
+    (dx, dw), (rdx, rdw) = ours.backward(inputs, weights), reference.backward(inputs, weights)
+    np.testing.assert_allclose(dx, rdx, atol=1e-10)
+    np.testing.assert_allclose(dw, rdw, atol=1e-10)
+
 
 OBSERVABLES = [SparsePauliOp("XXI"), SparsePauliOp(["ZYZ", "XXI"], [0.5, -1.5]), SparsePauliOp("IIZ"),
                SparsePauliOp(["YII", "IXY", "ZZZ"], [0.3, 0.7, -0.2])]
@@ -43,10 +60,7 @@ def test_values_and_gradients_of_x_and_y_observables_equal_estimator_qnn():
     ours, reference = both(OBSERVABLES)
     rng = np.random.default_rng(0)
     inputs, weights = rng.uniform(-np.pi, np.pi, (5, 3)), rng.uniform(-np.pi, np.pi, 9)
-    np.testing.assert_allclose(ours.forward(inputs, weights), reference.forward(inputs, weights), atol=1e-10)
-    (dx, dw), (rdx, rdw) = ours.backward(inputs, weights), reference.backward(inputs, weights)
-    np.testing.assert_allclose(dx, rdx, atol=1e-10)
-    np.testing.assert_allclose(dw, rdw, atol=1e-10)
+    assert_agree(ours, reference, inputs, weights)
     assert ours.measurements is not None and len(ours.programs) == len(ours.measurements.groups) >= 2
     ours, reference = both(OBSERVABLES, input_gradients=False)
     (dx, dw), (rdx, rdw) = ours.backward(inputs, weights), reference.backward(inputs, weights)
@@ -90,3 +104,46 @@ def test_a_non_hermitian_or_mis_sized_observable_is_refused():
         StatevectorQNN(qc, list(x), list(w), [SparsePauliOp("XYZ", 1j)])
     with pytest.raises(ValueError, match="acts on 2 qubits"):
         StatevectorQNN(qc, list(x), list(w), [SparsePauliOp("XY")])
+
+
+# --- gates without a kernel ------------------------------------------------------------------------
+def library_circuit() -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
+    x, w = ParameterVector("x", 3), ParameterVector("w", 8)
+    qc = QuantumCircuit(3)
+    for q in range(3):
+        qc.ry(x[q], q)
+    qc.rxx(w[0], 0, 1)
+    qc.ryy(0.5 * w[1] + x[0], 1, 2)
+    qc.rzx(w[2], 0, 2)
+    qc.append(XXPlusYYGate(w[3], w[4]), [0, 1])
+    qc.append(RGate(w[5], x[1]), [2])
+    qc.append(U2Gate(w[6], 0.3), [1])
+    qc.append(CUGate(w[7], 0.2, x[2], 0.1), [2, 0])
+    qc.ecr(0, 1)
+    qc.iswap(1, 2)
+    qc.cswap(0, 1, 2)
+    qc.rccx(0, 1, 2)
+    qc.append(MCXGate(2), [1, 2, 0])
+    qc.csx(2, 1)
+    qc.dcx(0, 2)
+    return qc, x, w
+
+
+def test_standard_library_gates_equal_estimator_qnn_in_values_and_gradients():
+    qc, x, w = library_circuit()
+    missing = {i.operation.name for i in qc.data
+               if not has_kernel(i.operation.name, len(i.qubits), bool(i.operation.params))}
+    assert {"rxx", "ryy", "rzx", "xx_plus_yy", "ecr", "iswap", "cswap", "rccx"} <= missing
+    observables = [*z_observables(3), SparsePauliOp(["XYZ", "IXX"], [0.4, -0.9])]
+    ours = StatevectorQNN(qc, list(x), list(w), observables, input_gradients=True)
+    reference = estimator_qnn(qc, list(x), list(w), observables, input_gradients=True)
+    rng = np.random.default_rng(0)
+    inputs, weights = rng.uniform(-np.pi, np.pi, (4, 3)), rng.uniform(-np.pi, np.pi, 8)
+    assert_agree(ours, reference, inputs, weights)
+
+
+def test_a_gate_without_a_definition_is_refused_by_name():
+    qc = QuantumCircuit(2)
+    qc.append(Gate("mystery", 2, []), [0, 1])
+    with pytest.raises(NotImplementedError, match="mystery"):
+        StatevectorQNN(qc, [], [])
