@@ -135,7 +135,7 @@ def test_non_default_observables():
 
 
 def test_mis_sized_observables_and_measurements_are_rejected():
-    """(X and Y observables are measured: tests/test_pauli_observables.py.)"""
+    """(X and Y observables are measured: tests/test_qnn_breadth.py.)"""
     arch = Architecture(2, 1)
     built = build_circuit(arch)
     with pytest.raises(ValueError, match="diagonal"):  # the wrong number of qubits
