@@ -55,16 +55,17 @@ MIN_VENV ?= .venv-min
 MIN_PY := $(MIN_VENV)/bin/python
 MIN_STAMP := $(MIN_VENV)/.installed
 # One fast pass over what each dependency provides: the space and NSGA-II (pymoo), circuits and the
-# engine against EstimatorQNN (qiskit, qiskit-machine-learning, sympy), scikit-learn's estimator
-# checks, Aer and Runtime local testing mode (qiskit-aer, qiskit-ibm-runtime), cutting
-# (qiskit-addon-cutting) and the Pareto plot (matplotlib).
+# engine against EstimatorQNN, X/Y observables and library gates included (qiskit, qiskit-machine-learning,
+# sympy), scikit-learn's estimator checks, Aer, a scaled device's noise and Runtime local testing mode
+# (qiskit-aer, qiskit-ibm-runtime), cutting (qiskit-addon-cutting) and the Pareto plot (matplotlib).
 MIN_TESTS ?= tests/test_space.py tests/test_circuits.py tests/test_search.py tests/test_sklearn_checks.py \
 	tests/test_pareto_plot.py tests/test_engine.py::test_gradients_equal_estimator_qnn \
 	tests/test_targets.py::test_aer_noise_model_applies tests/test_targets.py::test_runtime_local_own_estimator_seeded \
 	tests/test_targets.py::test_runtime_proxy_grows_with_the_mitigation_as_documented \
 	tests/test_cutting.py::test_counts_match_real_generation tests/test_cutting.py::test_exact_cut_expectation_values_equal_uncut \
 	tests/test_cutting.py::test_runtime_fake_backend_local_mode_in_a_batch \
-	tests/test_estimator.py::test_close_ends_the_runtime_batch_the_fitted_target_holds
+	tests/test_estimator.py::test_close_ends_the_runtime_batch_the_fitted_target_holds tests/test_qnn_breadth.py \
+	tests/test_noise.py::test_aer_on_a_scaled_backend_measures_more_noise_as_the_factor_grows
 MIN_ARGS ?= -m "not slow"
 
 $(MIN_STAMP): pyproject.toml $(CONSTRAINTS) .ci/min_requirements.py
