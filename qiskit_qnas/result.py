@@ -21,7 +21,7 @@ from .isa import to_isa
 from .objective import CUTTING_OBJECTIVES as CUTTING_OBJECTIVES  # re-exported: where they were defined before
 from .objective import OBJECTIVE_NAMES, Objective, as_objectives
 from .objective import RUNTIME_OBJECTIVES as RUNTIME_OBJECTIVES
-from .run_schema import RESULT, RunFileError, check
+from .run_schema import MEASUREMENT, RESULT, RunFileError, check
 from .runtime_proxy import RuntimeEstimate
 from .space import Architecture, SearchSpace
 
@@ -189,23 +189,15 @@ class Candidate:
 #: the candidate's fields that are NaN when not measured
 _UNMEASURED_IS_NAN = ("val_accuracy", "val_loss", "measured_seconds")
 
-#: the fields of a measurement record and their types (:attr:`Candidate.measurements`)
-MEASUREMENT_FIELDS: dict[str, Any] = {"source": str, "kind": str, "val_error": float, "n_samples": int,
-                                      "shots": (int, type(None)), "qpu_seconds": float}
+#: the fields of a measurement record (:attr:`Candidate.measurements`, :data:`qiskit_qnas.run_schema.MEASUREMENT`)
+MEASUREMENT_FIELDS = ("source", "kind", "val_error", "n_samples", "shots", "qpu_seconds")
 
 
 def _measurement(data: Any) -> dict[str, Any]:
-    """A measurement record read back as data: known fields of the right types only."""
-    if not isinstance(data, dict):
-        raise TypeError(f"a measurement record must be a dict, not {type(data).__name__}")
-    record = {}
-    for key, kind in MEASUREMENT_FIELDS.items():
-        value = data.get(key)
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise TypeError(f"measurement field {key!r} = {value!r}")
-        record[key] = value
+    """A measurement record read back as data: checked against its schema, its known fields only."""
+    check(MEASUREMENT, data)
+    record = {key: data[key] for key in MEASUREMENT_FIELDS}
+    record["val_error"], record["qpu_seconds"] = float(record["val_error"]), float(record["qpu_seconds"])
     return record
 
 

@@ -223,9 +223,9 @@ def check_run_directory(directory: str | Path, fingerprint: str, seed: int) -> N
                                     f"{allowed} and training settings)")
 
 
-#: the locks this process holds: lock file -> (descriptor, depth), so that a run holding its
-#: directory (the command line) can call ``fit``, which takes the same lock, without waiting for itself
-_HELD: dict[Path, list[int]] = {}
+#: the lock files this process holds, so that a run holding its directory (the command line) can call
+#: ``fit``, which takes the same lock, without waiting for itself; the outermost holder releases it
+_HELD: set[Path] = set()
 _HELD_GUARD = threading.Lock()
 
 
@@ -251,15 +251,9 @@ def run_directory_lock(directory: str | Path) -> Iterator[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory.resolve() / LOCK  # a link in place of the lock file is refused, not followed
     with _HELD_GUARD:
-        held = _HELD.get(path)
-        if held is not None:
-            held[1] += 1
-    if held is not None:
-        try:
-            yield path
-        finally:
-            with _HELD_GUARD:
-                held[1] -= 1
+        held = path in _HELD
+    if held:
+        yield path
         return
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
@@ -278,12 +272,12 @@ def run_directory_lock(directory: str | Path) -> Iterator[Path]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
         with _HELD_GUARD:
-            _HELD[path] = [fd, 1]
+            _HELD.add(path)
         try:
             yield path
         finally:
             with _HELD_GUARD:
-                del _HELD[path]
+                _HELD.discard(path)
     finally:
         os.close(fd)  # releases the lock
 

@@ -223,20 +223,15 @@ def read_checkpoint(directory: str | Path, fingerprint: str | None = None) -> Ch
 
 
 def _checkpoint_from_data(path: Path, data: dict[str, Any]) -> Checkpoint:
-    check(CHECKPOINT_SCHEMA, data)
+    check(CHECKPOINT_SCHEMA, data)  # types and ranges: a non-empty population and history, 1+ objectives each
     space = SearchSpace.from_dict(data["search_space"])
     population = data["population"]
-    if not isinstance(population, list) or not population:
-        raise ValueError("no population")
     genes = [dict(p["gene"]) for p in population]
     for gene in genes:
         space.decode_vars(gene)
+    # members with different numbers of objectives make no 2-D array: numpy's ValueError refuses them
     objectives = np.array([[float(v) for v in p["objectives"]] for p in population], dtype=float)
-    if objectives.ndim != 2 or objectives.shape[1] < 1:
-        raise ValueError(f"objectives of shape {objectives.shape}; expected ({len(population)}, objectives)")
     history = data["history"]
-    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history) or not history:
-        raise ValueError("history is not a non-empty list of generations")
     if data["generation"] != len(history):
         raise ValueError(f"generation {data['generation']!r} but {len(history)} generations of history")
     random_state = data["random_state"]

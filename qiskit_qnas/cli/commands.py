@@ -332,11 +332,11 @@ def on_target_accuracy(run_dir: Path, spec: str | None = None, qpu_spent: float 
 
 def cmd_report(args) -> int:
     run_dir = _run_dir(args.run_dir, RESULT)
+    if not getattr(args, "on_target", False) and ((run_dir / PARETO).exists() or not os.access(run_dir, os.W_OK)):
+        return _report(run_dir, args)  # writes nothing: no lock, and a read-only run directory is reported
     _load_result(run_dir)  # a damaged file is refused before the lock is taken: nothing is modified
     if (run_dir / SUMMARY).exists():
         _read_summary(run_dir / SUMMARY)
-    if not getattr(args, "on_target", False) and ((run_dir / PARETO).exists() or not os.access(run_dir, os.W_OK)):
-        return _report(run_dir, args)  # writes nothing: no lock, and a read-only run directory is reported
     with contextlib.ExitStack() as held:
         _lock(held, run_dir, "DIR")  # it writes pareto.png (and summary.json)
         return _report(run_dir, args)

@@ -39,8 +39,8 @@ class PauliMeasurements:
             for pauli, coeff in zip(observable.paulis, observable.coeffs):
                 if abs(coeff.imag) > 1e-12:
                     raise ValueError(f"observable {k} is not Hermitian (coefficient {coeff} of {pauli})")
-                label = pauli.to_label().lstrip("-i")
-                coefficients.setdefault(label, {})[k] = coefficients.get(label, {}).get(k, 0.0) + coeff.real
+                # simplify() merged each label's terms and moved any phase into the coefficient
+                coefficients.setdefault(pauli.to_label(), {})[k] = coeff.real
         groups: list[tuple[dict[int, str], list[str]]] = []
         for label in coefficients:
             letters = {q: letter for q, letter in enumerate(reversed(label)) if letter != "I"}
@@ -56,7 +56,7 @@ class PauliMeasurements:
         for row, label in enumerate(ordered):
             for k, coeff in coefficients[label].items():
                 mixing[row, k] = coeff
-        diagonal = [(({q: b for q, b in basis.items() if b != "Z"}),
+        diagonal = [({q: b for q, b in basis.items() if b != "Z"},
                      tuple(SparsePauliOp(label.replace("X", "Z").replace("Y", "Z")) for label in members))
                     for basis, members in groups]
         return cls(groups=tuple(diagonal), mixing=mixing)
