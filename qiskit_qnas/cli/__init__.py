@@ -33,22 +33,17 @@ Backends by name and ``--target`` specifications are :mod:`qiskit_qnas.backends`
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .signals import PROG, StoppedWhileLoading, stop_while_loading, terminate_as_interrupt
+from .signals import stop_while_loading, terminate_as_interrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``qnas`` console script; returns the exit code (2 for a bad command line, 130
     after Ctrl-C, 143 after SIGTERM, from the first moment: the library's imports take seconds)."""
-    try:
-        with stop_while_loading():
-            from .dispatch import run_command
-    except StoppedWhileLoading as exc:
-        print(f"{PROG}: {exc.what}", file=sys.stderr)
-        return exc.code
+    with stop_while_loading():
+        from .dispatch import run_command
     with terminate_as_interrupt():
         return run_command(argv)
 

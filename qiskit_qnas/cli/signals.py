@@ -8,6 +8,7 @@ as one during a search.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -21,22 +22,17 @@ class Terminated(KeyboardInterrupt):
     a run left behind resumes as after Ctrl-C)."""
 
 
-class StoppedWhileLoading(BaseException):
-    """Ctrl-C or SIGTERM while the library loads (:func:`stop_while_loading`): not a ``KeyboardInterrupt``,
-    because CPython marks a ``KeyboardInterrupt`` raised inside ``exec`` of a source string (as
-    ``dataclasses`` and ``namedtuple`` run during imports) as unhandled even when it is caught, and then
-    ends the process by SIGINT instead of with the exit code given."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.what, self.code = ("terminated", 143) if signum == signal.SIGTERM else ("interrupted", 130)
-
-
 @contextlib.contextmanager
 def stop_while_loading() -> Iterator[None]:
-    """Ctrl-C and SIGTERM raise :class:`StoppedWhileLoading` inside the block (the imports)."""
+    """Inside the block (the imports), Ctrl-C and SIGTERM print their one line and end the process at
+    once with 130 / 143 (``os._exit``: nothing is written yet, nothing to clean up). No exception is
+    raised: one raised by a signal handler can surface inside an extension module's initialisation
+    (measured: torch's pybind11 code called ``std::terminate`` and the process aborted), and CPython marks
+    a ``KeyboardInterrupt`` raised inside ``exec`` of a source string as unhandled even when caught."""
     def stop(signum, frame):
-        raise StoppedWhileLoading(signum)
+        what, code = ("terminated", 143) if signum == signal.SIGTERM else ("interrupted", 130)
+        print(f"{PROG}: {what}", file=sys.stderr, flush=True)
+        os._exit(code)
 
     if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
         yield
