@@ -89,11 +89,12 @@ demo: install
 	$(VENV_PY) -m qiskit_qnas.demo $(ARGS)
 
 # Runs every benchmarks/*.py except helper modules named _*.py, the paper reproduction (40+ min
-# a data set, run on its own: python benchmarks/reproduce_paper.py DATASET) and the search fidelity
-# benchmark (also one data set a run: python benchmarks/search_fidelity.py DATASET), with the bench
+# a data set, run on its own: python benchmarks/reproduce_paper.py DATASET), the search fidelity
+# benchmark (also one data set a run: python benchmarks/search_fidelity.py DATASET) and the noise
+# study (hours, on the MNIST files: python benchmarks/noise_study.py --data-dir DIR), with the bench
 # extra (PennyLane, for the comparison rows of engine_throughput.py).
-BENCHES := $(filter-out benchmarks/_% benchmarks/reproduce_paper.py benchmarks/search_fidelity.py,$(sort \
-	$(wildcard benchmarks/*.py)))
+BENCHES := $(filter-out benchmarks/_% benchmarks/reproduce_paper.py benchmarks/search_fidelity.py \
+	benchmarks/noise_study.py,$(sort $(wildcard benchmarks/*.py)))
 bench: install
 	$(VENV_PY) -m pip install -q -c $(CONSTRAINTS) -e ".[bench]"
 	@if [ -z "$(BENCHES)" ]; then echo "make bench: no benchmarks/*.py yet"; fi

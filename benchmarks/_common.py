@@ -81,3 +81,10 @@ def load_average() -> str:
 def machine() -> str:
     return (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def write_report(text: str, out: str | Path) -> None:
+    """Print a report and write it to ``out`` (its folder created if missing)."""
+    print(text)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)

@@ -17,12 +17,14 @@ difference is whether the SuperCircuit and the candidates' fine-tuning train on 
 on the injected FakeManilaV2 gate and readout errors (the ``TrainingNoise`` default: the averaged
 channel of the Aer noise model's own errors, simulated exactly as a density matrix); every
 validation accuracy is measured on Aer with FakeManilaV2's full noise model (thermal relaxation
-included). The chosen model (fine-tuned on training and validation data) is then scored on the
-held-out split on that target (``score(..., on_target=True)``) and on the exact engine: the accuracy
-that says whether the model holds up under the device's noise, on samples no step of the search saw
-(the validation split of 100-150 samples moves by 0.007-0.01 a sample). The two held-out columns of
-one row are the same weights on both: their difference is what the noise itself does to that
-model, apart from how training went. Nothing is tuned on these figures.
+included). Noise-aware training normalises the read-outs (``output_norm``'s default with
+``noise_aware=True``; exact training does not). The chosen model (fine-tuned on training and
+validation data) is then scored on the held-out split on that target (``score(...,
+on_target=True)``) and on the exact engine: the accuracy that says whether the model holds up under
+the device's noise, on samples no step of the search saw (the validation split of 100-150 samples
+moves by 0.007-0.01 a sample). The two held-out columns of one row are the same weights on both:
+their difference is what the noise itself does to that model, apart from how training went. Nothing
+is tuned on these figures.
 
 Also reports, before any search, what the training objective costs and how exactly it is
 followed: milliseconds per forward and backward pass of a batch of 16 and the relative error of
@@ -45,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import command_line, git_commit, machine
+from _common import command_line, git_commit, machine, write_report
 from qiskit_ibm_runtime.fake_provider import FakeManilaV2
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -213,7 +215,8 @@ def main(argv=None) -> int:
         f"figure. Digits, classes 0-3, 4 qubits, {args.layers} layers, angle_y / ry, entangler chain (`chain`) or ring "
         f"(`ring`, `entangler=\"all\"`); a held-out test split of {args.test_size:g} per seed; validation "
         f"and test accuracy on the noisy target measured on Aer with FakeManilaV2's noise model. Noise-aware "
-        f"training trains on the averaged channel of that noise model's errors, simulated exactly (the default).",
+        f"training trains on the averaged channel of that noise model's errors, simulated exactly (the default), "
+        f"with QuantumNAT's read-out normalisation (`output_norm`, on by default with noise-aware training).",
         "",
         "## Training objective: cost and fidelity (batch of 16, before any search)", "",
         "| case | forward pass | ms per forward + backward | gradient's relative error vs the averaged channel's "
@@ -224,9 +227,7 @@ def main(argv=None) -> int:
         "| case | seed | training | best val acc (noisy) | mean val acc (noisy) | test acc (noisy target) | "
         "test acc (exact engine) | SuperCircuit s | fine-tuning s | search s | load |",
         "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", *lines, ""])
-    print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    write_report(text, args.out)
     return 0
 
 

@@ -18,7 +18,7 @@ from qiskit.quantum_info import SparsePauliOp
 
 from .engines import circuit_qnn
 from .engines.statevector import RYTreePreparation, StatevectorProgram
-from .spec import ROTATION_GATES, ArchitectureSpec
+from .spec import DENSE_ROTATIONS, ROTATION_GATES, ArchitectureSpec
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,10 @@ def _embed(qc: QuantumCircuit, arch: ArchitectureSpec, x: ParameterVector) -> No
             qc.rz(2 * x[i], i)
         for i in range(n - 1):
             qc.rzz(2 * (np.pi - x[i]) * (np.pi - x[i + 1]), i, i + 1)
+    elif arch.embedding == "dense":
+        for k, gate in enumerate(DENSE_ROTATIONS):
+            for i in range(n):
+                getattr(qc, gate)(x[k * n + i], i)
     elif arch.embedding == "amplitude":
         # Level k prepares qubit n-1-k conditioned on the k more significant qubits; its 2**k
         # angles are inputs x[2**k - 1 : 2**(k+1) - 1] (see amplitude_angles).

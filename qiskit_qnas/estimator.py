@@ -29,7 +29,7 @@ from .cut_execution import cut_expectation_values
 from .fidelity import choose_confirmed, confirm_on_device
 from .isa import to_isa
 from .memory import check_memory, exact_engine_bytes, parse_memory
-from .model import HQNN, PREDICT_BATCH, Hidden, check_hidden, predict_logits
+from .model import HQNN, PREDICT_BATCH, Hidden, check_head, check_hidden, predict_logits
 from .noise import TrainingNoise
 from .objective import search_objectives
 from .objectives import (
@@ -83,6 +83,16 @@ logger = logging.getLogger(__name__)
 #: optimiser steps the SuperCircuit gets by default (epochs = this / batches per epoch, in [5, 100])
 SUPERCIRCUIT_STEPS = 600
 TARGET_MODES = ("auto", "exact", "aer", "runtime")
+
+
+#: settings added after the first release, with their defaults (a run fingerprint includes them only
+#: when they differ from these)
+LATER_SETTINGS: dict[str, Any] = {"head": "linear", "output_norm": False}
+#: the settings a fingerprint leaves out: they change how a run is executed or chosen from, not what it computes
+_UNFINGERPRINTED = ("executor", "n_jobs", "max_concurrent_jobs", "verbose", "callback", "checkpoint_dir", "backend",
+                    "reference_backend", "search_space", "selection", "reevaluations", "max_subcircuits",
+                    "max_runtime", "final_epochs", "max_memory", "max_qpu_seconds", "device_confirmations",
+                    "device_samples")
 
 
 @dataclass
@@ -161,7 +171,20 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             search as it does stand-alone.
         hidden, dropout: width of the classical pre-layer (the paper's 64; also a tuple of widths, or
             ``"cnn"`` for a small convolutional trunk on square images, see
-            :func:`qiskit_qnas.model.classical_trunk`) and its dropout.
+            :func:`qiskit_qnas.model.classical_trunk`) and its dropout. ``hidden=None``: no trainable
+            layer before the circuit (the literature's quantum-dominant regime): the features enter
+            the embedding through a fixed map fitted on the training split, one to one when the
+            circuit has as many inputs as there are features (pad with 0 when it has more), their
+            leading principal components otherwise (:class:`qiskit_qnas.model.FixedInputMap`).
+        head: ``"linear"`` (a trainable ``Linear(n_qubits, n_classes)`` on the read-outs, default) or
+            None (the ``<Z>`` of the first ``n_classes`` qubits are the class scores; refused when the
+            space's narrowest candidate has fewer qubits than there are classes).
+        output_norm: QuantumNAT's post-measurement normalisation (per-qubit batch statistics of the
+            read-outs in training, their running estimates at inference, on the target too; see
+            :class:`qiskit_qnas.model.ReadoutNorm`). None (default): on with ``noise_aware=True``,
+            off otherwise. Trained under the target's noise, its statistics are the noisy read-outs':
+            such a model is made for the target (``predict(..., on_target=True)``), and on the
+            exact engine its scores are off scale.
         n_random: members trained per step besides the largest and smallest (sandwich rule).
         validation_size: fraction of the ``fit`` data held out (stratified) for ``val_error``.
         scale_inputs: standardise features with the ``fit`` data's mean and deviation.
@@ -269,7 +292,9 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                  n_generations: int = 6, supercircuit_epochs: int | None = None, finetune_epochs: int = 5,
                  finetune_samples: int | None = FINETUNE_SAMPLES,
                  final_epochs: int | None = None, batch_size: int = 32, learning_rate: float = 0.02,
-                 hidden: Hidden = 64, dropout: float = 0.1, n_random: int = 2, validation_size: float = 0.2,
+                 hidden: Hidden = 64, dropout: float = 0.1, head: str | None = "linear",
+                 output_norm: bool | None = None,
+                 n_random: int = 2, validation_size: float = 0.2,
                  scale_inputs: bool = True, runtime_objective: str = "proxy",
                  cutting_objective: str = "subcircuits", cut_time_limit: float = 5.0,
                  selection: str | Callable = "min_error", reevaluations: int = 3,
@@ -296,6 +321,8 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.hidden = hidden
         self.dropout = dropout
+        self.head = head
+        self.output_norm = output_norm
         self.n_random = n_random
         self.validation_size = validation_size
         self.scale_inputs = scale_inputs
@@ -345,8 +372,11 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                                     ("device_confirmations", 0, False), ("device_samples", 2, False)):
             check_int(name, getattr(self, name), low, allow_none=optional)
         check_hidden(self.hidden, allow_zero=False)
+        check_head(self.head)
         if not isinstance(self.noise_aware, (bool, np.bool_)):
             raise InvalidArgument("noise_aware", self.noise_aware, "True or False")
+        if not (self.output_norm is None or isinstance(self.output_norm, (bool, np.bool_))):
+            raise InvalidArgument("output_norm", self.output_norm, "None (on with noise_aware=True), True or False")
         check_fraction("validation_size", self.validation_size)
         check_number("dropout", self.dropout, 0, 1, allowed="a number with 0 <= dropout < 1")
         check_positive("learning_rate", self.learning_rate, allowed="a positive finite number")
@@ -422,6 +452,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         self._check_params()
         space = self._space()
         X, y, encoder = self._check_data(X, y)
+        check_head(self.head, space.qubits[0], len(encoder.classes_))
         run_dir = self._run_dir()
         seed = self._seed(run_dir)
         target = self.resolve_target(seed)
@@ -601,13 +632,16 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                               optimization_level=self.optimization_level, reference_backend=self.reference_backend,
                               max_concurrent_jobs=self.max_concurrent_jobs, runtime_options=self.runtime_options)
 
+    def _output_norm(self) -> bool:
+        """``output_norm`` resolved: None means on with noise-aware training."""
+        return bool(self.noise_aware) if self.output_norm is None else bool(self.output_norm)
+
     def _fingerprint(self, space, target, X, y, seed) -> str:
         data = hashlib.sha256(np.ascontiguousarray(X).tobytes() + np.ascontiguousarray(y).tobytes()).hexdigest()
-        settings = {k: v for k, v in self.get_params().items()
-                    if k not in ("executor", "n_jobs", "max_concurrent_jobs", "verbose", "callback",
-                                 "checkpoint_dir", "backend", "reference_backend", "search_space", "selection",
-                                 "reevaluations", "max_subcircuits", "max_runtime", "final_epochs",
-                                 "max_memory", "max_qpu_seconds", "device_confirmations", "device_samples")}
+        params = {**self.get_params(), "output_norm": self._output_norm()}
+        # settings added after the first release count only when changed, so earlier run directories resume
+        settings = {k: v for k, v in params.items()
+                    if k not in _UNFINGERPRINTED and not (k in LATER_SETTINGS and LATER_SETTINGS[k] == v)}
         blob = json.dumps({"space": space.to_dict(), "target": target.name, "seed": seed, "data": data,
                            "settings": settings, "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -622,7 +656,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
                             noise: TrainingNoise | None = None) -> SuperCircuit:
         supercircuit = SuperCircuit(space, X_train.shape[1], len(self.classes_),
                                     hidden=check_hidden(self.hidden, allow_zero=False), dropout=float(self.dropout),
-                                    seed=seed)
+                                    seed=seed, head=self.head, output_norm=self._output_norm())
         supercircuit.noise = noise  # consulted in training mode only: the fine-tuning copies inherit it
         saved = None if run_dir is None else run_dir / SUPERCIRCUIT
         if saved is not None and saved.exists():
@@ -833,7 +867,7 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
         weights = self.model_.quantum.weight.detach().to(torch.float64).numpy()
         values = cut_expectation_values(arch, inputs, weights, int(self.qubit_budget), **cut_options)
         with torch.no_grad():
-            return self.model_.head(torch.as_tensor(np.asarray(values), dtype=torch.float32)).numpy()
+            return self.model_.scores(torch.as_tensor(np.asarray(values), dtype=torch.float32)).numpy()
 
     def predict_proba(self, X: ArrayLike, cut: bool = False, on_target: Any = False, **cut_options: Any) -> np.ndarray:
         """Class probabilities (softmax of the chosen model's logits).

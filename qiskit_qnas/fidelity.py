@@ -108,9 +108,8 @@ def confirm_on_device(candidates: Sequence[Candidate], indices: Sequence[int], c
         arch = candidate.architecture
         model = finetune_candidate(arch, context, *finetune_subset(context), context.finetune_epochs)
         _, emulated = evaluate_on_target(model, context.target, X_sub)
-        head = model.head
-        margins = decision_margins(head.weight.detach().double().numpy(), head.bias.detach().double().numpy(),
-                                   emulated.values)
+        weight, bias = model.readout_affine()  # the head's affine map, the read-out normalisation folded in
+        margins = decision_margins(weight, bias, emulated.values)
         shots = shots_for_margins(margins, int(device.shots))
         estimate = device.runtime_estimate(arch, len(X_sub), shots=shots)
         try:

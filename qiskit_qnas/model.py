@@ -82,24 +82,160 @@ class EmbeddingNorm(nn.BatchNorm1d):
                 self.num_batches_tracked.add_(1)
         else:
             centred, var = features - self.running_mean[:m], self.running_var[:m]
-        return centred * torch.rsqrt(var + self.eps) * self.weight[:m] + self.bias[:m]
+        normalised = centred * torch.rsqrt(var + self.eps)
+        return normalised if self.weight is None else normalised * self.weight[:m] + self.bias[:m]
+
+
+class ReadoutNorm(EmbeddingNorm):
+    """QuantumNAT's post-measurement normalisation: every qubit's read-out ``<Z_i>`` centred and scaled
+    by its batch statistics in training and by their running estimates at inference (no trainable
+    scale or shift), before the head.
+
+    Noise shrinks and shifts the read-outs (depolarising errors pull ``<Z_i>`` towards 0, readout
+    errors towards a bias); trained under the target's noise (``noise_aware``), the statistics are
+    those of the noisy read-outs, and the head sees read-outs on the scale it was trained on, on
+    the target too.
+    """
+
+    def __init__(self, n_qubits: int):
+        super().__init__(n_qubits, affine=False)
+
+
+class FixedInputMap(nn.Module):
+    """The map from the data's features to the circuit's inputs when no trainable layer precedes
+    the circuit (``hidden=None``); fitted once on the training split, never trained.
+
+    * A circuit with at least as many inputs ``m`` as the ``d`` features takes them one to one, in
+      order (feature k on input k: pooled pixel k on qubit k of an angle embedding, on rotation
+      ``k // n`` of qubit ``k % n`` of ``dense``, amplitude k of ``amplitude``), each scaled to [0, 1]
+      by the training split's minimum and maximum (scikit-learn's ``MinMaxScaler``); inputs beyond
+      ``d`` get 0 (an angle of 0, or a zero amplitude). Min-max keeps what a standardisation would
+      lose: a pixel that is off stays 0, so an amplitude vector stays non-negative and an angle stays
+      in [0, pi] (MNIST digits 0-3 on 16 pooled pixels, 4 qubits, stand-alone training: amplitude at 4
+      layers 0.90 test accuracy with min-max against 0.80 standardised, dense 0.86 against 0.46).
+    * A circuit with fewer inputs takes the first ``m`` principal components of the standardised
+      features, each scaled to unit variance (whitened PCA): of the linear maps to ``m`` inputs, the
+      one that keeps the most of the data's variance. The components are nested, so a SuperCircuit's
+      members of every width share one map.
+
+    Both are invariant to a per-feature standardisation before them (the estimator's
+    ``scale_inputs``). ``forward(x, m)`` gives the first ``m`` inputs (default: ``n_outputs``).
+    :func:`train_model` fits an unfitted map on the data it trains on; :meth:`fit` does it explicitly.
+    """
+
+    low: torch.Tensor
+    span: torch.Tensor
+    mean: torch.Tensor
+    deviation: torch.Tensor
+    components: torch.Tensor
+    fitted: torch.Tensor
+
+    def __init__(self, n_features: int, n_outputs: int):
+        super().__init__()
+        self.n_features = check_int("n_features", n_features, 1)
+        self.n_outputs = check_int("n_outputs", n_outputs, 1)
+        for name, value in (("low", 0.0), ("span", 1.0), ("mean", 0.0), ("deviation", 1.0)):
+            self.register_buffer(name, torch.full((self.n_features,), value))
+        self.register_buffer("components", torch.zeros(min(self.n_features, self.n_outputs), self.n_features))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    @torch.no_grad()
+    def fit(self, X: ArrayLike | torch.Tensor) -> FixedInputMap:
+        """Fit the min-max scaling and the principal components on ``X`` (samples, features)."""
+        X = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features or len(X) < 2 or not np.all(np.isfinite(X)):
+            raise ValueError(f"a fixed input map of {self.n_features} features is fitted on at least 2 finite "
+                             f"samples of {self.n_features} features, got an array of shape {X.shape}")
+        low, span = X.min(0), np.ptp(X, axis=0)
+        mean, deviation = X.mean(0), X.std(0)
+        # a constant feature maps to 0
+        span[span < 1e-12] = 1.0
+        deviation[deviation < 1e-12] = 1.0
+        _, singular, directions = np.linalg.svd((X - mean) / deviation, full_matrices=False)
+        k = len(self.components)
+        directions = directions[:k]
+        # a deterministic sign per component: its largest entry positive
+        largest = np.abs(directions).argmax(1)
+        directions *= np.sign(directions[np.arange(len(directions)), largest])[:, None]
+        spread = singular[:k] / math.sqrt(len(X) - 1)
+        # a direction of no variance (fewer samples or independent features than components) maps to 0
+        directions *= np.where(spread > 1e-12, 1.0 / np.maximum(spread, 1e-12), 0.0)[:, None]
+        components = np.zeros((k, self.n_features))
+        components[:len(directions)] = directions
+        for name, value in (("low", low), ("span", span), ("mean", mean), ("deviation", deviation),
+                            ("components", components)):
+            buffer = getattr(self, name)
+            buffer.copy_(torch.as_tensor(value, dtype=buffer.dtype))
+        self.fitted.fill_(True)
+        return self
+
+    def forward(self, x: torch.Tensor, m: int | None = None) -> torch.Tensor:
+        if not bool(self.fitted):
+            raise RuntimeError("the fixed input map (hidden=None) is not fitted: call fit(X_train) on it, or train "
+                               "the model with train_model, which fits it on the training data")
+        m = self.n_outputs if m is None else int(m)
+        if m >= self.n_features:
+            scaled = (x - self.low.to(x.dtype)) / self.span.to(x.dtype)
+            return nn.functional.pad(scaled, (0, m - self.n_features))
+        standardised = (x - self.mean.to(x.dtype)) / self.deviation.to(x.dtype)
+        return standardised @ self.components[:m].to(x.dtype).T
+
+
+def fit_input_maps(model: nn.Module, X: ArrayLike | torch.Tensor) -> None:
+    """Fit every unfitted :class:`FixedInputMap` of ``model`` on ``X`` (the training data)."""
+    for module in model.modules():
+        if isinstance(module, FixedInputMap) and not bool(module.fitted):
+            module.fit(X)
+
+
+class FirstQubits(nn.Module):
+    """The head of ``head=None``: the class scores are the read-outs of the first ``n_classes``
+    qubits (no trainable weight after the circuit)."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.n_classes = n_classes
+
+    def forward(self, readouts: torch.Tensor) -> torch.Tensor:
+        return readouts[..., :self.n_classes]
+
+
+#: what ``head`` accepts: a trainable ``Linear(n_qubits, n_classes)`` on every qubit's read-out, or
+#: None (the read-outs of the first ``n_classes`` qubits are the class scores)
+HEADS = ("linear", None)
+
+
+def check_head(head: str | None, n_qubits: int | None = None, n_classes: int | None = None) -> str | None:
+    """Validate ``head``; with sizes, refuse ``head=None`` when there are fewer qubits than classes."""
+    if head not in HEADS:
+        raise InvalidArgument("head", head, "'linear' (a trainable Linear from every qubit's <Z> to the logits) "
+                              "or None (the <Z> of the first n_classes qubits are the class scores)")
+    if head is None and n_qubits is not None and n_classes is not None and n_qubits < n_classes:
+        raise InvalidArgument("head", head, f"'linear' with {n_qubits} qubits and {n_classes} classes (head=None "
+                              f"reads one class per qubit: it needs at least {n_classes} qubits)")
+    return head
 
 
 #: the default convolutional pre-layer of ``hidden="cnn"``: 5x5 conv channels, then a dense width
 CNN_DEFAULT = (8, 16, 128)
 #: what ``hidden`` accepts (see :func:`check_hidden`): an integer width, a sequence of dense
 #: widths, or ``"cnn"`` / ``"cnn-C1-...-Ck-D"``
-Hidden = int | tuple[int, ...] | list[int] | str
+#: or None (no trainable layer before the circuit: a :class:`FixedInputMap`)
+Hidden = int | tuple[int, ...] | list[int] | str | None
 
 
-def check_hidden(hidden: Hidden, allow_zero: bool = True) -> int | tuple[int, ...] | str:
+def check_hidden(hidden: Hidden, allow_zero: bool = True) -> int | tuple[int, ...] | str | None:
     """Validate a pre-layer specification and return it in canonical form (see :func:`classical_trunk`).
 
-    ``hidden`` is an integer width, a tuple of widths, or ``"cnn"`` / ``"cnn-C1-...-Ck-D"``.
+    ``hidden`` is an integer width, a tuple of widths, ``"cnn"`` / ``"cnn-C1-...-Ck-D"``, or None
+    (no trainable layer before the circuit, see :class:`FixedInputMap`).
     """
     low = 0 if allow_zero else 1
-    allowed = (f"an integer >= {low}, a tuple of integers >= 1 (dense widths), or 'cnn' / "
-               "'cnn-C1-...-Ck-D' (5x5 conv channels C, then a dense width D)")
+    allowed = (f"an integer >= {low}, a tuple of integers >= 1 (dense widths), 'cnn' / "
+               "'cnn-C1-...-Ck-D' (5x5 conv channels C, then a dense width D), or None (no trainable layer "
+               "before the circuit)")
+    if hidden is None:
+        return None
     if is_integer(hidden):
         return check_int("hidden", hidden, low, allowed=allowed)
     if isinstance(hidden, str):
@@ -127,6 +263,8 @@ def classical_trunk(n_features: int, hidden: Hidden, dropout: float) -> tuple[nn
       SuperCircuit trunk under the sandwich rule, a ReLU CNN lost most of its units for good.)
     """
     hidden = check_hidden(hidden)
+    if hidden is None:
+        raise ValueError("hidden=None has no classical trunk (see FixedInputMap)")
     layers: list[nn.Module] = []
     if isinstance(hidden, str):
         sizes = CNN_DEFAULT if hidden == "cnn" else tuple(int(p) for p in hidden.split("-")[1:])
@@ -155,39 +293,58 @@ def classical_pre_layer(n_features: int, n_outputs: int, hidden: Hidden, dropout
     """The paper's pre-layer: Linear -> hidden, ReLU, dropout, Linear -> what the embedding needs
     (``hidden=0``: a single Linear). ``hidden`` may also be a tuple of widths or a convolutional
     trunk (``"cnn"``); see :func:`classical_trunk`. The last module is always the Linear to
-    ``n_outputs``."""
-    if check_hidden(hidden) == 0:
+    ``n_outputs``. ``hidden=None``: the untrained :class:`FixedInputMap` instead."""
+    hidden = check_hidden(hidden)
+    if hidden is None:
+        return FixedInputMap(n_features, n_outputs)
+    if hidden == 0:
         return nn.Linear(n_features, n_outputs)
     trunk, width = classical_trunk(n_features, hidden, dropout)
     return nn.Sequential(*trunk, nn.Linear(width, n_outputs))
 
 
+def readout_module(head: str | None, n_qubits: int, n_classes: int) -> nn.Module:
+    """The head of ``head`` (see :data:`HEADS`): ``Linear(n_qubits, n_classes)`` or :class:`FirstQubits`."""
+    if check_head(head, n_qubits, n_classes) == "linear":
+        return nn.Linear(n_qubits, n_classes)
+    return FirstQubits(n_classes)
+
+
 class HQNN(nn.Module):
     """Pre-layer -> quantum layer (a qiskit-machine-learning ``NeuralNetwork`` inside ``TorchConnector``:
     :class:`~qiskit_qnas.engines.StatevectorConnector`, which trains the statevector engine by
-    vector-Jacobian products) -> Linear head from the ``<Z_i>`` of every qubit to the class logits.
+    vector-Jacobian products) -> head from the ``<Z_i>`` of the qubits to the class logits.
 
     Args:
         arch: the quantum layer's architecture.
         n_features: input width; n_classes: number of logits.
-        hidden, dropout: pre-layer width (0 for none; or a tuple of widths, or ``"cnn"``: see
-            :func:`classical_trunk`) and dropout.
+        hidden, dropout: pre-layer width (0 for a single Linear; a tuple of widths, or ``"cnn"``: see
+            :func:`classical_trunk`; None for no trainable layer before the circuit, the features
+            entering through a :class:`FixedInputMap`) and dropout.
+        head: ``"linear"`` (``Linear(n_qubits, n_classes)``, default) or None (the read-outs of the
+            first ``n_classes`` qubits are the logits; needs ``n_qubits >= n_classes``).
+        output_norm: QuantumNAT's post-measurement normalisation of the read-outs before the head
+            (:class:`ReadoutNorm`); default False.
         engine, estimator: which QNN runs the circuit (see :func:`~qiskit_qnas.circuits.make_qnn`).
         seed: seeds the initial weights (classical and quantum).
     """
 
     def __init__(self, arch: ArchitectureSpec, n_features: int, n_classes: int, hidden: Hidden = 64,
-                 dropout: float = 0.1, engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None):
+                 dropout: float = 0.1, engine: str = "statevector", estimator=None, seed: int | None = None, qnn=None,
+                 head: str | None = "linear", output_norm: bool = False):
         super().__init__()
         hidden = check_hidden(hidden)
         self.n_features, self.n_classes = check_int("n_features", n_features, 1), check_int("n_classes", n_classes, 2)
+        check_head(head, arch.n_qubits, self.n_classes)
         self.arch = arch
         generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         with torch.random.fork_rng():
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
             self.pre = classical_pre_layer(self.n_features, arch.n_features, hidden, dropout)
-            self.head = nn.Linear(arch.n_qubits, self.n_classes)
-            self.norm = embedding_norm(arch.embedding, arch.n_features)
+            self.head = readout_module(head, arch.n_qubits, self.n_classes)
+            # the fixed map's inputs are standardised already; a trained pre-layer's are not
+            self.norm = nn.Identity() if hidden is None else embedding_norm(arch.embedding, arch.n_features)
+        self.readout_norm = ReadoutNorm(arch.n_qubits) if output_norm else nn.Identity()
         if qnn is None:
             qnn = make_qnn(arch, engine=engine, estimator=estimator, input_gradients=True)
         qnn.input_gradients = True
@@ -198,8 +355,27 @@ class HQNN(nn.Module):
         """The quantum layer's inputs (circuit parameters ``x``) for a batch of raw features."""
         return feature_transform(self.arch, self.norm(self.pre(x)))
 
+    def scores(self, readouts: torch.Tensor) -> torch.Tensor:
+        """The logits of a batch of read-outs ``<Z_i>`` (from this engine or a target)."""
+        return self.head(self.readout_norm(readouts))
+
+    @torch.no_grad()
+    def readout_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` with ``logits = readouts @ W.T + b`` in evaluation mode (the read-out
+        normalisation and the head are both affine there), in float64."""
+        n = self.arch.n_qubits
+        if isinstance(self.head, nn.Linear):
+            weight, bias = self.head.weight.double().numpy().copy(), self.head.bias.double().numpy().copy()
+        else:
+            weight, bias = np.eye(n)[:self.n_classes], np.zeros(self.n_classes)
+        if isinstance(self.readout_norm, ReadoutNorm):
+            inverse = torch.rsqrt(self.readout_norm.running_var.double() + self.readout_norm.eps).numpy()
+            bias = bias - weight @ (inverse * self.readout_norm.running_mean.double().numpy())
+            weight = weight * inverse
+        return weight, bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.quantum(self.circuit_inputs(x)).to(x.dtype))
+        return self.scores(self.quantum(self.circuit_inputs(x)).to(x.dtype))
 
 
 def _cross_entropy(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -233,6 +409,7 @@ def train_model(model: nn.Module, X: ArrayLike | torch.Tensor, y: ArrayLike | to
     y = torch.as_tensor(np.asarray(y, dtype=np.int64))
     if len(X) != len(y) or len(X) < 2:
         raise ValueError(f"X and y must hold at least 2 samples and be of equal length, got {len(X)} and {len(y)}")
+    fit_input_maps(model, X)
     seed = 0 if seed is None else int(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

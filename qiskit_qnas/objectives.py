@@ -133,7 +133,7 @@ def evaluate_on_target(model, target, X) -> tuple[torch.Tensor, Any]:
     """The logits of ``model`` (an :class:`~qiskit_qnas.model.HQNN`) with its quantum layer
     evaluated on ``target``: the pre-layer gives the circuit inputs of every row of ``X`` (scaled
     features), the target returns their ``<Z_i>`` in one broadcast PUB (one job, retried by the
-    target), and the head turns them into logits. Returns the logits and the target's
+    target), and the model's read-out normalisation and head turn them into logits. Returns the logits and the target's
     :class:`~qiskit_qnas.targets.Evaluation`."""
     model.eval()
     weights = model.quantum.weight.detach().to(torch.float64).numpy()
@@ -141,7 +141,7 @@ def evaluate_on_target(model, target, X) -> tuple[torch.Tensor, Any]:
         inputs = model.circuit_inputs(torch.as_tensor(np.asarray(X, dtype=np.float32)))
     evaluation = target.expectation_values(model.arch, inputs.to(torch.float64).numpy(), weights)
     with torch.no_grad():
-        logits = model.head(torch.as_tensor(evaluation.values, dtype=torch.float32))
+        logits = model.scores(torch.as_tensor(evaluation.values, dtype=torch.float32))
     return logits, evaluation
 
 

@@ -22,6 +22,7 @@ from .circuits import build_circuit, make_qnn
 from .cutting import cutting_cost
 from .model import HQNN
 from .spec import (
+    DEFAULT_EMBEDDINGS,
     EMBEDDINGS,
     ENTANGLERS,
     MAX_AMPLITUDE_QUBITS,
@@ -55,7 +56,10 @@ class Architecture(ArchitectureSpec):
         embedding: how classical features enter: ``angle_x``/``angle_y`` (RX/RY(x_i) on qubit i),
             ``angle_z`` (H then RZ(x_i), so the phase carries the feature), ``amplitude`` (2**n real
             features as amplitudes, prepared by a tree of uniformly controlled RY rotations) or
-            ``zz`` (H, RZ(2 x_i), then RZZ(2 (pi - x_i)(pi - x_j)) on neighbouring qubits).
+            ``zz`` (H, RZ(2 x_i), then RZZ(2 (pi - x_i)(pi - x_j)) on neighbouring qubits) or
+            ``dense`` (4 n features, four on every qubit on successive RY, RZ, RX, RY rotations:
+            feature ``k n + i`` on qubit i; QuantumNAS's encoder of 16 pooled pixels on 4 qubits; not
+            in a search space's default embeddings).
         rotation: trainable block on every qubit of every layer: ``ry``, ``rxry`` or ``rxryrz``.
         entangler: CNOT pattern of each layer (one value applies to all layers): ``all`` =
             CNOT(i, (i+r) mod n) for every i; ``odd`` / ``even`` = those pairs whose control i is odd
@@ -142,7 +146,7 @@ class SearchSpace:
     "between" two of them), ``log10_learning_rate`` is real.
     """
 
-    def __init__(self, qubits=(2, 8), layers=(1, 4), embeddings=EMBEDDINGS, rotations=ROTATIONS,
+    def __init__(self, qubits=(2, 8), layers=(1, 4), embeddings=DEFAULT_EMBEDDINGS, rotations=ROTATIONS,
                  entanglers=ENTANGLERS, ranges=(1, 3), learning_rates=None):
         self.qubits = _bounds("qubits", qubits, 1, MAX_QUBITS)
         self.layers = _bounds("layers", layers, 1, MAX_LAYERS)

@@ -20,7 +20,13 @@ import numpy as np
 
 from .validation import InvalidArgument, check_choice, check_int, check_positive
 
-EMBEDDINGS = ("angle_x", "angle_y", "angle_z", "amplitude", "zz")
+EMBEDDINGS = ("angle_x", "angle_y", "angle_z", "amplitude", "zz", "dense")
+#: what a :class:`~qiskit_qnas.space.SearchSpace` searches unless told otherwise (``dense``, made for
+#: ``hidden=None`` on more features than qubits, is asked for by name)
+DEFAULT_EMBEDDINGS = ("angle_x", "angle_y", "angle_z", "amplitude", "zz")
+#: the rotations of the ``dense`` embedding, in circuit order: input ``k * n + i`` on qubit ``i`` (QuantumNAS's
+#: "4x4_ryzxy" encoder of 16 pooled pixels on 4 qubits)
+DENSE_ROTATIONS = ("ry", "rz", "rx", "ry")
 ROTATIONS = ("ry", "rxry", "rxryrz")
 ENTANGLERS = ("none", "odd", "even", "all", "chain", "full")
 #: entanglers whose CNOT pairs depend on the entanglement range r
@@ -149,13 +155,21 @@ class ArchitectureSpec:
     @property
     def n_features(self) -> int:
         """Number of classical values the embedding takes (what the model's pre-layer produces)."""
-        return 2**self.n_qubits if self.embedding == "amplitude" else self.n_qubits
+        return embedding_width(self.embedding, self.n_qubits)
 
     @property
     def n_inputs(self) -> int:
         """Number of circuit input parameters (amplitude: 2**n - 1 RY-tree angles)."""
-        return 2**self.n_qubits - 1 if self.embedding == "amplitude" else self.n_qubits
+        return 2**self.n_qubits - 1 if self.embedding == "amplitude" else self.n_features
 
     @property
     def n_weights(self) -> int:
         return self.n_layers * self.n_qubits * len(ROTATION_GATES[self.rotation])
+
+
+def embedding_width(embedding: str, n_qubits: int) -> int:
+    """How many classical values ``embedding`` takes on ``n_qubits`` qubits: ``2**n`` amplitudes, one
+    angle per rotation of ``dense`` (``4 n``), one per qubit otherwise."""
+    if embedding == "amplitude":
+        return 2**n_qubits
+    return len(DENSE_ROTATIONS) * n_qubits if embedding == "dense" else n_qubits

@@ -14,7 +14,13 @@ classical trunk is shared by every candidate, and each embedding family has its 
   rx/ry/rz slot); a candidate's weight k is its family's weight at ``circuits.weight_slots(arch)[k]``,
   so an RY weight on qubit 2 of layer 1 is the same number in every candidate of the family;
 * per embedding, a head ``Linear(max_qubits, n_classes)``; a candidate with ``n`` qubits uses its
-  first ``n`` columns.
+  first ``n`` columns (with ``head=None`` there is none: the first ``n_classes`` read-outs are the
+  scores), after the per-embedding read-out normalisation of ``output_norm`` (its first ``n``
+  statistics).
+
+With ``hidden=None`` there is no trunk and no trained projection: one
+:class:`~qiskit_qnas.model.FixedInputMap` per embedding, fitted on the training split, gives a
+candidate with ``m`` circuit inputs its first ``m`` (and no trained normalisation follows it).
 
 Why few-shot: the families' circuits differ in kind (an angle map, a phase map whose ``<Z>`` is 0
 on its own, an amplitude state, entangling feature maps), so one table of rotation angles and one
@@ -47,7 +53,10 @@ from .engines.statevector import torch_threads_for
 from .model import (
     HQNN,
     EmbeddingNorm,
+    FixedInputMap,
     Hidden,
+    ReadoutNorm,
+    check_head,
     check_hidden,
     classical_trunk,
     embedding_norm,
@@ -55,6 +64,7 @@ from .model import (
     train_model,
 )
 from .space import Architecture, SearchSpace
+from .spec import embedding_width
 
 _SLOT = len(WEIGHT_SLOTS)
 
@@ -99,10 +109,6 @@ def amplitude_expectation(arch: Architecture, features: torch.Tensor, weights: t
     return probs @ _z_signs(n)
 
 
-def _embedding_width(embedding: str, n_qubits: int) -> int:
-    return 2**n_qubits if embedding == "amplitude" else n_qubits
-
-
 #: embeddings that leave every ``<Z_i>`` at 0 on their own (the feature sits in a phase)
 PHASE_EMBEDDINGS = ("angle_z", "zz")
 
@@ -138,9 +144,11 @@ class SuperCircuit(nn.Module):
         n_classes: number of classes (logits).
         hidden: width of the classical trunk (the paper's 64), a tuple of widths, or ``"cnn"`` /
             ``"cnn-C1-...-Ck-D"`` for a convolutional trunk on square images (see
-            :func:`~qiskit_qnas.model.classical_trunk`).
+            :func:`~qiskit_qnas.model.classical_trunk`); None for none (fixed input maps).
         dropout: dropout after the trunk.
         seed: seeds the initial weights.
+        head, output_norm: as :class:`~qiskit_qnas.model.HQNN`'s (``head=None`` needs at least as
+            many qubits as classes in every member).
 
     ``noise`` (default None): a :class:`~qiskit_qnas.noise.TrainingNoise`; when set, the forward pass
     in training mode runs through its noisy channel (noise-adaptive training, also of the
@@ -150,22 +158,32 @@ class SuperCircuit(nn.Module):
     noise: NoisyChannel | None = None
 
     def __init__(self, space: SearchSpace, n_features: int, n_classes: int, hidden: Hidden = 64,
-                 dropout: float = 0.1, seed: int | None = 0):
+                 dropout: float = 0.1, seed: int | None = 0, head: str | None = "linear", output_norm: bool = False):
         super().__init__()
         hidden = check_hidden(hidden, allow_zero=False)
         self.space = space
         self.n_features, self.n_classes, self.hidden, self.dropout = int(n_features), int(n_classes), hidden, dropout
+        self.head_kind, self.output_norm = check_head(head, space.qubits[0], self.n_classes), bool(output_norm)
         n_max, layers_max = space.max_qubits, space.max_layers
         with torch.random.fork_rng():
             torch.manual_seed(0 if seed is None else int(seed))
-            self.trunk, width = classical_trunk(self.n_features, hidden, dropout)
-            self.projections = nn.ModuleDict({e: nn.Linear(width, _embedding_width(e, n_max))
-                                              for e in space.embeddings})
-            self.norms = nn.ModuleDict({e: embedding_norm(e, _embedding_width(e, n_max))
-                                        for e in space.embeddings})
+            if hidden is None:
+                self.trunk = nn.Sequential()
+                self.projections = nn.ModuleDict({e: FixedInputMap(self.n_features, embedding_width(e, n_max))
+                                                  for e in space.embeddings})
+                self.norms = nn.ModuleDict({e: nn.Identity() for e in space.embeddings})
+            else:
+                self.trunk, width = classical_trunk(self.n_features, hidden, dropout)
+                self.projections = nn.ModuleDict({e: nn.Linear(width, embedding_width(e, n_max))
+                                                  for e in space.embeddings})
+                self.norms = nn.ModuleDict({e: embedding_norm(e, embedding_width(e, n_max))
+                                            for e in space.embeddings})
             self.quantum_weights = nn.ParameterDict({e: nn.Parameter(initial_quantum_weights(e, layers_max, n_max))
                                                      for e in space.embeddings})
-            self.heads = nn.ModuleDict({e: nn.Linear(n_max, self.n_classes) for e in space.embeddings})
+            self.heads = nn.ModuleDict({e: nn.Linear(n_max, self.n_classes) for e in space.embeddings}
+                                       if self.head_kind == "linear" else {})
+        self.readout_norms = nn.ModuleDict({e: ReadoutNorm(n_max) for e in space.embeddings}
+                                           if self.output_norm else {})
 
     # --- slicing ---------------------------------------------------------------------------------
     def _check(self, arch: Architecture) -> None:
@@ -183,7 +201,10 @@ class SuperCircuit(nn.Module):
         :func:`~qiskit_qnas.model.feature_transform`)."""
         self._check(arch)
         m = arch.n_features
-        projection = cast(nn.Linear, self.projections[arch.embedding])
+        projection = self.projections[arch.embedding]
+        if isinstance(projection, FixedInputMap):
+            return projection(x, m)
+        projection = cast(nn.Linear, projection)
         features = nn.functional.linear(self.trunk(x), projection.weight[:m], projection.bias[:m])
         norm = self.norms[arch.embedding]
         if isinstance(norm, EmbeddingNorm):  # the first m statistics: shared by every member of the family
@@ -205,34 +226,59 @@ class SuperCircuit(nn.Module):
         else:
             inputs = self.circuit_inputs(arch, x).to(torch.float64)
             z = compiled_program(arch).expectation(inputs, self.circuit_weights(arch))
+        return self.scores(arch, z.to(x.dtype))
+
+    def scores(self, arch: Architecture, readouts: torch.Tensor) -> torch.Tensor:
+        """The logits of ``arch``'s read-outs ``<Z_i>`` (its slice of the read-out normalisation and head)."""
+        n = arch.n_qubits
+        if self.output_norm:
+            readouts = cast(ReadoutNorm, self.readout_norms[arch.embedding]).first(readouts, n)
+        if self.head_kind is None:
+            return readouts[:, :self.n_classes]
         head = cast(nn.Linear, self.heads[arch.embedding])
-        return nn.functional.linear(z.to(x.dtype), head.weight[:, :arch.n_qubits], head.bias)
+        return nn.functional.linear(readouts, head.weight[:, :n], head.bias)
 
     def extract(self, arch: Architecture, engine: str = "statevector", estimator=None) -> HQNN:
         """A standalone :class:`HQNN` of ``arch`` that inherits the shared weights (a copy)."""
         self._check(arch)
         model = HQNN(arch, self.n_features, self.n_classes, hidden=self.hidden, dropout=self.dropout,
-                     engine=engine, estimator=estimator)
+                     engine=engine, estimator=estimator, head=self.head_kind, output_norm=self.output_norm)
         m, n = arch.n_features, arch.n_qubits
-        projection = cast(nn.Linear, self.projections[arch.embedding])
-        head = cast(nn.Linear, self.heads[arch.embedding])
+        projection = self.projections[arch.embedding]
         norm = self.norms[arch.embedding]
-        # the trunk then the Linear to the embedding (hidden is never 0 here)
-        pre = cast(nn.Sequential, model.pre)
-        pre_output = cast(nn.Linear, pre[-1])
         with torch.no_grad():
-            pre[:-1].load_state_dict(self.trunk.state_dict())
-            pre_output.weight.copy_(projection.weight[:m])
-            pre_output.bias.copy_(projection.bias[:m])
+            if isinstance(projection, FixedInputMap):
+                fixed = cast(FixedInputMap, model.pre)
+                for name in ("low", "span", "mean", "deviation", "fitted"):
+                    getattr(fixed, name).copy_(getattr(projection, name))
+                fixed.components.copy_(projection.components[:len(fixed.components)])
+            else:
+                # the trunk then the Linear to the embedding (hidden is never 0 here)
+                pre = cast(nn.Sequential, model.pre)
+                pre_output = cast(nn.Linear, pre[-1])
+                pre[:-1].load_state_dict(self.trunk.state_dict())
+                pre_output.weight.copy_(cast(nn.Linear, projection).weight[:m])
+                pre_output.bias.copy_(cast(nn.Linear, projection).bias[:m])
             if isinstance(norm, EmbeddingNorm) and isinstance(model.norm, EmbeddingNorm):
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    getattr(model.norm, name).copy_(getattr(norm, name)[:m])
-                model.norm.num_batches_tracked.copy_(norm.num_batches_tracked)
+                _copy_statistics(norm, model.norm, m, ("weight", "bias", "running_mean", "running_var"))
+            if self.output_norm:
+                _copy_statistics(self.readout_norms[arch.embedding], model.readout_norm, n,
+                                 ("running_mean", "running_var"))
             model.quantum.weight.copy_(self.circuit_weights(arch).to(model.quantum.weight.dtype))
-            model.head.weight.copy_(head.weight[:, :n])
-            model.head.bias.copy_(head.bias)
+            if self.head_kind is not None:
+                head = cast(nn.Linear, self.heads[arch.embedding])
+                model_head = cast(nn.Linear, model.head)
+                model_head.weight.copy_(head.weight[:, :n])
+                model_head.bias.copy_(head.bias)
         model.eval()
         return model
+
+
+def _copy_statistics(source: nn.Module, target: nn.Module, m: int, names: tuple[str, ...]) -> None:
+    """Copy the first ``m`` channels of a shared normalisation into a candidate's own."""
+    for name in (*names, "num_batches_tracked"):
+        value = getattr(source, name)
+        getattr(target, name).copy_(value if name == "num_batches_tracked" else value[:m])
 
 
 def sandwich(space: SearchSpace, rng: np.random.Generator, n_random: int, step: int = 0) -> list[Architecture]:

@@ -64,6 +64,24 @@ def test_search_writes_the_run_directory(run):
     assert result.best.architecture.key in stdout and "*" in stdout
 
 
+def test_a_quantum_dominant_search_records_its_settings_and_its_model_runs_on_a_target(tmp_path, capsys):
+    out = tmp_path / "qd"
+    settings = [*TINY[:2], "--qubits", "3:4", *TINY[4:], "--hidden", "none", "--head", "none", "--output-norm", "on"]
+    assert main(["search", *settings, "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())["estimator"]
+    assert config["hidden"] is None and config["head"] is None and config["output_norm"] is True
+    capsys.readouterr()
+    assert main(["report", str(out), "--on-target", "aer:FakeManilaV2"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["test_accuracy_on_target"] <= 1
+    assert main(["export", str(out), "--logical", "--output", str(tmp_path / "chosen.qpy")]) == 0
+    assert main(["resume", str(out)]) == 0  # a finished run rebuilds the same estimator and only reports
+    with pytest.raises(SystemExit) as info:
+        main(["search", *settings[:-6], "--hidden", "wide", "--out", str(tmp_path / "bad")])
+    assert info.value.code == 2 and "--hidden" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_report_prints_the_front_and_writes_a_missing_plot(run, capsys):
     out, _ = run
     (out / "pareto.png").unlink()

@@ -39,6 +39,8 @@ ARCHS = [
     Architecture(6, 2, "angle_z", "ry", ("even", "full"), (3, 1)),
     Architecture(6, 3, "angle_x", "ry", ("chain", "all", "odd"), (1, 2, 4)),
     Architecture(6, 2, "angle_y", "rxry", "none"),
+    Architecture(2, 2, "dense", "rxryrz", "all"),
+    Architecture(4, 1, "dense", "ry", "chain"),
 ]
 
 

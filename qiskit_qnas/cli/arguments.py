@@ -43,6 +43,7 @@ PARAM_FLAGS = {
     "image_size": "--image-size", "subset": "--subset", "data_dir": "--data-dir", "target_column": "--target-column",
     "backend": "--target", "mode": "--target", "target_mode": "--target", "seed": "--seed",
     "random_state": "--seed", "name": "--dataset", "path": "--csv", "noise_aware": "--noise-aware",
+    "hidden": "--hidden", "head": "--head", "output_norm": "--output-norm",
     "max_memory": "--max-memory", "max_qpu_seconds": "--max-qpu-seconds", "fidelity": "--fidelity",
 }
 
@@ -171,6 +172,24 @@ def _choice(allowed: Sequence[str], normalise=str):
 
 
 
+def _hidden(text: str):
+    """``--hidden``: ``none``, a width ``N``, widths ``N,M,...``, or ``cnn`` / ``cnn-C1-...-Ck-D``
+    (checked by :func:`qiskit_qnas.model.check_hidden`)."""
+    from ..model import check_hidden
+
+    value: Any = text
+    if text.lower() == "none":
+        value = None
+    elif all(part.strip().isdigit() for part in text.split(",")):
+        widths = [int(part) for part in text.split(",")]
+        value = widths[0] if len(widths) == 1 else tuple(widths)
+    try:
+        return check_hidden(value, allow_zero=False)
+    except InvalidArgument:
+        raise _invalid(text, "none (no trainable layer before the circuit), a width N >= 1, widths N,M,..., "
+                       "or cnn / cnn-C1-...-Ck-D") from None
+
+
 def _target_spec(text: str) -> str:
     """``--target``: checked and normalised by :func:`qiskit_qnas.backends.target_spec`."""
     try:
@@ -278,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--noise-aware", action="store_true",
                           help="train the SuperCircuit and the candidates under the target's injected gate and readout "
                                "errors (needs a noisy target: aer:<fake>, runtime:<fake>, ibm:<name>)")
+    training.add_argument("--hidden", type=_hidden, default=64, metavar="{N,none,cnn}",
+                          help="classical pre-layer: its width (default 64), widths N,M,..., cnn / cnn-C1-...-Ck-D "
+                          "(square images), or none: the features enter the circuit through a fixed map fitted on "
+                          "the training split (one to one, or their leading principal components)")
+    training.add_argument("--head", type=_choice(("linear", "none")), default="linear", metavar="{linear,none}",
+                          help="linear (default): a trained Linear from every qubit's <Z> to the logits; none: the "
+                          "<Z> of the first n_classes qubits are the class scores")
+    training.add_argument("--output-norm", type=_choice(("on", "off")), metavar="{on,off}",
+                          help="QuantumNAT's post-measurement normalisation of every qubit's <Z> before the head "
+                          "(default: on with --noise-aware, off otherwise)")
     training.add_argument("--batch-size", type=_int_at_least(1), default=32, metavar="N", help="default 32")
     training.add_argument("--learning-rate", type=_positive_float, default=0.02, metavar="LR", help="default 0.02")
     training.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",

@@ -306,7 +306,7 @@ def on_target_accuracy(run_dir: Path, spec: str | None = None, qpu_spent: float 
         raise UsageError(f"DIR: {exc}") from None
     mean, std, classes = np.asarray(saved["mean"]), np.asarray(saved["std"]), np.asarray(saved["classes"])
     model = HQNN(Architecture.from_dict(saved["architecture"]), len(mean), len(classes), hidden=estimator.hidden,
-                 dropout=estimator.dropout)
+                 dropout=estimator.dropout, head=estimator.head, output_norm=estimator._output_norm())
     model.load_state_dict(saved["state"])
     X = ((np.asarray(data.X_test, dtype=np.float64) - mean) / std).astype(np.float32)
     backend = None

@@ -101,6 +101,13 @@ def _settings_from_args(args) -> dict[str, Any]:
         "max_concurrent_jobs": args.max_concurrent_jobs,
         "noise_aware": args.noise_aware, "max_qpu_seconds": args.max_qpu_seconds, "fidelity": args.fidelity,
     }
+    # written only when set, so that config.json reads as before for the defaults
+    for name, default in (("hidden", 64), ("head", "linear")):
+        value = None if getattr(args, name) == "none" else getattr(args, name)
+        if value != default:
+            estimator[name] = list(value) if isinstance(value, tuple) else value
+    if args.output_norm is not None:
+        estimator["output_norm"] = args.output_norm == "on"
     runtime_options = _runtime_options(args)
     if runtime_options:
         estimator["runtime_options"] = runtime_options
