@@ -65,7 +65,8 @@ MIN_TESTS ?= tests/test_space.py tests/test_circuits.py tests/test_search.py tes
 	tests/test_cutting.py::test_counts_match_real_generation tests/test_cutting.py::test_exact_cut_expectation_values_equal_uncut \
 	tests/test_cutting.py::test_runtime_fake_backend_local_mode_in_a_batch \
 	tests/test_estimator.py::test_close_ends_the_runtime_batch_the_fitted_target_holds tests/test_qnn_breadth.py \
-	tests/test_noise.py::test_aer_on_a_scaled_backend_measures_more_noise_as_the_factor_grows
+	tests/test_noise.py::test_aer_on_a_scaled_backend_measures_more_noise_as_the_factor_grows \
+	tests/test_quantum_dominant.py
 MIN_ARGS ?= -m "not slow"
 
 $(MIN_STAMP): pyproject.toml $(CONSTRAINTS) .ci/min_requirements.py
