@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np
 
 from qiskit_qnas import Architecture
-from qiskit_qnas.circuits import build_circuit
+from qiskit_qnas.circuits import build_circuit, z_observables
 from qiskit_qnas.engines import StatevectorQNN
 from qiskit_qnas.model import train_model
 
@@ -40,7 +40,7 @@ def time_epochs(embedding: str, n_qubits: int, X: np.ndarray, y: np.ndarray, epo
     qnn = None
     if gate_by_gate:  # no RYTreePreparation: every gate of the tree is simulated
         built = build_circuit(arch)
-        qnn = StatevectorQNN(built.circuit, built.inputs, built.weights, input_gradients=True)
+        qnn = StatevectorQNN(built.circuit, built.inputs, built.weights, z_observables(n_qubits), input_gradients=True)
     model = arch.model(N_FEATURES, N_CLASSES, qnn=qnn)
     built = time.perf_counter()
     train_model(model, X, y, epochs=epochs)

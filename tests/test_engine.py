@@ -478,7 +478,8 @@ def test_tree_preparation_trains_through_torch_connector_like_the_gate_by_gate_e
     features = rng.normal(size=(4, arch.n_features))
     features[1, ::2] = 0.0
     features[2] *= 1e-9
-    gate_qnn = StatevectorQNN(built.circuit, built.inputs, built.weights, input_gradients=True)
+    gate_qnn = StatevectorQNN(built.circuit, built.inputs, built.weights, z_observables(arch.n_qubits),
+                              input_gradients=True)
     assert gate_qnn.program._tree_inputs is None
     layers = [StatevectorConnector(arch.qnn(input_gradients=True), initial_weights=w),
               TorchConnector(arch.qnn(input_gradients=True), initial_weights=w),
@@ -504,7 +505,8 @@ def test_tree_preparation_trains_the_hqnn_as_the_gate_by_gate_engine_does():
     X, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
     fast = HQNN(arch, 6, 3, hidden=8, seed=2)
     slow = HQNN(arch, 6, 3, hidden=8, seed=2,
-                qnn=StatevectorQNN(built.circuit, built.inputs, built.weights, input_gradients=True))
+                qnn=StatevectorQNN(built.circuit, built.inputs, built.weights, z_observables(arch.n_qubits),
+                                   input_gradients=True))
     assert fast.quantum.neural_network.program._tree_inputs is not None
     losses = [train_model(model, X, y, epochs=3, batch_size=8, seed=1) for model in (fast, slow)]
     assert np.allclose(losses[0], losses[1], rtol=1e-5)

@@ -147,3 +147,59 @@ def test_a_gate_without_a_definition_is_refused_by_name():
     qc.append(Gate("mystery", 2, []), [0, 1])
     with pytest.raises(NotImplementedError, match="mystery"):
         StatevectorQNN(qc, [], [])
+
+
+# --- qiskit-machine-learning's own TorchConnector cases ------------------------------------------
+# From qiskit-machine-learning's test/connectors/test_torch_connector.py (test_estimator_qnn and the
+# validators it calls: _validate_forward, _validate_backward, _validate_backward_automatically), with
+# StatevectorQNN in place of EstimatorQNN: z_feature_map + real_amplitudes (reps=1) on 1 and 2 qubits.
+TORCH_CONNECTOR_CASES = [
+    (1, None), (1, SparsePauliOp.from_list([("Z", 1)])), (2, None), (2, SparsePauliOp.from_list([("ZZ", 1)])),
+    (2, [SparsePauliOp.from_list([("ZI", 1)]), SparsePauliOp.from_list([("IZ", 1)])]),
+]
+
+
+@pytest.mark.parametrize(("num_qubits", "observables"), TORCH_CONNECTOR_CASES)
+def test_qiskit_machine_learning_torch_connector_cases_pass_with_statevector_qnn(num_qubits, observables):
+    from qiskit.circuit.library import real_amplitudes, z_feature_map
+    from qiskit_machine_learning.connectors.torch_connector import _TorchNNFunction
+    from qiskit_machine_learning.exceptions import QiskitMachineLearningError
+
+    fmap, ansatz = z_feature_map(num_qubits, reps=1), real_amplitudes(num_qubits, reps=1)
+    qc = QuantumCircuit(num_qubits)
+    qc.compose(fmap, inplace=True)
+    qc.compose(ansatz, inplace=True)
+    observables = [observables] if isinstance(observables, SparsePauliOp) else observables
+    qnn = StatevectorQNN(qc, list(fmap.parameters), list(ansatz.parameters), observables, input_gradients=True)
+    reference = estimator_qnn(qc, list(fmap.parameters), list(ansatz.parameters), observables, input_gradients=True)
+    assert qnn.output_shape == reference.output_shape  # observables=None: EstimatorQNN's Z...Z
+    torch.manual_seed(0)
+    for model in (TorchConnector(qnn), StatevectorConnector(qnn)):
+        weights = model.weight.detach().numpy()
+        for batch_size in (1, 2):  # _validate_forward
+            input_data = torch.rand((batch_size, qnn.num_inputs))
+            np.testing.assert_almost_equal(model(input_data).detach().numpy(),
+                                           qnn.forward(input_data.numpy(), weights))
+        with pytest.raises(QiskitMachineLearningError):
+            model(torch.rand((1, qnn.num_inputs + 1)))
+        for batch_size in (1, 2):  # _validate_backward
+            input_data = torch.rand((batch_size, qnn.num_inputs))
+            model.zero_grad()
+            torch.sum(model(input_data)).backward()
+            _, qnn_backward = qnn.backward(input_data.numpy(), weights)
+            eps, finite = 1e-4, np.zeros((batch_size, *qnn.output_shape, qnn.num_weights))
+            for k in range(qnn.num_weights):
+                delta = np.zeros_like(weights)
+                delta[k] = eps
+                finite[:, :, k] = (qnn.forward(input_data.numpy(), weights + delta)
+                                   - qnn.forward(input_data.numpy(), weights - delta)) / (2 * eps)
+            np.testing.assert_almost_equal(finite, qnn_backward, decimal=4)
+            np.testing.assert_almost_equal(model.weight.grad.numpy(), qnn_backward.sum(axis=(0, 1)), decimal=6)
+        # _validate_backward_automatically
+        data = (torch.randn(qnn.num_inputs, dtype=torch.double, requires_grad=True),
+                torch.randn(qnn.num_weights, dtype=torch.double, requires_grad=True))
+        assert torch.autograd.gradcheck(_TorchNNFunction.apply, (*data, qnn, False), eps=1e-4, atol=1e-3)
+    # and the values and gradients are EstimatorQNN's (StatevectorEstimator, no shot noise)
+    rng = np.random.default_rng(0)
+    assert_agree(qnn, reference, rng.uniform(-np.pi, np.pi, (3, qnn.num_inputs)),
+                 rng.uniform(-np.pi, np.pi, qnn.num_weights))

@@ -82,7 +82,8 @@ class StatevectorQNN(NeuralNetwork):
     engine start from the closed-form state of the circuit's leading RY tree. ``observables`` may be any
     Hermitian ``SparsePauliOp``s: diagonal ones (I/Z, the default ``Z_i``) are read from one simulation;
     X and Y terms are measured by group after a change of basis (:class:`PauliMeasurements`), one
-    simulation per qubit-wise commuting group.
+    simulation per qubit-wise commuting group. ``observables=None`` is ``EstimatorQNN``'s default: the
+    one observable ``Z`` on every qubit (``Z...Z``).
     """
 
     #: batches of at most this many amplitudes keep their final state for the next backward
@@ -96,6 +97,8 @@ class StatevectorQNN(NeuralNetwork):
         self.weight_params = list(weight_params)
         # (inputs bytes, weights bytes, final state) of the last forward pass, for its backward
         self._last: tuple[bytes, bytes, torch.Tensor] | None = None
+        if observables is None:  # as EstimatorQNN: the parity of all qubits
+            observables = [SparsePauliOp("Z" * circuit.num_qubits)]
         #: observables with X or Y terms, measured group by group (None: all diagonal, one program)
         self.measurements: PauliMeasurements | None = None
         if observables is not None and any(np.any(SparsePauliOp(o).paulis.x) for o in observables):
@@ -229,6 +232,7 @@ def estimator_qnn(circuit: QuantumCircuit, input_params, weight_params, observab
     """
     from qiskit.primitives import StatevectorEstimator
 
-    return EstimatorQNN(circuit=circuit, observables=list(observables), input_params=list(input_params),
+    return EstimatorQNN(circuit=circuit, observables=None if observables is None else list(observables),
+                        input_params=list(input_params),
                         weight_params=list(weight_params), estimator=estimator or StatevectorEstimator(),
                         input_gradients=input_gradients, default_precision=default_precision)
