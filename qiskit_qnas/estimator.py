@@ -173,9 +173,10 @@ class QNASEstimator(ClassifierMixin, BaseEstimator):
             ``"cnn"`` for a small convolutional trunk on square images, see
             :func:`qiskit_qnas.model.classical_trunk`) and its dropout. ``hidden=None``: no trainable
             layer before the circuit (the literature's quantum-dominant regime): the features enter
-            the embedding through a fixed map fitted on the training split, one to one when the
-            circuit has as many inputs as there are features (pad with 0 when it has more), their
-            leading principal components otherwise (:class:`qiskit_qnas.model.FixedInputMap`).
+            the embedding through a fixed map fitted on the training split, one to one and min-max
+            scaled to [0, 1] when the circuit has at least as many inputs as there are features (the
+            spare ones get 0), their leading principal components (whitened) otherwise
+            (:class:`qiskit_qnas.model.FixedInputMap`).
         head: ``"linear"`` (a trainable ``Linear(n_qubits, n_classes)`` on the read-outs, default) or
             None (the ``<Z>`` of the first ``n_classes`` qubits are the class scores; refused when the
             space's narrowest candidate has fewer qubits than there are classes).

@@ -342,7 +342,7 @@ class HQNN(nn.Module):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
             self.pre = classical_pre_layer(self.n_features, arch.n_features, hidden, dropout)
             self.head = readout_module(head, arch.n_qubits, self.n_classes)
-            # the fixed map's inputs are standardised already; a trained pre-layer's are not
+            # the fixed map's outputs are scaled already (and a trained affine norm would be a trained layer)
             self.norm = nn.Identity() if hidden is None else embedding_norm(arch.embedding, arch.n_features)
         self.readout_norm = ReadoutNorm(arch.n_qubits) if output_norm else nn.Identity()
         if qnn is None:

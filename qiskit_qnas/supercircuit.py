@@ -19,8 +19,8 @@ classical trunk is shared by every candidate, and each embedding family has its 
   statistics).
 
 With ``hidden=None`` there is no trunk and no trained projection: one
-:class:`~qiskit_qnas.model.FixedInputMap` per embedding, fitted on the training split, gives a
-candidate with ``m`` circuit inputs its first ``m`` (and no trained normalisation follows it).
+:class:`~qiskit_qnas.model.FixedInputMap`, shared by every embedding and fitted on the training split,
+gives a candidate with ``m`` circuit inputs its first ``m`` (and no trained normalisation follows it).
 
 Why few-shot: the families' circuits differ in kind (an angle map, a phase map whose ``<Z>`` is 0
 on its own, an amplitude state, entangling feature maps), so one table of rotation angles and one
@@ -169,8 +169,10 @@ class SuperCircuit(nn.Module):
             torch.manual_seed(0 if seed is None else int(seed))
             if hidden is None:
                 self.trunk = nn.Sequential()
-                self.projections = nn.ModuleDict({e: FixedInputMap(self.n_features, embedding_width(e, n_max))
-                                                  for e in space.embeddings})
+                # one map for every family: its components are nested, so each takes the first m it needs,
+                # and the training split is scanned and decomposed once
+                shared = FixedInputMap(self.n_features, max(embedding_width(e, n_max) for e in space.embeddings))
+                self.projections = nn.ModuleDict({e: shared for e in space.embeddings})
                 self.norms = nn.ModuleDict({e: nn.Identity() for e in space.embeddings})
             else:
                 self.trunk, width = classical_trunk(self.n_features, hidden, dropout)

@@ -80,7 +80,7 @@ class StatevectorQNN(NeuralNetwork):
     ``benchmarks/results/engine_throughput.md``. ``preparation`` (an :class:`RYTreePreparation`, as
     :func:`~qiskit_qnas.circuits.build_circuit` declares for the amplitude embedding) lets the
     engine start from the closed-form state of the circuit's leading RY tree. ``observables`` may be any
-    Hermitian ``SparsePauliOp``s: diagonal ones (I/Z, the default ``Z_i``) are read from one simulation;
+    Hermitian ``SparsePauliOp``s: diagonal ones (I/Z) are read from one simulation;
     X and Y terms are measured by group after a change of basis (:class:`PauliMeasurements`), one
     simulation per qubit-wise commuting group. ``observables=None`` is ``EstimatorQNN``'s default: the
     one observable ``Z`` on every qubit (``Z...Z``).
@@ -101,7 +101,7 @@ class StatevectorQNN(NeuralNetwork):
             observables = [SparsePauliOp("Z" * circuit.num_qubits)]
         #: observables with X or Y terms, measured group by group (None: all diagonal, one program)
         self.measurements: PauliMeasurements | None = None
-        if observables is not None and any(np.any(SparsePauliOp(o).paulis.x) for o in observables):
+        if any(np.any(SparsePauliOp(o).paulis.x) for o in observables):
             self.measurements = PauliMeasurements.of(list(observables), circuit.num_qubits)
             self._mixing = torch.as_tensor(self.measurements.mixing)
             self.programs = [StatevectorProgram(PauliMeasurements.measured_in(circuit, basis), self.input_params,
